@@ -1,0 +1,76 @@
+"""The ASGI application: routes, middleware, and the versions documents."""
+
+from __future__ import annotations
+
+import logging
+
+from oslo_config import cfg
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from glimpse.api import v2
+from glimpse.api.http import ContextMiddleware, error_response, json_response
+from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
+from glimpse.services import runtime as runtime_mod
+
+LOG = logging.getLogger(__name__)
+
+# (version, status): the newest is CURRENT, older ones SUPPORTED, as Glance lists them.
+API_VERSIONS = [f"2.{minor}" for minor in range(17, -1, -1)]
+
+
+def versions_doc(request: Request) -> dict:
+    conf = request.state.runtime.conf
+    base = (conf.public_endpoint or str(request.base_url)).rstrip("/")
+    versions = []
+    for i, version in enumerate(API_VERSIONS):
+        versions.append({
+            "id": f"v{version}",
+            "status": "CURRENT" if i == 0 else "SUPPORTED",
+            "links": [{"rel": "self", "href": f"{base}/v2/"}],
+        })
+    return {"versions": versions}
+
+
+async def root(request: Request) -> Response:
+    return json_response(versions_doc(request), 300)
+
+
+async def versions(request: Request) -> Response:
+    return json_response(versions_doc(request), 200)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed("The method is not allowed for this resource"))
+    if exc.status_code == 404:
+        return error_response(NotFound("The resource could not be found."))
+    err = GlimpseError(exc.detail)
+    err.status, err.title = exc.status_code, exc.detail
+    return error_response(err)
+
+
+async def _glimpse_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GlimpseError)
+    return error_response(exc)
+
+
+def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None) -> Starlette:
+    rt = runtime or runtime_mod.build(conf)
+    routes = [
+        Route("/", root, methods=["GET"]),
+        Route("/versions", versions, methods=["GET"]),
+        Route("/v2", versions, methods=["GET"]),
+        *v2.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_exception, GlimpseError: _glimpse_error},
+    )
+    app.add_middleware(ContextMiddleware, runtime=rt)
+    app.state.runtime = rt
+    return app

@@ -1,0 +1,156 @@
+"""Shared HTTP plumbing: request ids, authentication, errors, JSON, threads."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import anyio
+from anyio import from_thread
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from glimpse.api import auth, render
+from glimpse.config import effective_auth_strategy
+from glimpse.context import RequestContext
+from glimpse.errors import BadRequest, GlimpseError
+from glimpse.services.runtime import Runtime
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+JSON_TYPE = "application/json"
+UPLOAD_COALESCE = 1024 * 1024  # hand the worker thread ~1 MiB at a time
+
+
+def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None,
+                  ) -> Response:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    return Response(body, status_code=status, headers=headers,
+                    media_type="application/json; charset=UTF-8")
+
+
+def error_response(exc: GlimpseError) -> Response:
+    return json_response(render.error(exc.status, exc.title, exc.message), exc.status,
+                         headers=exc.headers)
+
+
+class ContextMiddleware:
+    """Pure ASGI middleware: request id on every response, context on every request,
+    JSON error bodies for every failure (never an HTML page, never a bare 500)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime):
+        self.app = app
+        self.runtime = runtime
+        self.strategy = effective_auth_strategy(runtime.conf)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req-" + str(uuid.uuid4())
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-openstack-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            headers = Headers(scope=scope)
+            scope.setdefault("state", {})
+            scope["state"]["context"] = auth.authenticate(self.strategy, headers, request_id)
+            scope["state"]["runtime"] = self.runtime
+            await self.app(scope, receive, send_with_id)
+        except GlimpseError as exc:
+            if started:
+                raise
+            await error_response(exc)(scope, receive, send_with_id)
+        except Exception:
+            LOG.exception("Unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            exc = GlimpseError("The server has either erred or is incapable of performing "
+                               "the requested operation.")
+            await error_response(exc)(scope, receive, send_with_id)
+
+
+def ctx_of(request: Request) -> RequestContext:
+    return request.state.context
+
+
+def rt_of(request: Request) -> Runtime:
+    return request.state.runtime
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a (blocking) service function in the thread pool."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def read_json(request: Request, max_bytes: int = 1024 * 1024) -> Any:
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise BadRequest("Request body is too large")
+    if not body:
+        raise BadRequest("Request body is empty; a JSON document is required")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Malformed JSON in request body: {exc}") from None
+
+
+async def _coalesced(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    buf = bytearray()
+    async for chunk in stream:
+        buf += chunk
+        if len(buf) >= UPLOAD_COALESCE:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+def body_chunks(request: Request) -> Iterator[bytes]:
+    """A blocking iterator over the request body, for use in a worker thread.
+
+    Each step pulls the next chunk from the event loop, so the client is read
+    only as fast as the store writes (back-pressure)."""
+    stream = _coalesced(request.stream())
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    while True:
+        chunk = from_thread.run(next_chunk)
+        if chunk is None:
+            return
+        yield chunk
+
+
+async def iterate_in_thread(iterator: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Serve a blocking store iterator from the event loop."""
+    sentinel = object()
+    try:
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, iterator, sentinel)
+            if chunk is sentinel:
+                return
+            yield chunk  # type: ignore[misc]
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            await anyio.to_thread.run_sync(close)

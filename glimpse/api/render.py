@@ -1,0 +1,70 @@
+"""Image, member and error documents as Glance renders them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from oslo_config import cfg
+
+from glimpse.db.repository import MemberRecord
+from glimpse.domain.images import ImageRecord
+
+
+def timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image(conf: cfg.ConfigOpts, img: ImageRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = dict(img.properties)
+    doc.update({
+        "id": img.id,
+        "name": img.name,
+        "status": img.status,
+        "visibility": img.visibility,
+        "protected": img.protected,
+        "os_hidden": img.os_hidden,
+        "checksum": img.checksum,
+        "os_hash_algo": img.os_hash_algo,
+        "os_hash_value": img.os_hash_value,
+        "size": img.size,
+        "virtual_size": img.virtual_size,
+        "min_disk": img.min_disk,
+        "min_ram": img.min_ram,
+        "disk_format": img.disk_format,
+        "container_format": img.container_format,
+        "owner": img.owner,
+        "created_at": timestamp(img.created_at),
+        "updated_at": timestamp(img.updated_at),
+        "tags": list(img.tags),
+        "self": f"/v2/images/{img.id}",
+        "file": f"/v2/images/{img.id}/file",
+        "schema": "/v2/schemas/image",
+    })
+    stores = [loc["metadata"].get("store") for loc in img.locations
+              if loc["metadata"].get("store")]
+    if stores and conf.enabled_backends:
+        doc["stores"] = ",".join(dict.fromkeys(stores))
+    if conf.show_multiple_locations:
+        doc["locations"] = [{"url": loc["url"], "metadata": loc["metadata"]}
+                            for loc in img.locations]
+    if conf.show_image_direct_url and img.locations:
+        doc["direct_url"] = img.locations[0]["url"]
+    return doc
+
+
+def member(m: MemberRecord) -> dict[str, Any]:
+    return {
+        "image_id": m.image_id,
+        "member_id": m.member_id,
+        "status": m.status,
+        "created_at": timestamp(m.created_at),
+        "updated_at": timestamp(m.updated_at),
+        "schema": "/v2/schemas/member",
+    }
+
+
+def error(status: int, title: str, message: str) -> dict[str, Any]:
+    return {"code": f"{status} {title}", "title": title, "message": message}

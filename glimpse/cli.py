@@ -1,0 +1,122 @@
+"""The glimpse command: serve, db sync|version, scrub."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from glimpse import config
+
+
+def _conf(args: argparse.Namespace):  # noqa: ANN202
+    overrides: dict[str, object] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "host", None):
+        overrides["bind_host"] = args.host
+    if getattr(args, "port", None):
+        overrides["bind_port"] = args.port
+    if getattr(args, "workers", None):
+        overrides["workers"] = args.workers
+    return config.load_config(args.config_file or [], overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from glimpse.db import engine as db_engine
+
+    conf = _conf(args)
+    # Migrate once, in the parent, before any worker starts.
+    db = db_engine.from_conf(conf)
+    db_engine.upgrade(db)
+    db.dispose()
+    os.environ["GLIMPSE_CONFIG_FILES"] = os.pathsep.join(
+        os.path.abspath(p) for p in (args.config_file or []))
+    os.environ["GLIMPSE_OVERRIDES"] = repr({
+        k: v for k, v in {"data_dir": conf.data_dir}.items()})
+    logging.getLogger("glimpse").info("Serving on %s:%s", conf.bind_host, conf.bind_port)
+    uvicorn.run(
+        "glimpse.asgi:app" if conf.workers > 1 else _app_factory(conf),
+        host=conf.bind_host,
+        port=conf.bind_port,
+        workers=conf.workers if conf.workers > 1 else None,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_keep_alive=75,
+        h11_max_incomplete_event_size=1024 * 1024,
+    )
+    return 0
+
+
+def _app_factory(conf):  # noqa: ANN001, ANN202
+    from glimpse.api.app import create_app
+    return create_app(conf)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from glimpse.db import engine as db_engine
+
+    conf = _conf(args)
+    db = db_engine.from_conf(conf)
+    try:
+        if args.db_command == "sync":
+            db_engine.upgrade(db)
+            print(db_engine.current_revision(db))
+        else:
+            print(db_engine.current_revision(db) or "none")
+    finally:
+        db.dispose()
+    return 0
+
+
+def _scrub(args: argparse.Namespace) -> int:
+    from glimpse.services import runtime, scrub
+
+    rt = runtime.build(_conf(args))
+    try:
+        report = scrub.scrub(rt, ignore_scrub_time=args.now)
+    finally:
+        rt.close()
+    print(f"scrubbed {report.images} images, {report.locations} locations, "
+          f"{report.errors} errors")
+    return 1 if report.errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-file", action="append", metavar="PATH",
+                        help="glance-api.conf-style file (repeatable)")
+    common.add_argument("--data-dir", help="data directory (default ./data)")
+    parser = argparse.ArgumentParser(prog="glimpse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", parents=[common], help="run the API server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(func=_serve)
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (("sync", "upgrade the schema to the latest version"),
+                       ("version", "print the schema version")):
+        p = db_sub.add_parser(name, parents=[common], help=text)
+        p.set_defaults(func=_db)
+    scrub = sub.add_parser("scrub", parents=[common],
+                           help="delete data of images deleted with delayed_delete")
+    scrub.add_argument("--now", action="store_true", help="ignore scrub_time")
+    scrub.set_defaults(func=_scrub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

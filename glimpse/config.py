@@ -1,0 +1,210 @@
+"""Every configuration option Glimpse reads.
+
+Option names and sections follow glance-api.conf wherever Glance has the
+option, so an operator's existing file keeps working. Options Glance does not
+have are marked "(Glimpse)" in their help text.
+
+A ConfigOpts object is built per process (or per test) by ``load_config``;
+nothing reads a global configuration object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+from oslo_config import cfg, types
+
+AUTH_STRATEGIES = ("noauth", "trusted-headers", "keystone")
+
+DEFAULT_DISK_FORMATS = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+]
+DEFAULT_CONTAINER_FORMATS = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
+
+default_opts = [
+    cfg.StrOpt("bind_host", default="127.0.0.1", help="Address to listen on."),
+    cfg.PortOpt("bind_port", default=9292, help="Port to listen on."),
+    cfg.IntOpt("workers", default=1, min=1, help="Number of API worker processes."),
+    cfg.StrOpt(
+        "data_dir",
+        default="./data",
+        help="(Glimpse) Directory holding the embedded SQLite database, the default "
+        "file store and the staging area, when those are not configured separately.",
+    ),
+    cfg.StrOpt(
+        "auth_strategy",
+        default="noauth",
+        choices=AUTH_STRATEGIES,
+        help="(Glimpse) How requests are authenticated. 'noauth' (embedded default, never "
+        "expose it to a network): requests without identity headers act as an admin with "
+        "no project. 'trusted-headers': identity is read from the X-Project-Id, X-User-Id "
+        "and X-Roles headers set by an authenticating proxy. 'keystone': tokens are "
+        "validated against Keystone.",
+    ),
+    cfg.StrOpt("public_endpoint", help="Public URL to use in versions responses."),
+    cfg.IntOpt("api_limit_max", default=1000, min=1,
+               help="Maximum number of items returned by one list request."),
+    cfg.IntOpt("limit_param_default", default=25, min=1,
+               help="Default page size when a list request gives no limit."),
+    cfg.BoolOpt("show_image_direct_url", default=False,
+                help="Show the direct URL of an image's data in its record."),
+    cfg.BoolOpt("show_multiple_locations", default=False,
+                help="Show all locations of an image's data in its record."),
+    cfg.IntOpt("image_member_quota", default=128,
+               help="Maximum members of one image; negative means unlimited."),
+    cfg.IntOpt("image_property_quota", default=128,
+               help="Maximum additional properties of one image; negative means unlimited."),
+    cfg.IntOpt("image_tag_quota", default=128,
+               help="Maximum tags of one image; negative means unlimited."),
+    cfg.IntOpt("image_location_quota", default=10,
+               help="Maximum locations of one image; negative means unlimited."),
+    cfg.StrOpt("user_storage_quota", default="0",
+               help="Maximum bytes of image data per project, optionally with a unit "
+               "(B, KB, MB, GB, TB; 1024-based). 0 means unlimited."),
+    cfg.IntOpt("image_size_cap", default=1099511627776, min=1, max=9223372036854775807,
+               help="Maximum size of one image in bytes."),
+    cfg.StrOpt("hashing_algorithm", default="sha512",
+               help="hashlib algorithm used for os_hash_value."),
+    cfg.BoolOpt("delayed_delete", default=False,
+                help="Keep deleted images' data (status pending_delete) until "
+                "'glimpse scrub' removes it."),
+    cfg.IntOpt("scrub_time", default=0, min=0,
+               help="Seconds to keep pending_delete data before the scrubber removes it."),
+    cfg.StrOpt("worker_self_reference_url",
+               help="URL other workers use to reach this worker (distributed import)."),
+    cfg.ListOpt("enabled_import_methods",
+                default=["glance-direct", "web-download", "copy-image"],
+                help="Import methods offered by /v2/info/import."),
+    cfg.StrOpt("node_staging_uri",
+               help="file:// URI of this worker's staging directory. Defaults to "
+               "<data_dir>/staging."),
+    cfg.DictOpt("enabled_backends",
+                help="Named stores as name:type pairs, e.g. 'fast:file,cheap:file'."),
+    cfg.StrOpt("property_protection_file", help="Property protections file."),
+    cfg.StrOpt("property_protection_rule_format", default="roles",
+               choices=("roles", "policies")),
+]
+
+image_format_opts = [
+    cfg.ListOpt("disk_formats", default=DEFAULT_DISK_FORMATS,
+                help="Disk formats images may have."),
+    cfg.ListOpt("container_formats", default=DEFAULT_CONTAINER_FORMATS,
+                help="Container formats images may have."),
+    cfg.BoolOpt("require_image_format_match", default=True,
+                help="Refuse uploaded data whose content is not the image's disk_format "
+                "(checked for formats that can be inspected)."),
+]
+
+database_opts = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="SQLAlchemy URL of the database. Defaults to SQLite at <data_dir>/glimpse.sqlite. "
+        "mysql:// and mysql+pymysql:// use PyMySQL, postgresql:// uses psycopg 3.",
+    ),
+    cfg.IntOpt("max_pool_size", default=10, help="Connection pool size (server databases)."),
+    cfg.IntOpt("max_overflow", default=20, help="Connections allowed beyond the pool size."),
+]
+
+glance_store_opts = [
+    cfg.ListOpt("stores", default=["file", "http"], help="Store types enabled (single store)."),
+    cfg.StrOpt("default_store", default="file", help="Store type used for new data."),
+    cfg.StrOpt("default_backend", help="Name of the default store when enabled_backends is set."),
+    cfg.StrOpt("filesystem_store_datadir",
+               help="Directory of the file store. Defaults to <data_dir>/images."),
+]
+
+paste_deploy_opts = [
+    cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' and "
+               "'keystone+cachemanagement' select auth_strategy=keystone."),
+    cfg.StrOpt("config_file", help="Accepted and ignored: Glimpse has no paste pipeline."),
+]
+
+OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
+    (None, default_opts),
+    ("image_format", image_format_opts),
+    ("database", database_opts),
+    ("glance_store", glance_store_opts),
+    ("paste_deploy", paste_deploy_opts),
+]
+
+
+def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    """Entry point for oslo-config-generator."""
+    return [(group, list(opts)) for group, opts in OPT_GROUPS]
+
+
+def new_conf() -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    for group, opts in OPT_GROUPS:
+        conf.register_opts(opts, group=group)
+    return conf
+
+
+def load_config(
+    config_files: Sequence[str] = (),
+    overrides: dict[str, object] | None = None,
+    args: Iterable[str] = (),
+) -> cfg.ConfigOpts:
+    """Build the configuration from glance-api.conf-style files.
+
+    ``overrides`` maps ``"option"`` or ``"group.option"`` to a value and wins
+    over the files (used for command-line flags and tests).
+    """
+    conf = new_conf()
+    files = list(config_files)
+    # Glance reads glance-image-import.conf from beside glance-api.conf into
+    # the same namespace; do the same so import options can live in either.
+    for path in list(files):
+        sibling = os.path.join(os.path.dirname(os.path.abspath(path)), "glance-image-import.conf")
+        if os.path.exists(sibling) and sibling not in files:
+            files.append(sibling)
+    conf(args=list(args), project="glimpse", default_config_files=files,
+         default_config_dirs=[], validate_default_values=True)
+    for key, value in (overrides or {}).items():
+        group, _, name = key.rpartition(".")
+        conf.set_override(name, value, group=group or None)
+    return conf
+
+
+def data_path(conf: cfg.ConfigOpts, *parts: str) -> str:
+    return os.path.abspath(os.path.join(conf.data_dir, *parts))
+
+
+def database_url(conf: cfg.ConfigOpts) -> str:
+    url = conf.database.connection
+    if not url:
+        return "sqlite:///" + data_path(conf, "glimpse.sqlite")
+    # Glance deployments commonly say mysql:// or mysql+pymysql://, postgresql://.
+    if url.startswith("mysql://"):
+        url = "mysql+pymysql://" + url[len("mysql://"):]
+    elif url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def effective_auth_strategy(conf: cfg.ConfigOpts) -> str:
+    flavor = (conf.paste_deploy.flavor or "").strip()
+    if flavor.startswith("keystone"):
+        return "keystone"
+    return conf.auth_strategy
+
+
+_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def parse_size(value: str) -> int:
+    """Parse '10GB' style sizes (1024-based, as Glance's user_storage_quota)."""
+    text = str(value).strip().upper()
+    for unit in ("TB", "GB", "MB", "KB", "B"):
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)].strip()) * _UNITS[unit])
+    return int(text)
+
+
+def storage_quota(conf: cfg.ConfigOpts) -> int:
+    return parse_size(conf.user_storage_quota)
+
+
+__all__ = ["load_config", "list_opts", "types"]

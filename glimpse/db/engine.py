@@ -1,0 +1,101 @@
+"""Engine and session set-up for SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from oslo_config import cfg
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from glimpse.config import database_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            # Let pysqlite not issue BEGIN itself; we emit BEGIN IMMEDIATE for
+            # writes below so concurrent writers queue instead of deadlocking.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # noqa: ANN001
+            write = conn.get_execution_options().get("sqlite_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    pool_size = conf.database.max_pool_size if conf is not None else 10
+    overflow = conf.database.max_overflow if conf is not None else 20
+    return create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True,
+                         pool_recycle=3600)
+
+
+class Database:
+    """Owns the engine; hands out sessions for reads and for writes."""
+
+    def __init__(self, url: str, conf: cfg.ConfigOpts | None = None):
+        self.url = url
+        self.engine = make_engine(url, conf)
+        self.is_sqlite = url.startswith("sqlite")
+        self._readers = sessionmaker(self.engine, expire_on_commit=False)
+        writer_engine = (
+            self.engine.execution_options(sqlite_write=True) if self.is_sqlite else self.engine
+        )
+        self._writers = sessionmaker(writer_engine, expire_on_commit=False)
+
+    def read(self) -> Session:
+        return self._readers()
+
+    def write(self) -> Session:
+        """A session whose transaction takes SQLite's write lock up front, so
+        concurrent writers wait for each other instead of failing."""
+        return self._writers()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def from_conf(conf: cfg.ConfigOpts) -> Database:
+    return Database(database_url(conf), conf)
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    with db.engine.begin() as conn:
+        config = alembic_config(db.url)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

@@ -1,0 +1,127 @@
+"""SQLAlchemy models. One schema for SQLite, PostgreSQL and MariaDB.
+
+Changing a table means adding an Alembic migration in db/migrations/versions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# MariaDB's DATETIME drops fractions of a second unless asked; keep microseconds
+# everywhere so created_at ordering and marker pagination agree on all databases.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    disk_format: Mapped[str | None] = mapped_column(String(20))
+    container_format: Mapped[str | None] = mapped_column(String(20))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(30), nullable=False)
+    visibility: Mapped[str] = mapped_column(String(20), nullable=False)
+    checksum: Mapped[str | None] = mapped_column(String(32))
+    os_hash_algo: Mapped[str | None] = mapped_column(String(64))
+    os_hash_value: Mapped[str | None] = mapped_column(String(128))
+    min_disk: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    min_ram: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    protected: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    os_hidden: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (
+        Index("ix_images_deleted_visibility", "deleted", "visibility"),
+        Index("ix_images_owner", "owner"),
+        Index("ix_images_status", "status"),
+        Index("ix_images_name", "name"),
+        Index("ix_images_created_at", "created_at"),
+        Index("ix_images_updated_at", "updated_at"),
+        Index("ix_images_os_hash_value", "os_hash_value"),
+    )
+
+
+class ImageProperty(Base):
+    __tablename__ = "image_properties"
+
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (Index("ix_image_properties_name", "name"),)
+
+
+class ImageTag(Base):
+    __tablename__ = "image_tags"
+
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+    __table_args__ = (Index("ix_image_tags_value", "value"),)
+
+
+class ImageMember(Base):
+    __tablename__ = "image_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("images.id", ondelete="CASCADE"), nullable=False
+    )
+    member: Mapped[str] = mapped_column(String(255), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
+    can_share: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "member", name="uq_image_members_image_member"),
+        Index("ix_image_members_member_status", "member", "status"),
+    )
+
+
+class ImageLocation(Base):
+    __tablename__ = "image_locations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("images.id", ondelete="CASCADE"), nullable=False
+    )
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    meta_data: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    # active | pending_delete | deleted
+    status: Mapped[str] = mapped_column(String(30), nullable=False, default="active")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+    __table_args__ = (
+        Index("ix_image_locations_image_id", "image_id"),
+        Index("ix_image_locations_status", "status"),
+    )

@@ -1,0 +1,426 @@
+"""Database access for images, properties, tags, members and locations.
+
+Functions take an open Session and return domain records; the service layer
+owns transactions. Status changes are compare-and-set (``set_status``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from glimpse.context import RequestContext
+from glimpse.db.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
+from glimpse.domain.images import ImageRecord
+from glimpse.errors import BadRequest, Conflict
+
+IMAGE_COLUMNS = (
+    "id", "name", "status", "visibility", "owner", "protected", "os_hidden", "disk_format",
+    "container_format", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
+    "min_disk", "min_ram", "created_at", "updated_at",
+)
+
+SORT_KEYS = frozenset({
+    "name", "status", "container_format", "disk_format", "size", "virtual_size", "id",
+    "created_at", "updated_at", "min_disk", "min_ram", "owner", "visibility", "protected",
+    "os_hidden",
+})
+
+# Nullable sort keys sort as if NULL were the smallest value, the same on
+# every database (they disagree on where NULLs go), so markers work everywhere.
+_NULL_SENTINEL: dict[str, Any] = {
+    "name": "", "container_format": "", "disk_format": "", "owner": "",
+    "size": -1, "virtual_size": -1,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _record(row: Image, properties: dict[str, str] | None = None,
+            tags: list[str] | None = None, locations: list[dict] | None = None) -> ImageRecord:
+    return ImageRecord(
+        **{c: getattr(row, c) for c in IMAGE_COLUMNS},
+        properties=properties or {},
+        tags=tags or [],
+        locations=locations or [],
+    )
+
+
+# ---------------------------------------------------------------- images
+
+
+def create_image(session: Session, values: dict[str, Any], properties: dict[str, str],
+                 tags: Iterable[str]) -> None:
+    now = utcnow()
+    row = Image(created_at=now, updated_at=now, deleted=False, **values)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"An image with identifier {values['id']} already exists") from None
+    if properties:
+        session.execute(insert(ImageProperty), [
+            {"image_id": row.id, "name": k, "value": v} for k, v in properties.items()
+        ])
+    tag_list = sorted(set(tags))
+    if tag_list:
+        session.execute(insert(ImageTag), [{"image_id": row.id, "value": t} for t in tag_list])
+
+
+def image_exists_any(session: Session, image_id: str) -> bool:
+    """True if the id was ever used, deleted images included (ids are never reused)."""
+    return session.scalar(select(exists().where(Image.id == image_id))) or False
+
+
+def get_image(session: Session, image_id: str, *, with_locations: bool = True,
+              include_deleted: bool = False) -> ImageRecord | None:
+    stmt = select(Image).where(Image.id == image_id)
+    if not include_deleted:
+        stmt = stmt.where(Image.deleted == false())
+    row = session.scalars(stmt).first()
+    if row is None:
+        return None
+    props = _properties_for(session, [image_id]).get(image_id, {})
+    tags = _tags_for(session, [image_id]).get(image_id, [])
+    locs = _locations_for(session, [image_id]).get(image_id, []) if with_locations else []
+    return _record(row, props, tags, locs)
+
+
+def update_image(session: Session, image_id: str, values: dict[str, Any],
+                 expected_status: str | None = None) -> bool:
+    """Update columns; with ``expected_status`` this is a compare-and-set."""
+    values = {**values, "updated_at": utcnow()}
+    stmt = update(Image).where(Image.id == image_id, Image.deleted == false())
+    if expected_status is not None:
+        stmt = stmt.where(Image.status == expected_status)
+    result = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def set_status(session: Session, image_id: str, expected: str, new: str,
+               **values: Any) -> bool:
+    return update_image(session, image_id, {"status": new, **values}, expected_status=expected)
+
+
+def mark_deleted(session: Session, image_id: str, expected: str, new_status: str) -> bool:
+    now = utcnow()
+    result = session.execute(
+        update(Image)
+        .where(Image.id == image_id, Image.status == expected, Image.deleted == false())
+        .values(status=new_status, deleted=True, deleted_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def touch(session: Session, image_id: str) -> None:
+    session.execute(update(Image).where(Image.id == image_id).values(updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
+
+
+def set_properties(session: Session, image_id: str, to_set: dict[str, str],
+                   to_remove: Iterable[str]) -> None:
+    remove = set(to_remove) | set(to_set)
+    if remove:
+        session.execute(delete(ImageProperty).where(
+            ImageProperty.image_id == image_id, ImageProperty.name.in_(remove)))
+    if to_set:
+        session.execute(insert(ImageProperty), [
+            {"image_id": image_id, "name": k, "value": v} for k, v in to_set.items()])
+
+
+def replace_tags(session: Session, image_id: str, tags: Iterable[str]) -> None:
+    session.execute(delete(ImageTag).where(ImageTag.image_id == image_id))
+    tag_list = sorted(set(tags))
+    if tag_list:
+        session.execute(insert(ImageTag), [{"image_id": image_id, "value": t} for t in tag_list])
+
+
+def add_tag(session: Session, image_id: str, tag: str) -> None:
+    if session.get(ImageTag, (image_id, tag)) is None:
+        session.add(ImageTag(image_id=image_id, value=tag))
+        session.flush()
+
+
+def remove_tag(session: Session, image_id: str, tag: str) -> bool:
+    result = session.execute(delete(ImageTag).where(
+        ImageTag.image_id == image_id, ImageTag.value == tag))
+    return result.rowcount > 0
+
+
+def storage_used(session: Session, owner: str, exclude_image: str | None = None) -> int:
+    stmt = select(func.coalesce(func.sum(Image.size), 0)).where(
+        Image.owner == owner, Image.deleted == false())
+    if exclude_image is not None:
+        stmt = stmt.where(Image.id != exclude_image)
+    return int(session.scalar(stmt) or 0)
+
+
+# ---------------------------------------------------------------- related rows
+
+
+def _properties_for(session: Session, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    if not ids:
+        return out
+    rows = session.execute(select(ImageProperty.image_id, ImageProperty.name,
+                                  ImageProperty.value).where(ImageProperty.image_id.in_(ids)))
+    for image_id, name, value in rows:
+        out.setdefault(image_id, {})[name] = value
+    return out
+
+
+def _tags_for(session: Session, ids: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if not ids:
+        return out
+    rows = session.execute(select(ImageTag.image_id, ImageTag.value)
+                           .where(ImageTag.image_id.in_(ids)).order_by(ImageTag.value))
+    for image_id, value in rows:
+        out.setdefault(image_id, []).append(value)
+    return out
+
+
+def _locations_for(session: Session, ids: Sequence[str]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    if not ids:
+        return out
+    rows = session.execute(
+        select(ImageLocation.image_id, ImageLocation.id, ImageLocation.value,
+               ImageLocation.meta_data, ImageLocation.status)
+        .where(ImageLocation.image_id.in_(ids), ImageLocation.status == "active")
+        .order_by(ImageLocation.id))
+    for image_id, loc_id, value, meta, status in rows:
+        out.setdefault(image_id, []).append(
+            {"id": loc_id, "url": value, "metadata": json.loads(meta or "{}"), "status": status})
+    return out
+
+
+# ---------------------------------------------------------------- locations
+
+
+def add_location(session: Session, image_id: str, url: str, metadata: dict) -> None:
+    now = utcnow()
+    session.add(ImageLocation(image_id=image_id, value=url, meta_data=json.dumps(metadata),
+                              status="active", created_at=now, updated_at=now))
+    session.flush()
+
+
+def set_location_status(session: Session, image_id: str, status: str,
+                        location_id: int | None = None) -> None:
+    stmt = update(ImageLocation).where(ImageLocation.image_id == image_id)
+    if location_id is not None:
+        stmt = stmt.where(ImageLocation.id == location_id)
+    session.execute(stmt.values(status=status, updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
+
+
+def pending_delete_locations(session: Session, older_than: datetime) -> list[dict]:
+    rows = session.execute(
+        select(ImageLocation.id, ImageLocation.image_id, ImageLocation.value,
+               ImageLocation.meta_data)
+        .join(Image, Image.id == ImageLocation.image_id)
+        .where(ImageLocation.status == "pending_delete", Image.deleted_at <= older_than)
+        .order_by(ImageLocation.id))
+    return [{"id": i, "image_id": img, "url": v, "metadata": json.loads(m or "{}")}
+            for i, img, v, m in rows]
+
+
+def images_pending_delete(session: Session, older_than: datetime) -> list[str]:
+    return list(session.scalars(select(Image.id).where(
+        Image.status == "pending_delete", Image.deleted_at <= older_than)))
+
+
+# ---------------------------------------------------------------- members
+
+
+@dataclass
+class MemberRecord:
+    image_id: str
+    member_id: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _member(row: ImageMember) -> MemberRecord:
+    return MemberRecord(row.image_id, row.member, row.status, row.created_at, row.updated_at)
+
+
+def get_member(session: Session, image_id: str, member: str) -> MemberRecord | None:
+    row = session.scalars(select(ImageMember).where(
+        ImageMember.image_id == image_id, ImageMember.member == member)).first()
+    return _member(row) if row else None
+
+
+def list_members(session: Session, image_id: str) -> list[MemberRecord]:
+    rows = session.scalars(select(ImageMember).where(ImageMember.image_id == image_id)
+                           .order_by(ImageMember.created_at, ImageMember.id))
+    return [_member(r) for r in rows]
+
+
+def count_members(session: Session, image_id: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(ImageMember)
+                              .where(ImageMember.image_id == image_id)) or 0)
+
+
+def add_member(session: Session, image_id: str, member: str) -> MemberRecord:
+    now = utcnow()
+    row = ImageMember(image_id=image_id, member=member, status="pending", can_share=False,
+                      created_at=now, updated_at=now)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"Member {member} is duplicated for image {image_id}") from None
+    return _member(row)
+
+
+def update_member_status(session: Session, image_id: str, member: str, status: str) -> None:
+    session.execute(update(ImageMember).where(
+        ImageMember.image_id == image_id, ImageMember.member == member)
+        .values(status=status, updated_at=utcnow()).execution_options(synchronize_session=False))
+
+
+def delete_member(session: Session, image_id: str, member: str) -> bool:
+    result = session.execute(delete(ImageMember).where(
+        ImageMember.image_id == image_id, ImageMember.member == member))
+    return result.rowcount > 0
+
+
+def delete_all_members(session: Session, image_id: str) -> None:
+    session.execute(delete(ImageMember).where(ImageMember.image_id == image_id))
+
+
+# ---------------------------------------------------------------- listing
+
+
+@dataclass
+class ListQuery:
+    visibility: str | None = None          # None, public, private, shared, community, all
+    member_status: str = "accepted"        # pending, accepted, rejected, all
+    filters: list[ColumnElement[bool]] | None = None
+    tags: list[str] | None = None
+    properties: dict[str, str] | None = None
+    sort: list[tuple[str, str]] | None = None
+    limit: int = 25
+    marker: str | None = None
+
+
+def _membership(project: str | None, member_status: str) -> ColumnElement[bool]:
+    cond = [ImageMember.image_id == Image.id, ImageMember.member == project]
+    if member_status != "all":
+        cond.append(ImageMember.status == member_status)
+    return exists().where(*cond)
+
+
+def visibility_clause(ctx: RequestContext, visibility: str | None,
+                      member_status: str) -> ColumnElement[bool]:
+    """Which images a list request may return (the listing side of
+    glimpse.domain.images.can_view)."""
+    project = ctx.project_id
+    owned = Image.owner == project if project is not None else false()
+    shared_to_me = and_(Image.visibility == "shared", _membership(project, member_status))
+    if ctx.is_admin:
+        if visibility in (None, "all"):
+            return true()
+        if visibility == "shared" and member_status != "all":
+            return and_(Image.visibility == "shared",
+                        or_(owned, _membership(project, member_status)))
+        return Image.visibility == visibility
+    if visibility is None:
+        return or_(owned, Image.visibility == "public", shared_to_me)
+    if visibility == "all":
+        return or_(owned, Image.visibility.in_(("public", "community")), shared_to_me)
+    if visibility in ("public", "community"):
+        return Image.visibility == visibility
+    if visibility == "private":
+        return and_(Image.visibility == "private", owned)
+    if visibility == "shared":
+        return and_(Image.visibility == "shared", or_(owned, _membership(project,
+                                                                         member_status)))
+    return false()
+
+
+def _sort_expr(key: str) -> ColumnElement[Any]:
+    col = getattr(Image, key)
+    if key in _NULL_SENTINEL:
+        return func.coalesce(col, literal(_NULL_SENTINEL[key]))
+    return col
+
+
+def _sort_value(row: Image, key: str) -> Any:
+    value = getattr(row, key)
+    if value is None and key in _NULL_SENTINEL:
+        return _NULL_SENTINEL[key]
+    return value
+
+
+def list_images(session: Session, ctx: RequestContext, q: ListQuery) -> list[ImageRecord]:
+    sort = list(q.sort or [("created_at", "desc")])
+    if not any(k == "id" for k, _ in sort):
+        sort.append(("id", sort[-1][1]))
+    stmt = select(Image).where(
+        Image.deleted == false(), visibility_clause(ctx, q.visibility, q.member_status))
+    for cond in q.filters or []:
+        stmt = stmt.where(cond)
+    for tag in q.tags or []:
+        stmt = stmt.where(exists().where(ImageTag.image_id == Image.id, ImageTag.value == tag))
+    for name, value in (q.properties or {}).items():
+        stmt = stmt.where(exists().where(ImageProperty.image_id == Image.id,
+                                         ImageProperty.name == name,
+                                         ImageProperty.value == value))
+    if q.marker is not None:
+        marker = session.get(Image, q.marker)
+        if marker is None or marker.deleted:
+            raise BadRequest(f"Invalid marker. Image {q.marker} could not be found.")
+        stmt = stmt.where(_after_marker(marker, sort))
+    order = [(_sort_expr(k).desc() if d == "desc" else _sort_expr(k).asc()) for k, d in sort]
+    rows = list(session.scalars(stmt.order_by(*order).limit(q.limit)))
+    ids = [r.id for r in rows]
+    props = _properties_for(session, ids)
+    tags = _tags_for(session, ids)
+    locs = _locations_for(session, ids)
+    return [_record(r, props.get(r.id), tags.get(r.id), locs.get(r.id)) for r in rows]
+
+
+def _after_marker(marker: Image, sort: list[tuple[str, str]]) -> ColumnElement[bool]:
+    """Keyset condition: rows strictly after the marker in the sort order."""
+    clauses = []
+    for i, (key, direction) in enumerate(sort):
+        equal_prefix = [_sort_expr(k) == _sort_value(marker, k) for k, _ in sort[:i]]
+        value = _sort_value(marker, key)
+        expr = _sort_expr(key)
+        beyond = expr < value if direction == "desc" else expr > value
+        clauses.append(and_(*equal_prefix, beyond))
+    return or_(*clauses)
+
+
+def set_deleted_status(session: Session, image_id: str, expected: str, new: str) -> bool:
+    """Compare-and-set on an already deleted image row (the scrubber's step)."""
+    result = session.execute(
+        update(Image).where(Image.id == image_id, Image.status == expected)
+        .values(status=new, updated_at=utcnow()).execution_options(synchronize_session=False))
+    return result.rowcount == 1

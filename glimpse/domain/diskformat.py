@@ -1,0 +1,90 @@
+"""What the bytes of an image really are: format, virtual size, safety.
+
+Fed chunk by chunk alongside the write (no second pass over the data), using
+oslo.utils' format inspectors. Pure computation, no I/O.
+"""
+
+from __future__ import annotations
+
+from oslo_utils.imageutils import format_inspector as fi
+
+from glimpse.errors import BadRequest
+
+# Formats whose data has a header we can check against the claimed disk_format.
+INSPECTABLE = frozenset({"qcow2", "vmdk", "vhd", "vhdx", "vdi", "iso", "raw", "qed", "luks"})
+# Formats that must never hide inside an image claimed to be raw.
+_NOT_RAW = frozenset({"qcow2", "vmdk", "vhd", "vhdx", "vdi", "qed", "luks"})
+
+
+class DiskFormatInspector:
+    """Runs every known inspector over the stream, then judges the result."""
+
+    def __init__(self, claimed_format: str | None):
+        self.claimed = claimed_format
+        self._inspectors: dict[str, fi.FileInspector] = {
+            name: cls() for name, cls in fi.ALL_FORMATS.items()
+        }
+        self._broken: set[str] = set()
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        for name, inspector in self._inspectors.items():
+            if name in self._broken:
+                continue
+            try:
+                inspector.eat_chunk(chunk)
+            except fi.ImageFormatError:
+                self._broken.add(name)
+
+    def _matching(self) -> list[str]:
+        found = []
+        for name, inspector in self._inspectors.items():
+            if name in self._broken or name == "raw":
+                continue
+            try:
+                if inspector.format_match:
+                    found.append(name)
+            except fi.ImageFormatError:
+                continue
+        return found
+
+    def finish(self, enforce_match: bool = True) -> int | None:
+        """Check the finished stream; return the virtual size (None if unknown).
+
+        Raises BadRequest when the data is not the claimed format or is unsafe.
+        """
+        for name, inspector in self._inspectors.items():
+            if name in self._broken:
+                continue
+            try:
+                inspector.finish()
+            except fi.ImageFormatError:
+                self._broken.add(name)
+        matches = self._matching()
+        claimed = self.claimed
+        if claimed not in INSPECTABLE:
+            return None
+        if claimed == "raw":
+            # GPT/MBR partition tables and ISO filesystems are raw disks too.
+            wrong = sorted(set(matches) & _NOT_RAW)
+            if wrong and enforce_match:
+                raise BadRequest(
+                    f"Image data does not match disk_format raw: it looks like {wrong[0]}")
+            return self.size
+        inspector = self._inspectors.get(claimed)
+        if inspector is None or claimed not in matches:
+            if enforce_match:
+                raise BadRequest(f"Image data does not match disk_format {claimed}")
+            return None
+        try:
+            inspector.safety_check()
+        except fi.SafetyCheckFailed as exc:
+            raise BadRequest(f"Image has unsafe content and was refused: {exc}") from None
+        except fi.ImageFormatError as exc:
+            raise BadRequest(f"Image could not be inspected and was refused: {exc}") from None
+        try:
+            virtual = inspector.virtual_size
+        except fi.ImageFormatError:
+            return None
+        return int(virtual) if virtual else None

@@ -1,0 +1,65 @@
+"""The one small interface every store driver implements.
+
+Drivers are synchronous and run in worker threads; the API layer bridges
+them to the event loop. Every driver passes tests/stores/test_conformance.py.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+
+class StoreError(Exception):
+    """A driver failed; the message is safe to show to the client."""
+
+
+class DataNotFound(StoreError):
+    pass
+
+
+class StoreFull(StoreError):
+    pass
+
+
+@dataclass
+class StoredData:
+    url: str
+    size: int
+    metadata: dict = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    #: driver type as Glance names it: file, http, s3, swift, rbd
+    type: str = ""
+    read_only: bool = False
+
+    def __init__(self, name: str, description: str = ""):
+        self.name = name
+        self.description = description
+
+    @abc.abstractmethod
+    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+        """Store all of ``chunks``. Returns only once the data is durable; on any
+        error (including one raised by ``chunks``) nothing is left behind."""
+
+    @abc.abstractmethod
+    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Yield the bytes of ``url`` from ``offset``, ``length`` bytes or to the end."""
+
+    @abc.abstractmethod
+    def size(self, url: str) -> int:
+        """Size in bytes of the data at ``url``; DataNotFound if absent."""
+
+    @abc.abstractmethod
+    def delete(self, url: str) -> None:
+        """Remove the data at ``url``; DataNotFound if it is already gone."""
+
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` names data this store holds."""
+        return False
+
+    def local_path(self, url: str) -> str | None:
+        """A local file holding the data, for zero-copy serving; None if not local."""
+        return None
