@@ -1,0 +1,200 @@
+"""Shared fixtures: real databases, an in-process app, and live servers.
+
+Database back ends: SQLite always; PostgreSQL and MariaDB at their standard
+local ports (GLIMPSE_TEST_PG_URL / GLIMPSE_TEST_MYSQL_URL override). Each test
+session creates its own throw-away databases and drops them afterwards.
+Outside CI a back end that is not reachable is skipped with a plain reason;
+with CI=true it fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from glimpse.api.app import create_app
+from glimpse.config import load_config
+from glimpse.services import runtime as runtime_mod
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN = os.environ.get("GLIMPSE_TEST_PG_URL",
+                          "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MYSQL_ADMIN = os.environ.get("GLIMPSE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+BACKENDS = [b for b in os.environ.get("GLIMPSE_TEST_DBS", "sqlite,postgresql,mysql").split(",")
+            if b]
+
+
+def _unavailable(name: str, exc: Exception) -> None:
+    message = f"{name} is not reachable ({exc.__class__.__name__}: {exc})"
+    if IN_CI:
+        pytest.fail(message + " - CI requires every database back end", pytrace=False)
+    pytest.skip(message)
+
+
+class ServerDB:
+    """Creates fresh databases on one server and drops them at the end."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.created: list[str] = []
+        admin = PG_ADMIN if kind == "postgresql" else MYSQL_ADMIN
+        self.engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def new(self) -> str:
+        name = "glimpse_t_" + uuid.uuid4().hex[:12]
+        with self.engine.connect() as conn:
+            if self.kind == "postgresql":
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        self.created.append(name)
+        url = self.engine.url.set(database=name)
+        return url.render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.engine.connect() as conn:
+            for name in self.created:
+                if self.kind == "postgresql":
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                else:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def server_dbs() -> Iterator[dict[str, ServerDB | Exception]]:
+    servers: dict[str, ServerDB | Exception] = {}
+    for kind in ("postgresql", "mysql"):
+        if kind not in BACKENDS:
+            continue
+        try:
+            servers[kind] = ServerDB(kind)
+        except Exception as exc:  # noqa: BLE001 - reported per test below
+            servers[kind] = exc
+    yield servers
+    for server in servers.values():
+        if isinstance(server, ServerDB):
+            server.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, server_dbs, tmp_path: Path) -> str:
+    """A fresh, empty database URL for each test, on each back end."""
+    kind = request.param
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'glimpse.sqlite'}"
+    server = server_dbs.get(kind)
+    if isinstance(server, Exception):
+        _unavailable(kind, server)
+    assert isinstance(server, ServerDB)
+    return server.new()
+
+
+def make_conf(tmp_path: Path, db_url: str, **overrides: object):  # noqa: ANN201
+    values: dict[str, object] = {"data_dir": str(tmp_path / "data"),
+                                 "database.connection": db_url}
+    values.update(overrides)
+    return load_config([], values)
+
+
+@pytest.fixture
+def app_factory(tmp_path: Path, db_url: str):  # noqa: ANN201
+    """make(**config_overrides) -> TestClient on a fresh runtime (same database)."""
+    runtimes = []
+
+    def make(**overrides: object) -> TestClient:
+        conf = make_conf(tmp_path, db_url, **overrides)
+        rt = runtime_mod.build(conf, migrate=True)
+        runtimes.append(rt)
+        return TestClient(create_app(conf, rt))
+
+    yield make
+    for rt in runtimes:
+        rt.close()
+
+
+@pytest.fixture
+def client(app_factory) -> TestClient:  # noqa: ANN001
+    return app_factory()
+
+
+def as_project(project: str, roles: str = "member,reader", user: str | None = None,
+               ) -> dict[str, str]:
+    """Headers that make a noauth request act as a user of ``project``."""
+    return {
+        "X-Identity-Status": "Confirmed",
+        "X-Project-Id": project,
+        "X-User-Id": user or f"user-of-{project}",
+        "X-Roles": roles,
+    }
+
+
+# ---------------------------------------------------------------- live servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, proc: subprocess.Popen, url: str, data_dir: Path, log: Path):
+        self.proc, self.url, self.data_dir, self.log = proc, url, data_dir, log
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_server(tmp_path: Path, db_url: str | None = None, config_text: str = "",
+                 workers: int = 1) -> LiveServer:
+    port = free_port()
+    data_dir = tmp_path / f"server-{port}"
+    data_dir.mkdir(parents=True)
+    conf_file = data_dir / "glance-api.conf"
+    lines = ["[DEFAULT]", config_text.strip()]
+    if db_url:
+        lines += ["[database]", f"connection = {db_url}"]
+    conf_file.write_text("\n".join(lines) + "\n")
+    log = data_dir / "server.log"
+    cmd = [sys.executable, "-m", "glimpse.cli", "serve", "--config-file", str(conf_file),
+           "--data-dir", str(data_dir), "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/versions", timeout=1).status_code == 200:
+                return LiveServer(proc, url, data_dir, log)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server did not start:\n{log.read_text()}")
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, db_url: str) -> Iterator[LiveServer]:
+    server = start_server(tmp_path, db_url)
+    yield server
+    server.stop()
