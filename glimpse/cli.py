@@ -85,6 +85,14 @@ def _scrub(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def _policy(args: argparse.Namespace) -> int:
+    from oslo_policy import generator
+
+    generator.generate_sample(args=["--namespace", "glimpse"]
+                              + (["--output-file", args.output] if args.output else []))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config-file", action="append", metavar="PATH",
@@ -109,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="delete data of images deleted with delayed_delete")
     scrub.add_argument("--now", action="store_true", help="ignore scrub_time")
     scrub.set_defaults(func=_scrub)
+    pol = sub.add_parser("policy", help="policy defaults")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    sample = pol_sub.add_parser("sample", help="print every rule with its default")
+    sample.add_argument("--output", help="write to this file instead of stdout")
+    sample.set_defaults(func=_policy)
     return parser
 
 

@@ -7,12 +7,22 @@ Strategies ([DEFAULT] auth_strategy):
   local tools and tests can act as any project. Never expose it to a network.
 - trusted-headers: an authenticating proxy in front sets the headers;
   requests without ``X-Identity-Status: Confirmed`` get 401.
+- keystone: every request carries ``X-Auth-Token``, validated against
+  Keystone (glimpse.api.keystone); ``X-Service-Token`` lets a service act
+  for a user, as keystonemiddleware allows.
+
+Version discovery (``/``, ``/versions``) and ``/healthcheck`` need no identity,
+as in Glance's pipeline.
 """
 
 from __future__ import annotations
 
+import anyio
+from oslo_config import cfg
 from starlette.datastructures import Headers
 
+from glimpse.api.keystone import TokenInfo, TokenValidator
+from glimpse.config import effective_auth_strategy
 from glimpse.context import RequestContext
 from glimpse.errors import Unauthorized
 
@@ -60,3 +70,63 @@ def authenticate(strategy: str, headers: Headers, request_id: str) -> RequestCon
             raise Unauthorized("This server requires an authenticated identity.")
         return context_from_headers(headers, request_id)
     raise Unauthorized(f"Authentication strategy '{strategy}' is not available.")
+
+
+UNAUTHENTICATED_PATHS = frozenset({"/", "/versions", "/healthcheck"})
+
+
+class Authenticator:
+    """Turns a request's headers into a RequestContext, per the configured strategy."""
+
+    def __init__(self, conf: cfg.ConfigOpts):
+        self.strategy = effective_auth_strategy(conf)
+        self.keystone = TokenValidator(conf) if self.strategy == "keystone" else None
+
+    async def __call__(self, path: str, headers: Headers, request_id: str) -> RequestContext:
+        if path in UNAUTHENTICATED_PATHS:
+            return RequestContext(request_id=request_id)
+        if self.keystone is None:
+            return authenticate(self.strategy, headers, request_id)
+        return await self._keystone(headers, request_id)
+
+    async def _token(self, token: str) -> TokenInfo | None:
+        assert self.keystone is not None
+        hit, info = self.keystone.cached(token)
+        if hit:
+            return info
+        return await anyio.to_thread.run_sync(self.keystone.validate, token)
+
+    async def _keystone(self, headers: Headers, request_id: str) -> RequestContext:
+        ks = self.keystone
+        assert ks is not None
+        token = headers.get("x-auth-token")
+        if not token:
+            raise ks.unauthorized("Authentication required")
+        info = await self._token(token)
+        if info is None:
+            raise ks.unauthorized("The request you have made requires authentication.")
+        service_token = headers.get("x-service-token")
+        service: TokenInfo | None = None
+        if service_token:
+            service = await self._token(service_token)
+            if service is None:
+                raise ks.unauthorized("The service token is not valid.")
+            required = {r.lower() for r in ks.group.service_token_roles}
+            if ks.group.service_token_roles_required and not required & set(service.roles):
+                raise ks.unauthorized("The service token lacks a service role.")
+        return RequestContext(
+            user_id=info.user_id,
+            project_id=info.project_id,
+            roles=info.roles,
+            service_roles=service.roles if service else (),
+            is_admin=ADMIN_ROLE in info.roles,
+            auth_token=token,
+            service_token=service_token,
+            user_domain_id=info.user_domain_id,
+            project_domain_id=info.project_domain_id,
+            domain_id=info.domain_id,
+            system_scope=info.system_scope,
+            service_user_id=service.user_id if service else None,
+            service_project_id=service.project_id if service else None,
+            request_id=request_id,
+        )

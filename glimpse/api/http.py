@@ -17,7 +17,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glimpse.api import auth, render
-from glimpse.config import effective_auth_strategy
 from glimpse.context import RequestContext
 from glimpse.errors import BadRequest, GlimpseError
 from glimpse.services.runtime import Runtime
@@ -48,7 +47,7 @@ class ContextMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime):
         self.app = app
         self.runtime = runtime
-        self.strategy = effective_auth_strategy(runtime.conf)
+        self.authenticate = auth.Authenticator(runtime.conf)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +68,8 @@ class ContextMiddleware:
         try:
             headers = Headers(scope=scope)
             scope.setdefault("state", {})
-            scope["state"]["context"] = auth.authenticate(self.strategy, headers, request_id)
+            scope["state"]["context"] = await self.authenticate(scope["path"], headers,
+                                                                request_id)
             scope["state"]["runtime"] = self.runtime
             await self.app(scope, receive, send_with_id)
         except GlimpseError as exc:

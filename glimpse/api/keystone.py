@@ -1,0 +1,206 @@
+"""Keystone token validation (what keystonemiddleware's auth_token does for Glance).
+
+The service authenticates to Keystone as its own service user and asks
+``GET /v3/auth/tokens`` about each caller's token. Good answers are cached
+for ``token_cache_time`` seconds (never past the token's expiry), bad ones for
+a few seconds, so a burst of requests with a wrong token costs Keystone one
+call. Options keep Glance's ``[keystone_authtoken]`` names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+from oslo_config import cfg
+
+from glimpse.errors import ServiceUnavailable, Unauthorized
+
+LOG = logging.getLogger(__name__)
+
+GROUP = "keystone_authtoken"
+
+opts = [
+    cfg.StrOpt("www_authenticate_uri",
+               help="Keystone URL given to clients in the WWW-Authenticate header."),
+    cfg.StrOpt("auth_uri", deprecated_for_removal=True,
+               help="Old name of www_authenticate_uri."),
+    cfg.StrOpt("auth_url", help="Keystone URL the service authenticates against."),
+    cfg.StrOpt("auth_type", default="password", help="Only 'password' is supported."),
+    cfg.StrOpt("username", help="Service user name."),
+    cfg.StrOpt("password", secret=True, help="Service user password."),
+    cfg.StrOpt("project_name", help="Service user's project."),
+    cfg.StrOpt("user_domain_name", default="Default"),
+    cfg.StrOpt("project_domain_name", default="Default"),
+    cfg.StrOpt("user_domain_id"),
+    cfg.StrOpt("project_domain_id"),
+    cfg.StrOpt("region_name"),
+    cfg.StrOpt("interface", default="internal"),
+    cfg.ListOpt("memcached_servers",
+                help="Accepted for compatibility; tokens are cached in process."),
+    cfg.IntOpt("token_cache_time", default=300, min=0,
+               help="Seconds a validated token is trusted without asking Keystone again."),
+    cfg.IntOpt("negative_cache_time", default=5, min=0,
+               help="(Glimpse) Seconds an invalid token is remembered as invalid."),
+    cfg.IntOpt("cache_size", default=10000, min=1,
+               help="(Glimpse) Maximum number of tokens kept in the cache."),
+    cfg.ListOpt("service_token_roles", default=["service"],
+                help="A service token must carry one of these roles."),
+    cfg.BoolOpt("service_token_roles_required", default=True,
+                help="Refuse service tokens that lack service_token_roles."),
+    cfg.BoolOpt("insecure", default=False, help="Skip TLS verification."),
+    cfg.StrOpt("cafile", help="CA bundle for TLS to Keystone."),
+    cfg.IntOpt("http_connect_timeout", default=10),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    if GROUP not in conf:
+        conf.register_opts(opts, group=GROUP)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    user_id: str | None
+    user_domain_id: str | None
+    project_id: str | None
+    project_domain_id: str | None
+    domain_id: str | None
+    system_scope: str | None
+    roles: tuple[str, ...]
+    expires_at: float
+
+
+def _parse(body: dict) -> TokenInfo:
+    token = body["token"]
+    user = token.get("user") or {}
+    project = token.get("project") or {}
+    domain = token.get("domain") or {}
+    system = token.get("system") or {}
+    expires = token.get("expires_at")
+    expires_ts = (datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
+                  if expires else time.time() + 3600)
+    return TokenInfo(
+        user_id=user.get("id"),
+        user_domain_id=(user.get("domain") or {}).get("id"),
+        project_id=project.get("id"),
+        project_domain_id=(project.get("domain") or {}).get("id"),
+        domain_id=domain.get("id"),
+        system_scope="all" if system.get("all") else None,
+        roles=tuple(r["name"].lower() for r in token.get("roles") or []),
+        expires_at=expires_ts,
+    )
+
+
+class _Cache:
+    """A small thread-safe LRU with per-entry expiry."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._items: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[bool, TokenInfo | None]:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return False, None
+            until, value = item
+            if until < time.monotonic():
+                del self._items[key]
+                return False, None
+            self._items.move_to_end(key)
+            return True, value
+
+    def put(self, key: str, value: TokenInfo | None, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._items[key] = (time.monotonic() + ttl, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+class TokenValidator:
+    def __init__(self, conf: cfg.ConfigOpts):
+        register_opts(conf)
+        self.group = conf[GROUP]
+        if not self.group.auth_url:
+            raise ValueError("[keystone_authtoken] auth_url is required for keystone auth")
+        if self.group.auth_type not in ("password", "v3password"):
+            raise ValueError("[keystone_authtoken] auth_type must be 'password'")
+        self.identity_url = _v3(self.group.auth_url)
+        auth = v3.Password(
+            auth_url=self.identity_url,
+            username=self.group.username,
+            password=self.group.password,
+            project_name=self.group.project_name,
+            user_domain_name=None if self.group.user_domain_id else self.group.user_domain_name,
+            user_domain_id=self.group.user_domain_id,
+            project_domain_name=(None if self.group.project_domain_id
+                                 else self.group.project_domain_name),
+            project_domain_id=self.group.project_domain_id,
+        )
+        verify: bool | str = not self.group.insecure
+        if self.group.cafile:
+            verify = self.group.cafile
+        self.session = ks_session.Session(auth=auth, verify=verify,
+                                          timeout=self.group.http_connect_timeout)
+        self.cache = _Cache(self.group.cache_size)
+        www = self.group.www_authenticate_uri or self.group.auth_uri or self.group.auth_url
+        self.www_authenticate = f'Keystone uri="{www}"'
+
+    def cached(self, token: str) -> tuple[bool, TokenInfo | None]:
+        hit, info = self.cache.get(token)
+        if hit and info is not None and info.expires_at <= time.time():
+            return True, None
+        return hit, info
+
+    def validate(self, token: str) -> TokenInfo | None:
+        """TokenInfo for a valid token, None for an invalid, expired or revoked one."""
+        hit, info = self.cached(token)
+        if hit:
+            return info
+        try:
+            resp = self.session.get(self.identity_url + "/auth/tokens",
+                                    headers={"X-Subject-Token": token},
+                                    authenticated=True, raise_exc=False)
+        except ks_exc.ClientException as exc:
+            LOG.error("Keystone is unreachable: %s", exc)
+            raise ServiceUnavailable("The identity service is unavailable.") from None
+        if resp.status_code in (401, 403, 404):
+            if resp.status_code != 404:
+                # Our own service credentials were refused: reauthenticate next time.
+                self.session.invalidate()
+                LOG.error("Keystone refused the service user (HTTP %s)", resp.status_code)
+                raise ServiceUnavailable("The identity service refused this service.")
+            self.cache.put(token, None, self.group.negative_cache_time)
+            return None
+        if resp.status_code != 200:
+            raise ServiceUnavailable(f"Token validation failed with HTTP {resp.status_code}")
+        info = _parse(resp.json())
+        ttl = min(self.group.token_cache_time, info.expires_at - time.time())
+        if info.expires_at <= time.time():
+            return None
+        self.cache.put(token, info, ttl)
+        return info
+
+    def unauthorized(self, message: str) -> Unauthorized:
+        return Unauthorized(message, headers={"WWW-Authenticate": self.www_authenticate})
+
+
+def _v3(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/v3") else url + "/v3"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
