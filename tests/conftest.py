@@ -90,12 +90,58 @@ def server_dbs() -> Iterator[dict[str, ServerDB | Exception]]:
             server.drop_all()
 
 
+@pytest.fixture(scope="session")
+def _migrated_server_urls(server_dbs) -> dict[str, str | Exception]:
+    """One database per server back end for the whole session, migrated once."""
+    from glimpse.db.engine import Database, upgrade
+
+    urls: dict[str, str | Exception] = {}
+    for kind, server in server_dbs.items():
+        if isinstance(server, Exception):
+            urls[kind] = server
+            continue
+        url = server.new()
+        db = Database(url)
+        upgrade(db)
+        db.dispose()
+        urls[kind] = url
+    return urls
+
+
+def _truncate(url: str) -> None:
+    from glimpse.db.models import Base
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, server_dbs, tmp_path: Path) -> str:
-    """A fresh, empty database URL for each test, on each back end."""
+def db_url(request: pytest.FixtureRequest, _migrated_server_urls, tmp_path: Path) -> str:
+    """An empty, migrated database for each test, on each back end.
+
+    SQLite gets a new file per test; PostgreSQL and MariaDB reuse one session
+    database whose rows are deleted before each test (creating a database per
+    test costs seconds)."""
     kind = request.param
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'glimpse.sqlite'}"
+    url = _migrated_server_urls.get(kind)
+    if isinstance(url, Exception):
+        _unavailable(kind, url)
+    assert isinstance(url, str)
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def fresh_db_url(request: pytest.FixtureRequest, server_dbs, tmp_path: Path) -> str:
+    """A brand-new, unmigrated database (for migration tests)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     server = server_dbs.get(kind)
     if isinstance(server, Exception):
         _unavailable(kind, server)
@@ -119,7 +165,8 @@ def app_factory(tmp_path: Path, db_url: str):  # noqa: ANN201
         conf = make_conf(tmp_path, db_url, **overrides)
         rt = runtime_mod.build(conf, migrate=True)
         runtimes.append(rt)
-        return TestClient(create_app(conf, rt))
+        # Like openstacksdk and tempest, ask for JSON (errors are text otherwise).
+        return TestClient(create_app(conf, rt), headers={"Accept": "application/json"})
 
     yield make
     for rt in runtimes:

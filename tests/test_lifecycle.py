@@ -14,7 +14,7 @@ def test_create_upload_download_delete(client, tmp_path):
     assert r.status_code == 201
     image = r.json()
     assert image["status"] == "queued" and image["visibility"] == "shared"
-    assert r.headers["location"] == f"/v2/images/{image['id']}"
+    assert r.headers["location"].endswith(f"/v2/images/{image['id']}")
     r = client.put(f"/v2/images/{image['id']}/file", content=data,
                    headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 204
@@ -43,3 +43,14 @@ def test_other_project_cannot_see_private_image(client):
     assert client.get(f"/v2/images/{image_id}", headers=as_project("p-a")).status_code == 200
     listed = client.get("/v2/images", headers=as_project("p-b")).json()["images"]
     assert image_id not in [i["id"] for i in listed]
+
+
+def test_error_body_follows_accept(client):
+    missing = "/v2/images/00000000-0000-0000-0000-000000000000"
+    r = client.get(missing, headers={"Accept": "*/*"})
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/plain")
+    assert "404 Not Found" in r.text and "00000000-0000-0000-0000-000000000000" in r.text
+    r = client.get(missing, headers={"Accept": "application/json"})
+    assert r.status_code == 404
+    assert r.json()["code"] == "404 Not Found"

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from glimpse.api import v2
 from glimpse.api.http import ContextMiddleware, error_response, json_response
@@ -43,20 +43,37 @@ async def versions(request: Request) -> Response:
     return json_response(versions_doc(request), 200)
 
 
+_METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route accepts on this path (one Route exists per method)."""
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                allowed |= route.methods
+    return ", ".join(m for m in _METHOD_ORDER if m in allowed)
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        return error_response(MethodNotAllowed("The method is not allowed for this resource"))
+        return error_response(MethodNotAllowed(
+            f"The method {request.method} is not allowed for this resource.",
+            headers={"Allow": _allowed_methods(request)}), request.headers.get("accept"))
     if exc.status_code == 404:
-        return error_response(NotFound("The resource could not be found."))
+        return error_response(NotFound("The resource could not be found."),
+                              request.headers.get("accept"))
     err = GlimpseError(exc.detail)
     err.status, err.title = exc.status_code, exc.detail
-    return error_response(err)
+    return error_response(err, request.headers.get("accept"))
 
 
 async def _glimpse_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GlimpseError)
-    return error_response(exc)
+    return error_response(exc, request.headers.get("accept"))
 
 
 def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None) -> Starlette:
@@ -71,6 +88,8 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         routes=routes,
         exception_handlers={HTTPException: _http_exception, GlimpseError: _glimpse_error},
     )
+    # "/v2/images/" is not "/v2/images": Glance answers 404, never a redirect.
+    app.router.redirect_slashes = False
     app.add_middleware(ContextMiddleware, runtime=rt)
     app.state.runtime = rt
     return app

@@ -12,7 +12,7 @@ import anyio
 from anyio import from_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,9 +35,16 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
                     media_type="application/json; charset=UTF-8")
 
 
-def error_response(exc: GlimpseError) -> Response:
-    return json_response(render.error(exc.status, exc.title, exc.message), exc.status,
-                         headers=exc.headers)
+def error_response(exc: GlimpseError, accept: str | None = None) -> Response:
+    """An error body in the form the client asked for, as Glance (WebOb) does:
+    JSON when the client accepts application/json, plain text otherwise
+    (python-glanceclient sends ``Accept: */*`` and shows the text to users)."""
+    if accept and "application/json" in accept.lower():
+        return json_response(render.error(exc.status, exc.title, exc.message), exc.status,
+                             headers=exc.headers)
+    body = f"{exc.status} {exc.title}\n\n{exc.message}\n\n   "
+    return Response(body, status_code=exc.status, headers=exc.headers,
+                    media_type="text/plain; charset=UTF-8")
 
 
 class ContextMiddleware:
@@ -75,14 +82,14 @@ class ContextMiddleware:
         except GlimpseError as exc:
             if started:
                 raise
-            await error_response(exc)(scope, receive, send_with_id)
+            await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
         except Exception:
             LOG.exception("Unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
             exc = GlimpseError("The server has either erred or is incapable of performing "
                                "the requested operation.")
-            await error_response(exc)(scope, receive, send_with_id)
+            await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
 
 
 def ctx_of(request: Request) -> RequestContext:
@@ -133,6 +140,10 @@ def body_chunks(request: Request) -> Iterator[bytes]:
             return await stream.__anext__()
         except StopAsyncIteration:
             return None
+        except ClientDisconnect:
+            # Not a server fault: the upload is rolled back and nobody is
+            # left to read the answer, so no 500 and no traceback in the log.
+            raise BadRequest("The client disconnected before sending all the data") from None
 
     while True:
         chunk = from_thread.run(next_chunk)

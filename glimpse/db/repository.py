@@ -325,6 +325,7 @@ class ListQuery:
     tags: list[str] | None = None
     properties: dict[str, str] | None = None
     sort: list[tuple[str, str]] | None = None
+    tiebreak_dir: str = "desc"             # direction of the appended created_at, id
     limit: int = 25
     marker: str | None = None
 
@@ -339,29 +340,43 @@ def _membership(project: str | None, member_status: str) -> ColumnElement[bool]:
 def visibility_clause(ctx: RequestContext, visibility: str | None,
                       member_status: str) -> ColumnElement[bool]:
     """Which images a list request may return (the listing side of
-    glimpse.domain.images.can_view)."""
+    glimpse.domain.images.can_view), as Glance's image_get_all decides.
+
+    A regular user's candidates are public and community images, the images
+    of its own project, and shared images its project is a member of with the
+    requested member_status. An admin's candidates are all images, whatever
+    the membership (member_status does not apply). Then: an explicit
+    visibility keeps only that visibility, ``all`` keeps every candidate, and
+    no visibility keeps every candidate except community images of other
+    projects.
+    """
     project = ctx.project_id
     owned = Image.owner == project if project is not None else false()
-    shared_to_me = and_(Image.visibility == "shared", _membership(project, member_status))
     if ctx.is_admin:
-        if visibility in (None, "all"):
-            return true()
-        if visibility == "shared" and member_status != "all":
-            return and_(Image.visibility == "shared",
-                        or_(owned, _membership(project, member_status)))
-        return Image.visibility == visibility
-    if visibility is None:
-        return or_(owned, Image.visibility == "public", shared_to_me)
+        candidates: ColumnElement[bool] = true()
+    else:
+        shared_to_me = and_(Image.visibility == "shared", _membership(project, member_status))
+        candidates = or_(owned, Image.visibility.in_(("public", "community")), shared_to_me)
     if visibility == "all":
-        return or_(owned, Image.visibility.in_(("public", "community")), shared_to_me)
-    if visibility in ("public", "community"):
-        return Image.visibility == visibility
-    if visibility == "private":
-        return and_(Image.visibility == "private", owned)
-    if visibility == "shared":
-        return and_(Image.visibility == "shared", or_(owned, _membership(project,
-                                                                         member_status)))
-    return false()
+        return candidates
+    if visibility is not None:
+        return and_(candidates, Image.visibility == visibility)
+    return and_(candidates, or_(owned, Image.visibility != "community"))
+
+
+def _marker_row(session: Session, ctx: RequestContext, marker_id: str) -> Image:
+    """The marker image, if it exists, is not deleted and the caller may see it
+    (a shared image counts for a member in any member status)."""
+    stmt = select(Image).where(Image.id == marker_id, Image.deleted == false())
+    if not ctx.is_admin:
+        project = ctx.project_id
+        owned = Image.owner == project if project is not None else false()
+        stmt = stmt.where(or_(owned, Image.visibility.in_(("public", "community")),
+                              and_(Image.visibility == "shared", _membership(project, "all"))))
+    row = session.scalars(stmt).first()
+    if row is None:
+        raise BadRequest(f"Invalid marker. Image {marker_id} could not be found.")
+    return row
 
 
 def _sort_expr(key: str) -> ColumnElement[Any]:
@@ -380,10 +395,14 @@ def _sort_value(row: Image, key: str) -> Any:
 
 def list_images(session: Session, ctx: RequestContext, q: ListQuery) -> list[ImageRecord]:
     sort = list(q.sort or [("created_at", "desc")])
-    if not any(k == "id" for k, _ in sort):
-        sort.append(("id", sort[-1][1]))
+    # created_at then id make the order total, so markers never skip or repeat.
+    for key in ("created_at", "id"):
+        if not any(k == key for k, _ in sort):
+            sort.append((key, q.tiebreak_dir))
     stmt = select(Image).where(
-        Image.deleted == false(), visibility_clause(ctx, q.visibility, q.member_status))
+        Image.deleted == false(),
+        Image.status != "killed",  # Glance never lists killed images
+        visibility_clause(ctx, q.visibility, q.member_status))
     for cond in q.filters or []:
         stmt = stmt.where(cond)
     for tag in q.tags or []:
@@ -393,10 +412,7 @@ def list_images(session: Session, ctx: RequestContext, q: ListQuery) -> list[Ima
                                          ImageProperty.name == name,
                                          ImageProperty.value == value))
     if q.marker is not None:
-        marker = session.get(Image, q.marker)
-        if marker is None or marker.deleted:
-            raise BadRequest(f"Invalid marker. Image {q.marker} could not be found.")
-        stmt = stmt.where(_after_marker(marker, sort))
+        stmt = stmt.where(_after_marker(_marker_row(session, ctx, q.marker), sort))
     order = [(_sort_expr(k).desc() if d == "desc" else _sort_expr(k).asc()) for k, d in sort]
     rows = list(session.scalars(stmt.order_by(*order).limit(q.limit)))
     ids = [r.id for r in rows]

@@ -1,0 +1,1 @@
+"""Real OpenStack clients (glance CLI, openstack CLI, openstacksdk) against a live server."""
