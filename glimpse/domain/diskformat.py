@@ -14,6 +14,8 @@ from glimpse.errors import BadRequest
 INSPECTABLE = frozenset({"qcow2", "vmdk", "vhd", "vhdx", "vdi", "iso", "raw", "qed", "luks"})
 # Formats that must never hide inside an image claimed to be raw.
 _NOT_RAW = frozenset({"qcow2", "vmdk", "vhd", "vhdx", "vdi", "qed", "luks"})
+_HEAD_BYTES = 8 * 1024 * 1024
+_HEAD_SLICE = 64 * 1024
 
 
 class DiskFormatInspector:
@@ -28,13 +30,28 @@ class DiskFormatInspector:
         self.size = 0
 
     def feed(self, chunk: bytes) -> None:
+        # oslo.utils inspectors only look one region definition ahead within a
+        # chunk: a large first chunk holding VHDX's header, metadata table and
+        # virtual-size entry loses the last of them. Headers live near the
+        # start, so feed that part in small slices and the rest whole.
+        start = self.size
         self.size += len(chunk)
+        if start < _HEAD_BYTES and len(chunk) > _HEAD_SLICE:
+            for offset in range(0, len(chunk), _HEAD_SLICE):
+                if start + offset >= _HEAD_BYTES:
+                    self._eat(chunk[offset:])
+                    return
+                self._eat(chunk[offset:offset + _HEAD_SLICE])
+            return
+        self._eat(chunk)
+
+    def _eat(self, chunk: bytes) -> None:
         for name, inspector in self._inspectors.items():
             if name in self._broken:
                 continue
             try:
                 inspector.eat_chunk(chunk)
-            except fi.ImageFormatError:
+            except Exception:  # noqa: BLE001 - any parse failure means "not this format"
                 self._broken.add(name)
 
     def _matching(self) -> list[str]:

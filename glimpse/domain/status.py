@@ -34,6 +34,7 @@ class Event(StrEnum):
     IMPORT_START = "import_start"      # POST /import accepted
     IMPORT_DONE = "import_done"
     IMPORT_FAILED = "import_failed"
+    IMPORT_INTERRUPTED = "import_interrupted"  # worker died; the staged data is still there
     LOCATION_ADDED = "location_added"  # data registered from an existing location
     DEACTIVATE = "deactivate"
     REACTIVATE = "reactivate"
@@ -57,6 +58,7 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (S.UPLOADING, E.IMPORT_START): S.IMPORTING,   # glance-direct after staging
     (S.IMPORTING, E.IMPORT_DONE): S.ACTIVE,
     (S.IMPORTING, E.IMPORT_FAILED): S.QUEUED,
+    (S.IMPORTING, E.IMPORT_INTERRUPTED): S.UPLOADING,
     (S.QUEUED, E.LOCATION_ADDED): S.ACTIVE,
     (S.ACTIVE, E.DEACTIVATE): S.DEACTIVATED,
     (S.DEACTIVATED, E.DEACTIVATE): S.DEACTIVATED,
@@ -74,8 +76,8 @@ for _status in _DELETABLE:
     TRANSITIONS[(_status, E.DELETE)] = S.DELETED
     TRANSITIONS[(_status, E.DELETE_DELAYED)] = S.PENDING_DELETE
 
-# Statuses in which an image's data may be read.
-READABLE = frozenset({S.ACTIVE})
+# Statuses in which an image's data may be read (deactivated: by admins only).
+READABLE = frozenset({S.ACTIVE, S.DEACTIVATED})
 # Statuses that are gone for API users.
 GONE = frozenset({S.DELETED, S.PENDING_DELETE})
 

@@ -16,11 +16,12 @@ from glimpse.context import RequestContext
 from glimpse.db import repository as repo
 from glimpse.domain import images as rules
 from glimpse.domain.diskformat import DiskFormatInspector
-from glimpse.domain.status import Event, transition
+from glimpse.domain.status import READABLE, Event, transition
 from glimpse.errors import (
     Conflict,
     Forbidden,
     GlimpseError,
+    Gone,
     NotFound,
     RequestEntityTooLarge,
     ServiceUnavailable,
@@ -75,10 +76,11 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         if not repo.set_status(session, image_id, image.status, saving):
             raise Conflict("Image status transition from queued to saving is not allowed")
         limit, message = _size_limit(rt, session, image.owner, image_id)
-    inspector = DiskFormatInspector(image.disk_format)
-    stream = DataStream(chunks, rt.conf.hashing_algorithm, limit, message, inspector)
     stored = None
     try:
+        # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
+        inspector = DiskFormatInspector(image.disk_format)
+        stream = DataStream(chunks, rt.conf.hashing_algorithm, limit, message, inspector)
         stored = store.add(image_id, stream)
         virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
         with rt.db.write() as session, session.begin():
@@ -88,7 +90,9 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                 os_hash_algo=rt.conf.hashing_algorithm,
                 os_hash_value=stream.os_hash.hexdigest(), virtual_size=virtual_size)
             if not done:
-                raise Conflict(f"Image {image_id} was deleted or changed during the upload")
+                # Glance's answer when the image was deleted mid-upload.
+                raise Gone(f"Image {image_id} could not be found after upload. The image "
+                           "may have been deleted during the upload.")
             repo.add_location(session, image_id, stored.url, {"store": store.name})
     except BaseException as exc:
         _abort_upload(rt, image_id, saving, stored.url if stored else None, store)
@@ -152,7 +156,7 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     if image.status == "deactivated" and not ctx.is_admin:
         raise Forbidden("The requested image has been deactivated. "
                         "Image data download is forbidden.")
-    if image.status != "active" or not image.locations:
+    if image.status not in READABLE or not image.locations:
         return Download(image_id, 0, None, None)
     url = image.locations[0]["url"]
     try:

@@ -77,6 +77,8 @@ class FileStore(Store):
             handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the generator
         except FileNotFoundError:
             raise DataNotFound(f"Image data not found at {url}") from None
+        except OSError as exc:
+            raise StoreError(f"File store read failed: {exc.strerror}") from exc
         return _read(handle, offset, length)
 
     def size(self, url: str) -> int:
@@ -84,12 +86,17 @@ class FileStore(Store):
             return os.stat(self._path(url)).st_size
         except FileNotFoundError:
             raise DataNotFound(f"Image data not found at {url}") from None
+        except OSError as exc:
+            raise StoreError(f"File store stat failed: {exc.strerror}") from exc
 
     def delete(self, url: str) -> None:
         try:
             os.unlink(self._path(url))
         except FileNotFoundError:
             raise DataNotFound(f"Image data not found at {url}") from None
+        except OSError as exc:
+            # Callers (delete, scrubber) handle StoreError; a bare OSError would be a 500.
+            raise StoreError(f"File store delete failed: {exc.strerror}") from exc
 
     def local_path(self, url: str) -> str | None:
         path = self._path(url)
