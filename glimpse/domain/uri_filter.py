@@ -1,0 +1,214 @@
+"""Which URIs the web-download import method may fetch.
+
+The decision follows Glance's ``[import_filtering_opts]`` logic exactly, level
+by level: scheme, then host, then port (the port only when the URI names one).
+At each level an allowlist, when set, decides alone; otherwise a blocklist,
+when set, refuses what it lists. A URI without a port uses its scheme's
+default port, which is never filtered.
+
+What Glimpse adds, without changing that logic, is normalisation, so that two
+spellings of one destination cannot be judged differently: host names are
+compared lower-cased without a trailing dot, IPv6 literals without brackets and
+in their compressed form, and numeric IPv4 shorthands (``127.1``,
+``0x7f.0.0.1``, ``2130706433``, ``::ffff:127.0.0.1``) as the dotted quad a
+resolver would connect to. URIs whose authority different HTTP libraries parse
+differently (user information, backslashes, percent-escapes or non-ASCII in
+the host, control characters) are refused outright.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from oslo_config import cfg, types
+
+from glimpse.errors import BadRequest
+
+GROUP = "import_filtering_opts"
+
+_NUMERIC_IPV4 = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
+_HOST_CHECK = types.HostAddress()
+
+
+def normalize_host(host: str) -> str:
+    """The canonical spelling of a host name or IP literal, for comparisons."""
+    text = host.strip().lower()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    text = text.rstrip(".")
+    if _NUMERIC_IPV4.match(text):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(text))
+        except OSError:
+            return text
+    if ":" in text:
+        try:
+            address = ipaddress.IPv6Address(text)
+        except ValueError:
+            return text
+        mapped = address.ipv4_mapped
+        return str(mapped) if mapped is not None else address.compressed
+    return text
+
+
+class BracketedList(types.List):
+    """A list option read with or without Glance's surrounding brackets.
+
+    Glance declares these options with ``bounds=True``, so its files say
+    ``allowed_ports = [80,443]``; ``80,443`` is accepted here as well.
+    """
+
+    def __call__(self, value: Any) -> list[Any]:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):
+                value = text[1:-1]
+        return super().__call__(value)
+
+
+class _Scheme(types.String):
+    def __init__(self) -> None:
+        super().__init__(quotes=True, type_name="scheme")
+
+    def __call__(self, value: Any) -> str:
+        return str(super().__call__(value)).strip().lower()
+
+
+class _Host(types.String):
+    """A host name or IP address (IPv6 with or without brackets), normalised."""
+
+    def __init__(self) -> None:
+        super().__init__(quotes=True, type_name="host address")
+
+    def __call__(self, value: Any) -> str:
+        # Brackets are never part of a host; stripping them loosely also copes
+        # with "[::1], [::2]" written without the list's own brackets.
+        bare = str(super().__call__(value)).strip().lstrip("[").rstrip("]")
+        _HOST_CHECK(bare)  # raises ValueError for something that is not a host
+        return normalize_host(bare)
+
+
+def list_opt(name: str, item_type: types.ConfigType, default: list[Any], help: str) -> cfg.Opt:
+    """A ListOpt that reads Glance's ``[a, b]`` as well as ``a, b``."""
+    opt = cfg.ListOpt(name, item_type=item_type, default=default, help=help)
+    opt.type = BracketedList(item_type=item_type)
+    return opt
+
+
+_PORT = types.Integer(min=1, max=65535)
+
+import_filtering_opts: list[cfg.Opt] = [
+    list_opt("allowed_schemes", _Scheme(), ["http", "https"],
+             "URI schemes web-download may use. When set, disallowed_schemes is ignored."),
+    list_opt("disallowed_schemes", _Scheme(), [],
+             "URI schemes web-download refuses (only when allowed_schemes is empty)."),
+    list_opt("allowed_hosts", _Host(), [],
+             "Hosts web-download may fetch from. When set, disallowed_hosts is ignored."),
+    list_opt("disallowed_hosts", _Host(), [],
+             "Hosts web-download refuses (only when allowed_hosts is empty)."),
+    list_opt("allowed_ports", _PORT, [80, 443],
+             "Ports a web-download URI may name explicitly. When set, disallowed_ports is "
+             "ignored. A URI without a port (the scheme's default) is not port-filtered."),
+    list_opt("disallowed_ports", _PORT, [],
+             "Ports a web-download URI may not name (only when allowed_ports is empty)."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(import_filtering_opts, group=GROUP)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [(GROUP, list(import_filtering_opts))]
+
+
+def _group(conf: cfg.ConfigOpts) -> Any:
+    try:
+        group = conf[GROUP]
+        group.allowed_schemes  # noqa: B018 - probe that the options exist
+    except (cfg.NoSuchOptError, cfg.NoSuchGroupError, KeyError):
+        register_opts(conf)
+        group = conf[GROUP]
+    return group
+
+
+def _redact(url: str) -> str:
+    """The URI as it may appear in a message: without any user information."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" in parts.netloc:
+        return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+    return url
+
+
+def _refuse(url: str, reason: str) -> BadRequest:
+    return BadRequest(f"URI for web-download does not pass filtering: {_redact(url)} ({reason})")
+
+
+def _judge(level: str, value: object, allowed: list[Any], disallowed: list[Any]) -> str | None:
+    """Seed 000 §6.3.1 steps B and C for one level; the reason it refuses, or None."""
+    if allowed:
+        if value not in allowed:
+            return f"{level} {value!r} is not in allowed_{level}s"
+        return None
+    if value in disallowed:
+        return f"{level} {value!r} is in disallowed_{level}s"
+    return None
+
+
+def check_uri(conf: cfg.ConfigOpts, url: str) -> None:
+    """Refuse (BadRequest) a URI that [import_filtering_opts] does not allow."""
+    group = _group(conf)
+    # Read every list now, so a bad value in the config fails every check alike.
+    allowed_schemes, disallowed_schemes = group.allowed_schemes, group.disallowed_schemes
+    allowed_hosts, disallowed_hosts = group.allowed_hosts, group.disallowed_hosts
+    allowed_ports, disallowed_ports = group.allowed_ports, group.disallowed_ports
+    if not url:
+        raise _refuse(url, "the URI is empty")
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
+        raise _refuse(url, "the URI contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise _refuse(url, f"the URI cannot be parsed: {exc}") from None
+
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise _refuse(url, "scheme is missing")
+    reason = _judge("scheme", scheme, allowed_schemes, disallowed_schemes)
+    if reason:
+        raise _refuse(url, reason)
+
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise _refuse(url, "user information in the URI is not allowed")
+    if "\\" in netloc:
+        raise _refuse(url, "backslash in the URI authority is not allowed")
+    raw_host = parts.hostname
+    if not raw_host:
+        raise _refuse(url, "host is missing")
+    if "%" in raw_host or not raw_host.isascii():
+        raise _refuse(url, "host must be plain ASCII without percent-escapes "
+                      "(use the punycode form)")
+    host = normalize_host(raw_host)
+    if not host:
+        raise _refuse(url, "host is missing")
+    reason = _judge("host", host, allowed_hosts, disallowed_hosts)
+    if reason:
+        raise _refuse(url, reason)
+
+    try:
+        port = parts.port
+    except ValueError:
+        raise _refuse(url, "port is not a number between 0 and 65535") from None
+    if port is None:
+        return
+    reason = _judge("port", port, allowed_ports, disallowed_ports)
+    if reason:
+        raise _refuse(url, reason)
