@@ -89,31 +89,37 @@ class Authenticator:
             return authenticate(self.strategy, headers, request_id)
         return await self._keystone(headers, request_id)
 
-    async def _token(self, token: str) -> TokenInfo | None:
+    async def _token(self, token: str, allow_expired: bool = False) -> TokenInfo | None:
         assert self.keystone is not None
-        hit, info = self.keystone.cached(token)
+        hit, info = self.keystone.cached(token, allow_expired)
         if hit:
             return info
-        return await anyio.to_thread.run_sync(self.keystone.validate, token)
+        return await anyio.to_thread.run_sync(self.keystone.validate, token, allow_expired)
 
     async def _keystone(self, headers: Headers, request_id: str) -> RequestContext:
         ks = self.keystone
         assert ks is not None
         token = headers.get("x-auth-token")
         if not token:
-            raise ks.unauthorized("Authentication required")
-        info = await self._token(token)
-        if info is None:
-            raise ks.unauthorized("The request you have made requires authentication.")
+            raise ks.unauthorized("no X-Auth-Token")
+        # As keystonemiddleware: the service token first, because a valid one
+        # that carries a service role lets the user's token be expired (not
+        # revoked), so a service can finish what a user started.
         service_token = headers.get("x-service-token")
         service: TokenInfo | None = None
+        allow_expired = False
         if service_token:
             service = await self._token(service_token)
             if service is None:
-                raise ks.unauthorized("The service token is not valid.")
+                raise ks.unauthorized("invalid service token")
             required = {r.lower() for r in ks.group.service_token_roles}
-            if ks.group.service_token_roles_required and not required & set(service.roles):
-                raise ks.unauthorized("The service token lacks a service role.")
+            has_service_role = bool(required & set(service.roles))
+            if ks.group.service_token_roles_required and not has_service_role:
+                raise ks.unauthorized("service token without a service role")
+            allow_expired = has_service_role
+        info = await self._token(token, allow_expired)
+        if info is None:
+            raise ks.unauthorized("invalid user token")
         return RequestContext(
             user_id=info.user_id,
             project_id=info.project_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import uuid
@@ -35,14 +36,37 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
                     media_type="application/json; charset=UTF-8")
 
 
+def _error_media_type(accept: str | None) -> str:
+    """WebOb's choice: JSON if asked for, HTML for ``*/*`` or HTML, else plain text."""
+    wanted = (accept or "").lower()
+    if "application/json" in wanted:
+        return "json"
+    if "text/html" in wanted or "*/*" in wanted or "text/*" in wanted:
+        return "html"
+    return "plain"
+
+
 def error_response(exc: GlimpseError, accept: str | None = None) -> Response:
     """An error body in the form the client asked for, as Glance (WebOb) does:
-    JSON when the client accepts application/json, plain text otherwise
-    (python-glanceclient sends ``Accept: */*`` and shows the text to users)."""
-    if accept and "application/json" in accept.lower():
+    JSON when the client accepts application/json; an HTML page for ``*/*``
+    (what python-requests, so glanceclient and openstacksdk's DELETE, send;
+    both clients strip the tags and show the message); plain text otherwise."""
+    if exc.status == 401 and "WWW-Authenticate" in exc.headers:
+        # Token refusals look like keystonemiddleware's, whatever the Accept.
+        doc = {"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}
+        return json_response(doc, 401, headers=exc.headers)
+    kind = _error_media_type(accept)
+    if kind == "json":
         return json_response(render.error(exc.status, exc.title, exc.message), exc.status,
                              headers=exc.headers)
-    body = f"{exc.status} {exc.title}\n\n{exc.message}\n\n   "
+    status = f"{exc.status} {exc.title}"
+    if kind == "html":
+        page = (f"<html>\n <head>\n  <title>{status}</title>\n </head>\n <body>\n"
+                f"  <h1>{status}</h1>\n  {html.escape(exc.message)}<br /><br />\n\n\n\n"
+                " </body>\n</html>")
+        return Response(page, status_code=exc.status, headers=exc.headers,
+                        media_type="text/html; charset=UTF-8")
+    body = f"{status}\n\n{exc.message}\n\n   "
     return Response(body, status_code=exc.status, headers=exc.headers,
                     media_type="text/plain; charset=UTF-8")
 
@@ -110,11 +134,11 @@ async def read_json(request: Request, max_bytes: int = 1024 * 1024) -> Any:
     if len(body) > max_bytes:
         raise BadRequest("Request body is too large")
     if not body:
-        raise BadRequest("Request body is empty; a JSON document is required")
+        raise BadRequest("Body expected in request.")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"Malformed JSON in request body: {exc}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Malformed JSON in request body.") from None
 
 
 async def _coalesced(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

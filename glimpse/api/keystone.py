@@ -2,9 +2,10 @@
 
 The service authenticates to Keystone as its own service user and asks
 ``GET /v3/auth/tokens`` about each caller's token. Good answers are cached
-for ``token_cache_time`` seconds (never past the token's expiry), bad ones for
-a few seconds, so a burst of requests with a wrong token costs Keystone one
-call. Options keep Glance's ``[keystone_authtoken]`` names.
+for ``token_cache_time`` seconds (a cached token is still refused once it has
+expired, unless a service token allows expired ones), bad ones for a few
+seconds, so a burst of requests with a wrong token costs Keystone one call.
+Options keep Glance's ``[keystone_authtoken]`` names.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ LOG = logging.getLogger(__name__)
 
 GROUP = "keystone_authtoken"
 
+UNAUTHORIZED_MESSAGE = "The request you have made requires authentication."
+
 opts = [
     cfg.StrOpt("www_authenticate_uri",
                help="Keystone URL given to clients in the WWW-Authenticate header."),
@@ -45,8 +48,10 @@ opts = [
     cfg.StrOpt("interface", default="internal"),
     cfg.ListOpt("memcached_servers",
                 help="Accepted for compatibility; tokens are cached in process."),
-    cfg.IntOpt("token_cache_time", default=300, min=0,
-               help="Seconds a validated token is trusted without asking Keystone again."),
+    # keystonemiddleware documents -1 as "no caching"; operators' files say so.
+    cfg.IntOpt("token_cache_time", default=300, min=-1,
+               help="Seconds a validated token is trusted without asking Keystone again; "
+               "0 or -1 disables the cache."),
     cfg.IntOpt("negative_cache_time", default=5, min=0,
                help="(Glimpse) Seconds an invalid token is remembered as invalid."),
     cfg.IntOpt("cache_size", default=10000, min=1,
@@ -99,15 +104,20 @@ def _parse(body: dict) -> TokenInfo:
     )
 
 
+# Cache keys: a good answer is stored once per token; a refusal per token and
+# per allow_expired flag, since Keystone refuses an expired token only without it.
+_CacheKey = tuple[str, str] | tuple[str, bool, str]
+
+
 class _Cache:
     """A small thread-safe LRU with per-entry expiry."""
 
     def __init__(self, size: int):
         self._size = size
-        self._items: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
+        self._items: OrderedDict[_CacheKey, tuple[float, TokenInfo | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> tuple[bool, TokenInfo | None]:
+    def get(self, key: _CacheKey) -> tuple[bool, TokenInfo | None]:
         with self._lock:
             item = self._items.get(key)
             if item is None:
@@ -119,7 +129,7 @@ class _Cache:
             self._items.move_to_end(key)
             return True, value
 
-    def put(self, key: str, value: TokenInfo | None, ttl: float) -> None:
+    def put(self, key: _CacheKey, value: TokenInfo | None, ttl: float) -> None:
         if ttl <= 0:
             return
         with self._lock:
@@ -158,20 +168,31 @@ class TokenValidator:
         www = self.group.www_authenticate_uri or self.group.auth_uri or self.group.auth_url
         self.www_authenticate = f'Keystone uri="{www}"'
 
-    def cached(self, token: str) -> tuple[bool, TokenInfo | None]:
-        hit, info = self.cache.get(token)
-        if hit and info is not None and info.expires_at <= time.time():
-            return True, None
-        return hit, info
+    def cached(self, token: str, allow_expired: bool = False) -> tuple[bool, TokenInfo | None]:
+        """(known, info) from the cache alone; known=False means ask Keystone."""
+        hit, info = self.cache.get(("valid", token))
+        if hit and info is not None:
+            if allow_expired or info.expires_at > time.time():
+                return True, info
+            return True, None  # expired since it was cached: refused without a call
+        hit, _ = self.cache.get(("refused", allow_expired, token))
+        return hit, None
 
-    def validate(self, token: str) -> TokenInfo | None:
-        """TokenInfo for a valid token, None for an invalid, expired or revoked one."""
-        hit, info = self.cached(token)
+    def validate(self, token: str, allow_expired: bool = False) -> TokenInfo | None:
+        """TokenInfo for a valid token, None for an invalid, expired or revoked one.
+
+        ``allow_expired`` (keystonemiddleware's rule: only when the request also
+        carries a valid service token with a service role) accepts a token that
+        has expired but is not revoked, so a service can finish a long task,
+        such as uploading a snapshot, that a user started.
+        """
+        hit, info = self.cached(token, allow_expired)
         if hit:
             return info
         try:
             resp = self.session.get(self.identity_url + "/auth/tokens",
                                     headers={"X-Subject-Token": token},
+                                    params={"allow_expired": "1"} if allow_expired else None,
                                     authenticated=True, raise_exc=False)
         except ks_exc.ClientException as exc:
             LOG.error("Keystone is unreachable: %s", exc)
@@ -182,19 +203,25 @@ class TokenValidator:
                 self.session.invalidate()
                 LOG.error("Keystone refused the service user (HTTP %s)", resp.status_code)
                 raise ServiceUnavailable("The identity service refused this service.")
-            self.cache.put(token, None, self.group.negative_cache_time)
+            self.cache.put(("refused", allow_expired, token), None,
+                           self.group.negative_cache_time)
             return None
         if resp.status_code != 200:
             raise ServiceUnavailable(f"Token validation failed with HTTP {resp.status_code}")
         info = _parse(resp.json())
-        ttl = min(self.group.token_cache_time, info.expires_at - time.time())
-        if info.expires_at <= time.time():
+        # Kept past its expiry on purpose: cached() refuses it then without a
+        # call, unless expired tokens are allowed for that request.
+        self.cache.put(("valid", token), info, self.group.token_cache_time)
+        if not allow_expired and info.expires_at <= time.time():
             return None
-        self.cache.put(token, info, ttl)
         return info
 
-    def unauthorized(self, message: str) -> Unauthorized:
-        return Unauthorized(message, headers={"WWW-Authenticate": self.www_authenticate})
+    def unauthorized(self, reason: str) -> Unauthorized:
+        """The 401 for a refused request. As keystonemiddleware, the reason is
+        logged; the caller gets one message whatever the reason."""
+        LOG.info("Rejecting request: %s", reason)
+        return Unauthorized(UNAUTHORIZED_MESSAGE,
+                            headers={"WWW-Authenticate": self.www_authenticate})
 
 
 def _v3(url: str) -> str:
