@@ -81,9 +81,21 @@ default_opts = [
                "<data_dir>/staging."),
     cfg.DictOpt("enabled_backends",
                 help="Named stores as name:type pairs, e.g. 'fast:file,cheap:file'."),
-    cfg.StrOpt("property_protection_file", help="Property protections file."),
+    cfg.IntOpt("import_workers", default=4, min=1,
+               help="(Glimpse) Imports one API worker runs at the same time; more wait."),
+    cfg.IntOpt("import_lock_timeout", default=3600, min=1,
+               help="(Glimpse) Seconds after which the import lock of a task that stopped "
+               "updating may be taken over (Glance: 60 minutes, doubled for pending tasks)."),
+    cfg.StrOpt("property_protection_file",
+               help="INI file saying who may create, read, update and delete which "
+               "additional image properties (Glance's format; see "
+               "docs/property-protections.md). Unset: no property is protected. A file "
+               "that is missing or invalid stops the service from starting."),
     cfg.StrOpt("property_protection_rule_format", default="roles",
-               choices=("roles", "policies")),
+               choices=("roles", "policies"),
+               help="How property_protection_file names who may act on a property: "
+               "'roles' (comma-separated role names) or 'policies' (one policy rule "
+               "name per operation)."),
 ]
 
 image_format_opts = [
@@ -115,6 +127,16 @@ glance_store_opts = [
                help="Directory of the file store. Defaults to <data_dir>/images."),
 ]
 
+task_opts = [
+    cfg.IntOpt("task_time_to_live", default=48, min=0,
+               help="Hours a finished task stays visible before it is removed."),
+    cfg.StrOpt("work_dir",
+               help="Directory for data of tasks in progress (single store). Defaults to "
+               "<data_dir>/tasks_work_dir."),
+    cfg.StrOpt("task_executor", default="taskflow",
+               help="Accepted for compatibility with Glance; Glimpse runs tasks in threads."),
+]
+
 paste_deploy_opts = [
     cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' and "
                "'keystone+cachemanagement' select auth_strategy=keystone."),
@@ -126,6 +148,7 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     ("image_format", image_format_opts),
     ("database", database_opts),
     ("glance_store", glance_store_opts),
+    ("task", task_opts),
     ("paste_deploy", paste_deploy_opts),
 ]
 

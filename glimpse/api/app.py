@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from glimpse.api import imports as imports_api
 from glimpse.api import v2
 from glimpse.api.http import ContextMiddleware, error_response, json_response
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
@@ -83,10 +84,12 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         Route("/versions", versions, methods=["GET"]),
         Route("/v2", versions, methods=["GET"]),
         *v2.routes,
+        *imports_api.routes,
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, GlimpseError: _glimpse_error},
+        lifespan=imports_api.lifespan,
     )
     # "/v2/images/" is not "/v2/images": Glance answers 404, never a redirect.
     app.router.redirect_slashes = False

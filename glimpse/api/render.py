@@ -17,8 +17,17 @@ def timestamp(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def image(conf: cfg.ConfigOpts, img: ImageRecord) -> dict[str, Any]:
-    doc: dict[str, Any] = dict(img.properties)
+# Internal bookkeeping properties Glance never shows to clients.
+HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host"})
+
+
+def image(conf: cfg.ConfigOpts, img: ImageRecord, show_locations: bool = True,
+          ) -> dict[str, Any]:
+    """The image document. ``show_locations`` is whether the caller may see
+    locations (policy get_image_location); they are shown only when
+    show_multiple_locations / show_image_direct_url are on as well."""
+    doc: dict[str, Any] = {k: v for k, v in img.properties.items()
+                           if k not in HIDDEN_PROPERTIES}
     doc.update({
         "id": img.id,
         "name": img.name,
@@ -43,15 +52,17 @@ def image(conf: cfg.ConfigOpts, img: ImageRecord) -> dict[str, Any]:
         "file": f"/v2/images/{img.id}/file",
         "schema": "/v2/schemas/image",
     })
-    stores = [loc["metadata"].get("store") for loc in img.locations
+    locations = img.locations if show_locations else []
+    stores = [loc["metadata"].get("store") for loc in locations
               if loc["metadata"].get("store")]
     if stores and conf.enabled_backends:
         doc["stores"] = ",".join(dict.fromkeys(stores))
     if conf.show_multiple_locations:
+        # Present (possibly empty) whenever the option is on, as Glance does.
         doc["locations"] = [{"url": loc["url"], "metadata": loc["metadata"]}
-                            for loc in img.locations]
-    if conf.show_image_direct_url and img.locations:
-        doc["direct_url"] = img.locations[0]["url"]
+                            for loc in locations]
+    if conf.show_image_direct_url and locations:
+        doc["direct_url"] = locations[0]["url"]
     return doc
 
 

@@ -19,7 +19,9 @@ from glimpse.api.http import (
     read_json,
     rt_of,
 )
-from glimpse.errors import BadRequest, RangeNotSatisfiable, UnsupportedMediaType
+from glimpse.domain.images import ImageRecord
+from glimpse.errors import BadRequest, NotFound, RangeNotSatisfiable, UnsupportedMediaType
+from glimpse.policy import image_target
 from glimpse.services import data as data_svc
 from glimpse.services import images as image_svc
 from glimpse.services import members as member_svc
@@ -36,8 +38,16 @@ def _image_schema(request: Request) -> dict[str, Any]:
                                 conf.image_format.container_formats)
 
 
-def _image_doc(request: Request, image) -> dict[str, Any]:  # noqa: ANN001
-    return render.image(rt_of(request).conf, image)
+def _image_doc(request: Request, image: ImageRecord) -> dict[str, Any]:
+    rt = rt_of(request)
+    conf = rt.conf
+    show_locations = False
+    if conf.show_multiple_locations or conf.show_image_direct_url or conf.enabled_backends:
+        # As Glance: locations, direct_url and stores only for callers that
+        # get_image_location allows (by default the owner's project and admins).
+        show_locations = rt.policy.check(ctx_of(request), "get_image_location",
+                                         image_target(image.as_target()))
+    return render.image(conf, image, show_locations=show_locations)
 
 
 # ---------------------------------------------------------------- schemas
@@ -56,7 +66,6 @@ async def get_schema(request: Request) -> Response:
         "tasks": schemas.tasks_schema,
     }
     if name not in builders:
-        from glimpse.errors import NotFound
         raise NotFound(f"Schema {name} not found")
     return json_response(builders[name]())
 
@@ -66,11 +75,10 @@ async def get_schema(request: Request) -> Response:
 
 async def create_image(request: Request) -> Response:
     doc = await read_json(request)
-    if not isinstance(doc, dict):
-        raise BadRequest("Image create body must be a JSON object")
-    schemas.validate_image(doc, _image_schema(request))
+    schemas.check_create_attributes(doc, _image_schema(request))
     image = await call(image_svc.create_image, rt_of(request), ctx_of(request), doc)
-    headers = {"Location": f"/v2/images/{image.id}"}
+    # WebOb makes Glance's Location absolute, from the URL the client used.
+    headers = {"Location": f"{str(request.base_url).rstrip('/')}/v2/images/{image.id}"}
     methods = rt_of(request).conf.enabled_import_methods
     if methods:
         headers["OpenStack-image-import-methods"] = ",".join(methods)
@@ -96,49 +104,89 @@ async def show_image(request: Request) -> Response:
     return json_response(_image_doc(request, image))
 
 
-def _parse_patch(media_type: str, body: Any) -> list[Change]:
+_PATCH_OPS = ("add", "remove", "replace")
+# Path elements each operation takes: only locations has a second one (index or "-").
+_PATH_DEPTH = {"locations": {"add": 2, "remove": 2, "replace": 1}}
+_ADJACENT_SLASHES = re.compile(r"/\s*?/")
+_BAD_ESCAPE = re.compile(r"~[^01]")
+
+
+def _decode_pointer(pointer: Any) -> list[str]:
+    """The JSON pointer of one operation as a list of names (Glance's limited form)."""
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        raise BadRequest(f'Pointer `{pointer}` does not start with "/".')
+    if _ADJACENT_SLASHES.search(pointer[1:]):
+        raise BadRequest(f'Pointer `{pointer}` contains adjacent "/".')
+    if len(pointer) > 1 and pointer.endswith("/"):
+        raise BadRequest(f'Pointer `{pointer}` end with "/".')
+    if _BAD_ESCAPE.search(pointer) or pointer.endswith("~"):
+        raise BadRequest(f'Pointer `{pointer}` contains "~" not part of a recognized '
+                         "escape sequence.")
+    parts = [p.replace("~1", "/").replace("~0", "~").strip()
+             for p in pointer.lstrip("/").split("/")]
+    if not parts[0]:
+        raise BadRequest(f"Invalid JSON pointer for this resource: '{pointer}'")
+    return parts
+
+
+def _patch_op(media_type: str, raw: dict[str, Any]) -> tuple[str, Any]:
+    available = ", ".join(_PATCH_OPS)
+    if media_type == PATCH_V21:
+        op = raw.get("op")
+        if op is None:
+            raise BadRequest("Unable to find `op` in JSON Schema change. It must be one of "
+                             f"the following: {available}.")
+        if op not in _PATCH_OPS:
+            raise BadRequest(f"Invalid operation: `{op}`. It must be one of the following: "
+                             f"{available}.")
+        if "path" not in raw:
+            raise BadRequest("Unable to find 'path' in JSON Schema change")
+        return op, raw["path"]
+    # v2.0: {"replace": "/name", "value": ...}
+    ops = [key for key in _PATCH_OPS if key in raw]
+    if len(ops) > 1:
+        raise BadRequest('Operation objects must contain only one member named "add", '
+                         '"remove", or "replace".')
+    if not ops:
+        raise BadRequest('Operation objects must contain exactly one member named "add", '
+                         '"remove", or "replace".')
+    return ops[0], raw[ops[0]]
+
+
+def _parse_patch(media_type: str, body: Any, schema: dict[str, Any]) -> list[Change]:
+    """Every operation is checked before any is applied (400/403 as Glance)."""
     if not isinstance(body, list):
-        raise BadRequest("A JSON-patch body must be a list of operations")
+        raise BadRequest("Request body must be a JSON array of operation objects.")
     changes = []
     for raw in body:
         if not isinstance(raw, dict):
-            raise BadRequest("Each patch operation must be a JSON object")
-        if media_type == PATCH_V21:
-            op = raw.get("op")
-            path = raw.get("path")
-        else:  # v2.0: {"replace": "/name", "value": ...}
-            ops = [k for k in ("add", "replace", "remove") if k in raw]
-            if len(ops) != 1:
-                raise BadRequest("Each patch operation must name exactly one of "
-                                 "add, replace, remove")
-            op, path = ops[0], raw[ops[0]]
-        if op not in ("add", "replace", "remove"):
-            raise BadRequest(f"Invalid operation: {op!r}. Allowed: add, replace, remove")
-        if not isinstance(path, str) or not path.startswith("/") or len(path) < 2:
-            raise BadRequest(f"Invalid JSON pointer for this resource: {path!r}")
+            raise BadRequest("Operations must be JSON objects.")
+        op, pointer = _patch_op(media_type, raw)
+        path = _decode_pointer(pointer)
+        root = path[0]
+        if len(path) != _PATH_DEPTH.get(root, {}).get(op, 1):
+            raise BadRequest(f"Invalid JSON pointer for this resource: '/{'/'.join(path)}'")
         if op != "remove" and "value" not in raw:
-            raise BadRequest(f"Operation {op} requires a 'value'")
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-        if len(parts) > 1 and parts[0] not in ("locations", "tags"):
-            raise BadRequest(f"Nested paths are not allowed: {path}")
-        changes.append(Change(op=op, path=parts[0], value=raw.get("value"),
-                              strict_add=media_type == PATCH_V20))
+            raise BadRequest(f'Operation "{op}" requires a member named "value".')
+        schemas.check_patch_attribute(root)
+        value = raw.get("value")
+        if op != "remove":
+            schemas.validate_image({root: value if len(path) == 1 else [value]}, schema)
+        changes.append(Change(op=op, path=root, value=value, strict_add=media_type == PATCH_V20,
+                              position=path[1] if len(path) > 1 else None))
     return changes
 
 
 async def update_image(request: Request) -> Response:
     media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media_type not in PATCH_TYPES:
+        accepted = ", ".join(sorted(PATCH_TYPES))
         raise UnsupportedMediaType(
-            f"Unsupported Content-Type {media_type or '(none)'}; use one of "
-            f"{', '.join(PATCH_TYPES)}",
-            headers={"Accept-Patch": ", ".join(PATCH_TYPES)})
+            f"The request media type {media_type or '(none)'} is not supported by this "
+            f"server. Image PATCH expects Content-Type one of: {accepted}",
+            headers={"Accept-Patch": accepted})
     body = await read_json(request)
-    changes = _parse_patch(media_type, body)
-    schema = _image_schema(request)
-    for change in changes:
-        if change.op != "remove":
-            schemas.validate_image({change.path: change.value}, schema)
+    changes = _parse_patch(media_type, body, _image_schema(request))
     image = await call(image_svc.update_image, rt_of(request), ctx_of(request),
                        request.path_params["image_id"], changes)
     return json_response(_image_doc(request, image))
@@ -178,34 +226,69 @@ async def delete_tag(request: Request) -> Response:
 
 
 async def upload(request: Request) -> Response:
-    store = request.headers.get("x-image-meta-store")
+    # Glance's deserializer accepts only application/octet-stream bodies.
+    # (Glance also refuses a missing Content-Type; we accept it, as curl -T does.)
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media_type = content_type.split(";")[0].strip().lower()
+        if media_type != "application/octet-stream":
+            raise UnsupportedMediaType(f"Invalid content type {media_type or '(empty)'}; "
+                                       "image data must be application/octet-stream")
+    # Glance reads X-Image-Meta-Store only with multi-store; single-store ignores it.
+    conf = rt_of(request).conf
+    store = request.headers.get("x-image-meta-store") if conf.enabled_backends else None
     await call(data_svc.upload, rt_of(request), ctx_of(request),
                request.path_params["image_id"], body_chunks(request), store)
     return Response(status_code=204)
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$", re.IGNORECASE)
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable("Requested range not satisfiable",
+                               headers={"Content-Range": f"bytes */{size}"})
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int]:
-    """One byte range (as Glance serves) -> (offset, length); 416 if unsatisfiable."""
-    unsatisfiable = RangeNotSatisfiable("Requested range not satisfiable",
-                                        headers={"Content-Range": f"bytes */{size}"})
+    """One byte range (as Glance serves) -> (offset, length); 416 if unsatisfiable.
+
+    Like Glance: several ranges are a 400; an end beyond the data is clamped;
+    a suffix longer than the data means all of it."""
+    if "," in header:
+        raise BadRequest("Requests with multiple ranges are not supported; make several "
+                         "single-range requests instead.")
     match = _RANGE.match(header.strip().replace(" ", ""))
     if match is None or match.group(1) == match.group(2) == "":
-        raise unsatisfiable
+        raise _unsatisfiable(size)
     start_s, end_s = match.groups()
     if start_s == "":
         suffix = int(end_s)
         if suffix == 0 or size == 0:
-            raise unsatisfiable
+            raise _unsatisfiable(size)
         start, end = max(size - suffix, 0), size - 1
     else:
         start = int(start_s)
         end = int(end_s) if end_s else size - 1
+        if end < start or start >= size:
+            raise _unsatisfiable(size)
         end = min(end, size - 1)
-        if start >= size or start > end:
-            raise unsatisfiable
+    return start, end - start + 1
+
+
+def _parse_content_range(header: str, size: int) -> tuple[int, int]:
+    """Glance still honours Content-Range on a GET (old clients sent it)."""
+    match = _CONTENT_RANGE.match(header.strip())
+    if match is None:
+        raise _unsatisfiable(size)
+    start, end = int(match.group(1)), int(match.group(2))
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if end < start or (total is not None and end >= total):
+        raise _unsatisfiable(size)
+    if start >= size or (total is None and end >= size):
+        raise _unsatisfiable(size)
+    end = min(end, size - 1)
     return start, end - start + 1
 
 
@@ -216,17 +299,22 @@ async def download(request: Request) -> Response:
     if dl.url is None:
         return Response(status_code=204)
     headers = {"Content-Type": "application/octet-stream"}
+    # Glance sends the whole image's checksum, partial responses included.
+    if dl.checksum:
+        headers["Content-MD5"] = dl.checksum
     range_header = request.headers.get("range")
-    if range_header:
-        offset, length = _parse_range(range_header, dl.size)
+    content_range = request.headers.get("content-range")
+    if range_header is not None or content_range is not None:
+        if range_header is not None:
+            offset, length = _parse_range(range_header, dl.size)
+        else:
+            offset, length = _parse_content_range(content_range or "", dl.size)
         chunks = await call(dl.open, rt, offset, length)
         headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{dl.size}"
         headers["Content-Length"] = str(length)
         return StreamingResponse(iterate_in_thread(chunks), status_code=206, headers=headers)
     chunks = await call(dl.open, rt)
     headers["Content-Length"] = str(dl.size)
-    if dl.checksum:
-        headers["Content-MD5"] = dl.checksum
     return StreamingResponse(iterate_in_thread(chunks), status_code=200, headers=headers)
 
 
@@ -234,11 +322,9 @@ async def download(request: Request) -> Response:
 
 
 async def create_member(request: Request) -> Response:
-    body = await read_json(request)
-    if not isinstance(body, dict) or "member" not in body:
-        raise BadRequest("Request body must be a JSON object with a 'member' key")
+    member_id = schemas.parse_member_create(await read_json(request))
     member = await call(member_svc.add_member, rt_of(request), ctx_of(request),
-                        request.path_params["image_id"], body["member"])
+                        request.path_params["image_id"], member_id)
     return json_response(render.member(member))
 
 
@@ -256,12 +342,10 @@ async def show_member(request: Request) -> Response:
 
 
 async def update_member(request: Request) -> Response:
-    body = await read_json(request)
-    if not isinstance(body, dict) or "status" not in body:
-        raise BadRequest("Request body must be a JSON object with a 'status' key")
+    status = schemas.parse_member_update(await read_json(request))
     member = await call(member_svc.update_member, rt_of(request), ctx_of(request),
                         request.path_params["image_id"], request.path_params["member_id"],
-                        body["status"])
+                        status)
     return json_response(render.member(member))
 
 

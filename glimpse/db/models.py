@@ -125,3 +125,40 @@ class ImageLocation(Base):
         Index("ix_image_locations_image_id", "image_id"),
         Index("ix_image_locations_status", "status"),
     )
+
+
+class Task(Base):
+    """An asynchronous task: an image import (api_image_import) or a legacy
+    tasks-API import. Glance splits input/result/message into a task_info
+    table; one table is enough here."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(30), nullable=False)
+    status: Mapped[str] = mapped_column(String(30), nullable=False)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    image_id: Mapped[str | None] = mapped_column(String(36))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    input: Mapped[str | None] = mapped_column(Text)      # JSON
+    result: Mapped[str | None] = mapped_column(Text)     # JSON
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # Which worker runs the task, so a restarted worker can tell its own dead tasks.
+    host: Mapped[str | None] = mapped_column(String(255))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    # Roles of the requester (comma-separated), for plugins; never shown.
+    roles: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (
+        Index("ix_tasks_owner", "owner"),
+        Index("ix_tasks_image_id", "image_id"),
+        Index("ix_tasks_status", "status"),
+        Index("ix_tasks_created_at", "created_at"),
+        Index("ix_tasks_updated_at", "updated_at"),
+    )

@@ -8,7 +8,8 @@ from datetime import datetime
 from glimpse.context import RequestContext
 from glimpse.errors import BadRequest, Forbidden, RequestEntityTooLarge
 
-RESERVED_PREFIX = "os_glance_"
+# Glance reserves every name starting with "os_glance" (not only "os_glance_").
+RESERVED_PREFIX = "os_glance"
 
 VISIBILITIES = ("public", "private", "shared", "community")
 
@@ -79,13 +80,28 @@ def check_settable(name: str, *, creating: bool) -> None:
 
 
 def check_format_change(image: ImageRecord, name: str) -> None:
-    if name in FORMAT_ATTRS and image.status != "queued":
+    if name in FORMAT_ATTRS and image.status not in ("queued", "importing"):
         raise Forbidden(f"Attribute {name} can be only replaced for a queued image.")
 
 
 def check_owner_change(ctx: RequestContext, image: ImageRecord, new_owner: object) -> None:
     if new_owner != image.owner and not ctx.is_admin:
         raise Forbidden("Attribute 'owner' can only be changed by an administrator.")
+
+
+def check_min_values(values: dict[str, object]) -> None:
+    """min_disk/min_ram may not be negative (400, Glance's wording)."""
+    for name in ("min_disk", "min_ram"):
+        value = values.get(name)
+        if isinstance(value, int | float) and value < 0:
+            raise BadRequest(f"Invalid value '{value}' for parameter '{name}': "
+                             "Cannot be a negative value")
+
+
+def check_text(what: str, value: object) -> None:
+    """Refuse NUL characters: PostgreSQL cannot store them in text columns."""
+    if isinstance(value, str) and "\x00" in value:
+        raise BadRequest(f"Invalid {what}: NUL characters are not allowed.")
 
 
 def check_visibility_value(value: object) -> None:
@@ -115,7 +131,8 @@ def check_quota(kind: str, count: int, limit: int) -> None:
     """``limit`` < 0 means unlimited (Glance's convention)."""
     if limit >= 0 and count > limit:
         raise RequestEntityTooLarge(
-            f"Maximum number of {kind} exceeded: attempted {count}, maximum {limit}."
+            f"The limit has been exceeded on the number of allowed {kind}. "
+            f"Attempted: {count}, Maximum: {limit}"
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from glimpse.stores.base import DataNotFound, StoreError
 
 LOG = logging.getLogger(__name__)
 
+MAX_ID_LENGTH = 36
+MAX_NAME_LENGTH = 255
+
 
 # ---------------------------------------------------------------- lookups
 
@@ -35,8 +38,13 @@ def load_visible(rt: Runtime, session: Session, ctx: RequestContext, image_id: s
 
     Returns the record and whether the caller's project is a member of it.
     """
+    # Ids are at most 36 characters; anything else cannot exist (and a NUL
+    # character would make PostgreSQL fail the query instead of finding nothing).
+    if len(image_id) > MAX_ID_LENGTH or "\x00" in image_id:
+        raise NotFound(f"No image found with ID {image_id}")
     image = repo.get_image(session, image_id)
-    if image is None:
+    # MariaDB compares strings case- and trailing-space-insensitively; ids are exact.
+    if image is None or image.id != image_id:
         raise NotFound(f"No image found with ID {image_id}")
     is_member = False
     if ctx.project_id and image.owner != ctx.project_id and image.visibility == "shared":
@@ -61,29 +69,41 @@ def require_change(rt: Runtime, ctx: RequestContext, image: ImageRecord, is_memb
 # ---------------------------------------------------------------- create / show
 
 
+# Accepted in a create body and ignored, as Glance does (they are computed from the data).
+IGNORED_ON_CREATE = ("os_hash_algo", "os_hash_value")
+
+
 def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> ImageRecord:
     doc = dict(doc)
     tags = doc.pop("tags", None) or []
     if "locations" in doc:
         raise Forbidden("Attribute 'locations' is reserved.")
     image_id = doc.pop("id", None) or str(uuid.uuid4())
+    for name in IGNORED_ON_CREATE:
+        doc.pop(name, None)
     core: dict[str, Any] = {}
     props: dict[str, str] = {}
     for name, value in doc.items():
         rules.check_settable(name, creating=True)
+        rules.check_text("property name", name)
+        rules.check_text(f"value for {name}", value)
         if name in rules.SETTABLE_CORE:
             core[name] = value
         else:
             props[name] = value
+    for tag in tags:
+        rules.check_text("tag", tag)
+    rules.check_min_values(core)
     visibility = core.get("visibility") or "shared"
     rules.check_visibility_value(visibility)
     owner = core.pop("owner", None)
     if owner is not None and owner != ctx.project_id and not ctx.is_admin:
-        raise Forbidden("You are not permitted to create images owned by another project.")
+        raise Forbidden(f"You are not permitted to create images owned by '{owner}'.")
     owner = owner if owner is not None else ctx.project_id
     tgt = new_image_target({**props, "owner": owner, "visibility": visibility}, ctx)
     rt.policy.enforce(ctx, "add_image", tgt)
     _check_visibility_policy(rt, ctx, visibility, tgt)
+    rt.protections.check_create(ctx, props)
     _check_formats(rt, core)
     rules.check_quota("image properties", len(props), rt.conf.image_property_quota)
     rules.check_quota("image tags", len(set(tags)), rt.conf.image_tag_quota)
@@ -96,19 +116,25 @@ def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> Image
     }
     with rt.db.write() as session, session.begin():
         if repo.image_exists_any(session, image_id):
-            raise Conflict(f"An image with identifier {image_id} already exists")
+            raise Conflict(f"Image ID {image_id} already exists!")
         repo.create_image(session, values, props, tags)
     with rt.db.read() as session:
         image = repo.get_image(session, image_id)
     assert image is not None
-    return image
+    return readable(rt, ctx, image)
 
 
 def get_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
     with rt.db.read() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
     rt.policy.enforce(ctx, "get_image", target(image, ctx, is_member))
-    return image
+    return readable(rt, ctx, image)
+
+
+def readable(rt: Runtime, ctx: RequestContext, image: ImageRecord) -> ImageRecord:
+    """The record as ``ctx`` may see it: without the properties protections hide from it."""
+    props = rt.protections.filter_readable(ctx, image.properties)
+    return image if props is image.properties else replace(image, properties=dict(props))
 
 
 def _check_visibility_policy(rt: Runtime, ctx: RequestContext, visibility: str,
@@ -140,7 +166,15 @@ def list_images(rt: Runtime, ctx: RequestContext, query: repo.ListQuery) -> list
     rt.policy.enforce(ctx, "get_images", {"project_id": ctx.project_id,
                                           "owner": ctx.project_id})
     with rt.db.read() as session:
-        return repo.list_images(session, ctx, query)
+        images = repo.list_images(session, ctx, query)
+    if rt.protections.enabled:
+        # A filter on a property the caller may not read matches nothing;
+        # otherwise it would reveal the hidden value (Glance has that leak).
+        if any(not rt.protections.allows(ctx, "read", name) for name in query.properties or ()):
+            return []
+        keep = rt.protections.read_filter(ctx)
+        images = [replace(i, properties=dict(keep(i.properties))) for i in images]
+    return images
 
 
 # ---------------------------------------------------------------- update (PATCH)
@@ -151,7 +185,12 @@ class Change:
     op: str               # add | replace | remove
     path: str             # attribute name (first path element)
     value: Any = None
-    strict_add: bool = False  # v2.0 patch media type: add of an existing property is 409
+    strict_add: bool = False  # v2.0 patch media type: add of an existing attribute is 409
+    position: str | None = None  # second path element (locations only: index or "-")
+
+
+# Attributes every image has: "add" sets them, "remove" is refused.
+_BASE_ATTRIBUTES = rules.SETTABLE_CORE | {"tags"}
 
 
 def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
@@ -162,19 +201,37 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         rt.policy.enforce(ctx, "modify_image", tgt)
         if not rules.can_change(ctx, image):
             raise Forbidden("You are not permitted to modify this image.")
+        if not changes:
+            return readable(rt, ctx, image)
         core: dict[str, Any] = {}
         props = dict(image.properties)
+        # Properties the caller may not read do not exist for it (Glance): a
+        # replace or remove of one is a 409; they are kept as they are.
+        hidden = rt.protections.unreadable(ctx, props)
+        for name in hidden:
+            del props[name]
         tags = list(image.tags)
+        # Changes apply in order on a copy; nothing is written unless all succeed.
         for change in changes:
+            existed = change.path in props
             _apply(ctx, image, change, core, props, tags)
+            if change.path not in _BASE_ATTRIBUTES:
+                rt.protections.check_patch(ctx, change.op, change.path, existed)
+        if hidden:
+            props = {**hidden, **props}
         if "visibility" in core and core["visibility"] != image.visibility:
             rules.check_visibility_value(core["visibility"])
             _check_visibility_policy(rt, ctx, core["visibility"], tgt)
         if "owner" in core:
             rules.check_owner_change(ctx, image, core["owner"])
+        rules.check_min_values(core)
         _check_formats(rt, core)
-        rules.check_quota("image properties", len(props), rt.conf.image_property_quota)
-        rules.check_quota("image tags", len(set(tags)), rt.conf.image_tag_quota)
+        # Like Glance, quotas refuse growth; an image already over a lowered
+        # quota can still be edited and shrunk.
+        if len(props) > len(image.properties):
+            rules.check_quota("image properties", len(props), rt.conf.image_property_quota)
+        if len(set(tags)) > len(set(image.tags)):
+            rules.check_quota("image tags", len(set(tags)), rt.conf.image_tag_quota)
         removed = set(image.properties) - set(props)
         to_set = {k: v for k, v in props.items() if image.properties.get(k) != v}
         repo.update_image(session, image_id, core)
@@ -185,44 +242,48 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         updated = repo.get_image(session, image_id)
     if updated is None:
         raise NotFound(f"No image found with ID {image_id}")
-    return updated
+    return readable(rt, ctx, updated)
 
 
 def _apply(ctx: RequestContext, image: ImageRecord, change: Change, core: dict[str, Any],
            props: dict[str, str], tags: list[str]) -> None:
+    """One PATCH operation, with Glance's answers (403/409) for each case."""
     name = change.path
-    if name == "tags":
-        if change.op == "remove":
-            raise Forbidden("Property tags may not be removed.")
-        if not isinstance(change.value, list):
-            raise BadRequest("Tags must be a list of strings.")
-        tags[:] = change.value
-        return
     if name == "locations":
         raise Forbidden("Changing image locations is not supported by this deployment.")
-    if name in ("id",):
-        raise Forbidden(f"Attribute '{name}' is read-only.")
     rules.check_settable(name, creating=False)
-    if name in rules.SETTABLE_CORE:
-        if change.op == "remove":
+    is_base = name in _BASE_ATTRIBUTES
+    if change.op == "remove":
+        if is_base:
             raise Forbidden(f"Property {name} may not be removed.")
-        rules.check_format_change(image, name)
-        core[name] = change.value
-        return
-    if change.op == "add":
-        if change.strict_add and name in props:
-            raise Conflict(f"Property {name} already present.")
-        props[name] = change.value
-    elif change.op == "replace":
-        if name not in props:
-            raise Conflict(f"Property {name} does not exist.")
-        props[name] = change.value
-    elif change.op == "remove":
         if name not in props:
             raise Conflict(f"Property {name} does not exist.")
         del props[name]
-    else:
+        return
+    if change.op not in ("add", "replace"):
         raise BadRequest(f"Unsupported patch operation: {change.op}")
+    if change.op == "add" and change.strict_add and (is_base or name in props):
+        raise Conflict(f"Property {name} already present.")
+    if name == "owner" and change.op == "replace" and not ctx.is_admin:
+        raise Forbidden("Owner can't be updated by non admin.")
+    if name == "tags":
+        if not isinstance(change.value, list):
+            raise BadRequest("Tags must be a list of strings.")
+        for tag in change.value:
+            rules.check_text("tag", tag)
+        tags[:] = change.value
+        return
+    rules.check_text(f"value for {name}", change.value)
+    if is_base:
+        rules.check_format_change(image, name)
+        core[name] = change.value
+        return
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest("Custom property should not be greater than 255 characters.")
+    rules.check_text("property name", name)
+    if change.op == "replace" and name not in props:
+        raise Conflict(f"Property {name} does not exist.")
+    props[name] = change.value
 
 
 # ---------------------------------------------------------------- delete
@@ -285,8 +346,9 @@ def _set_active_flag(rt: Runtime, ctx: RequestContext, image_id: str, event: Eve
 
 
 def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
-    if len(tag) > 255:
+    if len(tag) > MAX_NAME_LENGTH:
         raise BadRequest("Tag value is too long (maximum 255 characters).")
+    rules.check_text("tag", tag)
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         require_change(rt, ctx, image, is_member, "modify_image")
@@ -300,7 +362,7 @@ def delete_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> Non
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         require_change(rt, ctx, image, is_member, "modify_image")
-        if not repo.remove_tag(session, image_id, tag):
+        if tag not in image.tags or not repo.remove_tag(session, image_id, tag):
             raise NotFound(f"Tag {tag} not found on image {image_id}")
         repo.touch(session, image_id)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from typing import Any
 
 from oslo_config import cfg
 
 from glimpse import policy as policy_mod
 from glimpse.config import storage_quota
 from glimpse.db import engine as db_engine
+from glimpse.domain import property_protections as protections_mod
 from glimpse.stores import registry as store_registry
 
 LOG = logging.getLogger(__name__)
@@ -21,22 +24,75 @@ class Runtime:
     db: db_engine.Database
     stores: store_registry.StoreRegistry
     policy: policy_mod.Policy
+    protections: protections_mod.PropertyProtections = field(
+        default_factory=lambda: protections_mod.DISABLED)
+    # glimpse.imports.tasks.TaskRunner: this worker's background import threads.
+    runner: Any = None
 
     @property
     def storage_quota(self) -> int:
         return storage_quota(self.conf)
 
     def close(self) -> None:
+        if self.runner is not None:
+            self.runner.shutdown()
         self.db.dispose()
 
 
 def build(conf: cfg.ConfigOpts, migrate: bool = False) -> Runtime:
+    policy = policy_mod.Policy(conf)
+    # Before anything else: an unusable protections file must stop the start.
+    protections = load_protections(conf, policy)
     db = db_engine.from_conf(conf)
     if migrate:
         db_engine.upgrade(db)
-    return Runtime(
+    rt = Runtime(
         conf=conf,
         db=db,
         stores=store_registry.from_conf(conf),
-        policy=policy_mod.Policy(conf),
+        policy=policy,
+        protections=protections,
     )
+    from glimpse.imports import tasks as tasks_mod  # imports use services: import late
+
+    rt.runner = tasks_mod.TaskRunner(rt)
+    rt.runner.recover()
+    return rt
+
+
+def load_protections(conf: cfg.ConfigOpts,
+                     policy: policy_mod.Policy) -> protections_mod.PropertyProtections:
+    """Read ``property_protection_file`` once; raise InvalidPropertyProtections if unusable.
+
+    A relative name is looked up as Glance does (beside the configuration
+    files, then the standard configuration directories), then in the working
+    directory.
+    """
+    name = conf.property_protection_file
+    if not name:
+        return protections_mod.DISABLED
+    path = conf.find_file(name) or (name if os.path.isfile(name) else None)
+    if path is None:
+        raise protections_mod.InvalidPropertyProtections(
+            f"Property protection file {name} (property_protection_file) was not found.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise protections_mod.InvalidPropertyProtections(
+            f"Property protection file {path} cannot be read: {exc}") from exc
+    rule_format = conf.property_protection_rule_format
+    protections = protections_mod.from_text(
+        text, rule_format, source=path,
+        policy_check=lambda ctx, rule: policy.check(ctx, rule, {}, registered=False))
+    if rule_format == "policies" and protections.enabled:
+        policy.add_rules(protections.policy_rules())
+        known = policy.enforcer.rules
+        for missing in sorted(protections.referenced_policies() - set(known)):
+            # oslo.policy (and so Glance) then applies policy_default_rule.
+            LOG.warning("Property protection file %s refers to policy rule %r, which is "
+                        "not defined: the operations using it fall back to the '%s' rule",
+                        path, missing, conf.oslo_policy.policy_default_rule)
+    LOG.info("Property protections loaded from %s (%s format, %d sections)",
+             path, rule_format, len(protections.sections))
+    return protections
