@@ -61,9 +61,11 @@ def error_response(exc: GlimpseError, accept: str | None = None) -> Response:
                              headers=exc.headers)
     status = f"{exc.status} {exc.title}"
     if kind == "html":
+        # Only <, > and & need escaping in text; WebOb also turns quotes into
+        # &#x27;, which clients then show verbatim ("Attribute &#x27;x&#x27;").
+        text = html.escape(exc.message, quote=False)
         page = (f"<html>\n <head>\n  <title>{status}</title>\n </head>\n <body>\n"
-                f"  <h1>{status}</h1>\n  {html.escape(exc.message)}<br /><br />\n\n\n\n"
-                " </body>\n</html>")
+                f"  <h1>{status}</h1>\n  {text}<br /><br />\n\n\n\n </body>\n</html>")
         return Response(page, status_code=exc.status, headers=exc.headers,
                         media_type="text/html; charset=UTF-8")
     body = f"{status}\n\n{exc.message}\n\n   "
