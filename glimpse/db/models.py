@@ -26,6 +26,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
+# MariaDB: binary collation so ids, property names, tags and members compare
+# case-sensitively, as on PostgreSQL and SQLite; MEDIUMTEXT for long values.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -62,6 +68,7 @@ class Image(Base):
         Index("ix_images_created_at", "created_at"),
         Index("ix_images_updated_at", "updated_at"),
         Index("ix_images_os_hash_value", "os_hash_value"),
+        MYSQL_TABLE,
     )
 
 
@@ -72,9 +79,9 @@ class ImageProperty(Base):
         String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    value: Mapped[str] = mapped_column(Text, nullable=False)
+    value: Mapped[str] = mapped_column(LongText, nullable=False)
 
-    __table_args__ = (Index("ix_image_properties_name", "name"),)
+    __table_args__ = (Index("ix_image_properties_name", "name"), MYSQL_TABLE)
 
 
 class ImageTag(Base):
@@ -85,7 +92,7 @@ class ImageTag(Base):
     )
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
 
-    __table_args__ = (Index("ix_image_tags_value", "value"),)
+    __table_args__ = (Index("ix_image_tags_value", "value"), MYSQL_TABLE)
 
 
 class ImageMember(Base):
@@ -104,6 +111,7 @@ class ImageMember(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "member", name="uq_image_members_image_member"),
         Index("ix_image_members_member_status", "member", "status"),
+        MYSQL_TABLE,
     )
 
 
@@ -114,8 +122,8 @@ class ImageLocation(Base):
     image_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("images.id", ondelete="CASCADE"), nullable=False
     )
-    value: Mapped[str] = mapped_column(Text, nullable=False)
-    meta_data: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    value: Mapped[str] = mapped_column(LongText, nullable=False)
+    meta_data: Mapped[str] = mapped_column(LongText, nullable=False, default="{}")
     # active | pending_delete | deleted
     status: Mapped[str] = mapped_column(String(30), nullable=False, default="active")
     created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
@@ -124,6 +132,7 @@ class ImageLocation(Base):
     __table_args__ = (
         Index("ix_image_locations_image_id", "image_id"),
         Index("ix_image_locations_status", "status"),
+        MYSQL_TABLE,
     )
 
 
@@ -141,14 +150,14 @@ class Task(Base):
     image_id: Mapped[str | None] = mapped_column(String(36))
     request_id: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(64))
-    input: Mapped[str | None] = mapped_column(Text)      # JSON
-    result: Mapped[str | None] = mapped_column(Text)     # JSON
-    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    input: Mapped[str | None] = mapped_column(LongText)      # JSON
+    result: Mapped[str | None] = mapped_column(LongText)     # JSON
+    message: Mapped[str] = mapped_column(LongText, nullable=False, default="")
     # Which worker runs the task, so a restarted worker can tell its own dead tasks.
     host: Mapped[str | None] = mapped_column(String(255))
     worker: Mapped[str | None] = mapped_column(String(255))
     # Roles of the requester (comma-separated), for plugins; never shown.
-    roles: Mapped[str | None] = mapped_column(Text)
+    roles: Mapped[str | None] = mapped_column(LongText)
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
@@ -161,4 +170,5 @@ class Task(Base):
         Index("ix_tasks_status", "status"),
         Index("ix_tasks_created_at", "created_at"),
         Index("ix_tasks_updated_at", "updated_at"),
+        MYSQL_TABLE,
     )

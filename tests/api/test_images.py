@@ -10,7 +10,6 @@ import re
 import uuid
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import as_project
@@ -413,11 +412,7 @@ def test_tags_permissions(client):
     assert_error(client.put(f"/v2/images/{uuid.uuid4()}/tags/x", headers=OWNER), 404)
 
 
-def test_names_are_case_sensitive(client, request):
-    if request.node.callspec.params.get("db_url") == "mysql":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="MariaDB's default collation makes image_properties.name, "
-            "image_tags.value and image_members.member case-insensitive keys (db/models.py)"))
+def test_names_are_case_sensitive(client):
     image = create(client, {"Foo": "upper", "foo": "lower", "tags": ["a", "A"]}, OWNER)
     assert (image["Foo"], image["foo"]) == ("upper", "lower")
     assert sorted(image["tags"]) == ["A", "a"]

@@ -14,6 +14,11 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# MariaDB: binary collation so ids, property names, tags and members compare
+# case-sensitively as on PostgreSQL and SQLite; MEDIUMTEXT for long values.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+LONG_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
 # Microsecond timestamps on MariaDB too (its DATETIME drops fractions by default).
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
@@ -42,6 +47,7 @@ def upgrade() -> None:
         sa.Column("deleted_at", TS, nullable=True),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.create_index("ix_images_created_at", ["created_at"], unique=False)
@@ -58,13 +64,14 @@ def upgrade() -> None:
         "image_locations",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("image_id", sa.String(length=36), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("meta_data", sa.Text(), nullable=False),
+        sa.Column("value", LONG_TEXT, nullable=False),
+        sa.Column("meta_data", LONG_TEXT, nullable=False),
         sa.Column("status", sa.String(length=30), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
         sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("image_locations", schema=None) as batch_op:
         batch_op.create_index("ix_image_locations_image_id", ["image_id"], unique=False)
@@ -82,6 +89,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("image_id", "member", name="uq_image_members_image_member"),
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("image_members", schema=None) as batch_op:
         batch_op.create_index("ix_image_members_member_status", ["member", "status"], unique=False)
@@ -90,9 +98,10 @@ def upgrade() -> None:
         "image_properties",
         sa.Column("image_id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("value", LONG_TEXT, nullable=False),
         sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("image_id", "name"),
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("image_properties", schema=None) as batch_op:
         batch_op.create_index("ix_image_properties_name", ["name"], unique=False)
@@ -103,6 +112,7 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=255), nullable=False),
         sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("image_id", "value"),
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("image_tags", schema=None) as batch_op:
         batch_op.create_index("ix_image_tags_value", ["value"], unique=False)
