@@ -8,7 +8,6 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 
 from glimpse import cli
@@ -210,9 +209,6 @@ def test_delete_when_data_cannot_be_removed_is_still_204(client, tmp_path):
     assert client.get(f"/v2/images/{image_id}").status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "glimpse/db/repository.py storage_used counts only images with deleted=false; Glance "
-    "counts pending_delete images' data against user_storage_quota until it is scrubbed"))
 def test_pending_delete_data_counts_against_quota_until_scrubbed(app_factory):
     client = app_factory(delayed_delete=True, user_storage_quota="1KB")
     project = as_project("p-scrub")

@@ -17,6 +17,8 @@ as in Glance's pipeline.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import anyio
 from oslo_config import cfg
 from starlette.datastructures import Headers
@@ -25,6 +27,7 @@ from glimpse.api.keystone import TokenInfo, TokenValidator
 from glimpse.config import effective_auth_strategy
 from glimpse.context import RequestContext
 from glimpse.errors import Unauthorized
+from glimpse.policy import Policy
 
 ADMIN_ROLE = "admin"
 NOAUTH_ROLES = ("admin", "member", "reader")
@@ -78,7 +81,8 @@ UNAUTHENTICATED_PATHS = frozenset({"/", "/versions", "/healthcheck"})
 class Authenticator:
     """Turns a request's headers into a RequestContext, per the configured strategy."""
 
-    def __init__(self, conf: cfg.ConfigOpts):
+    def __init__(self, conf: cfg.ConfigOpts, policy: Policy | None = None):
+        self.policy = policy
         self.strategy = effective_auth_strategy(conf)
         self.keystone = TokenValidator(conf) if self.strategy == "keystone" else None
 
@@ -86,8 +90,19 @@ class Authenticator:
         if path in UNAUTHENTICATED_PATHS:
             return RequestContext(request_id=request_id)
         if self.keystone is None:
-            return authenticate(self.strategy, headers, request_id)
-        return await self._keystone(headers, request_id)
+            ctx = authenticate(self.strategy, headers, request_id)
+        else:
+            ctx = await self._keystone(headers, request_id)
+        return self._with_admin_flag(ctx)
+
+    def _with_admin_flag(self, ctx: RequestContext) -> RequestContext:
+        """is_admin comes from the context_is_admin policy rule, as in Glance, so an
+        operator's policy file decides who is an administrator."""
+        if self.policy is None or (ctx.is_admin and ctx.project_id is None
+                                   and ctx.user_id is None):
+            return ctx  # noauth's anonymous admin stays admin
+        is_admin = self.policy.check_is_admin(ctx)
+        return ctx if is_admin == ctx.is_admin else replace(ctx, is_admin=is_admin)
 
     async def _token(self, token: str, allow_expired: bool = False) -> TokenInfo | None:
         assert self.keystone is not None

@@ -80,7 +80,7 @@ class ContextMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime):
         self.app = app
         self.runtime = runtime
-        self.authenticate = auth.Authenticator(runtime.conf)
+        self.authenticate = auth.Authenticator(runtime.conf, runtime.policy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -171,8 +171,11 @@ def remove_tag(session: Session, image_id: str, tag: str) -> bool:
 
 
 def storage_used(session: Session, owner: str, exclude_image: str | None = None) -> int:
+    """Bytes a project holds: live images plus deleted ones whose data the
+    scrubber has not removed yet (as Glance counts them)."""
     stmt = select(func.coalesce(func.sum(Image.size), 0)).where(
-        Image.owner == owner, Image.deleted == false())
+        Image.owner == owner,
+        or_(Image.deleted == false(), Image.status == "pending_delete"))
     if exclude_image is not None:
         stmt = stmt.where(Image.id != exclude_image)
     return int(session.scalar(stmt) or 0)
