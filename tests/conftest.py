@@ -213,10 +213,14 @@ class LiveServer:
 
 
 def start_server(tmp_path: Path, db_url: str | None = None, config_text: str = "",
-                 workers: int = 1) -> LiveServer:
-    port = free_port()
+                 workers: int = 1, port: int | None = None) -> LiveServer:
+    """Run ``glimpse serve`` on ``port`` (a free one by default).
+
+    ``config_text`` goes into [DEFAULT] and may open further sections. Starting
+    again on the same port reuses the data directory (a restarted worker)."""
+    port = port or free_port()
     data_dir = tmp_path / f"server-{port}"
-    data_dir.mkdir(parents=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     conf_file = data_dir / "glance-api.conf"
     lines = ["[DEFAULT]", config_text.strip()]
     if db_url:

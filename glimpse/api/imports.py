@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,8 @@ from glimpse.services import imports as import_svc
 from glimpse.services import info as info_svc
 from glimpse.services import tasks as task_svc
 
+LOG = logging.getLogger(__name__)
+
 UUID_LIKE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
                        r"[0-9a-fA-F]{12}$")
 TASK_STATUSES = ("pending", "processing", "success", "failure")
@@ -33,9 +36,10 @@ TASK_FILTER_TYPES = ("import",)
 PROXY_TIMEOUT = 60.0
 # Headers that carry the caller's identity to the worker holding the staged data.
 _FORWARDED = ("x-auth-token", "x-service-token", "x-identity-status", "x-project-id",
-              "x-tenant-id", "x-user-id", "x-roles", "x-service-roles", "x-user-domain-id",
-              "x-project-domain-id", "x-domain-id", "x-system-scope", "x-image-meta-store",
-              "accept", "openstack-api-version")
+              "x-tenant-id", "x-user-id", "x-user", "x-roles", "x-service-roles",
+              "x-service-user-id", "x-service-project-id", "x-user-domain-id",
+              "x-project-domain-id", "x-domain-id", "x-system-scope", "openstack-system-scope",
+              "x-image-meta-store", "accept", "openstack-api-version")
 
 
 @asynccontextmanager
@@ -78,21 +82,43 @@ async def import_image(request: Request) -> Response:
                          request.path_params["image_id"], body,
                          request.headers.get("x-image-meta-store"))
     if outcome.proxy_to is not None:
-        return await _proxy(request, outcome.proxy_to, body)
+        return await proxy_to_stage_host(request, outcome.proxy_to, body)
     return Response(status_code=202)
 
 
-async def _proxy(request: Request, stage_host: str, body: Any) -> Response:
-    """Replay the import on the worker that holds the staged data, as the caller."""
+class StageHostUnavailable(GlimpseError):
+    """The worker holding the staged data could not be reached (Glance: 504 when the
+    connection fails, 502 for any other failure to get an answer)."""
+
+    def __init__(self, status: int, title: str):
+        super().__init__("Stage host is unavailable")
+        self.status, self.title = status, title
+
+
+async def proxy_to_stage_host(request: Request, stage_host: str, body: Any = None) -> Response:
+    """Replay this request on the worker that holds the staged data, as the caller.
+
+    A 2xx answer is passed on (status only, as Glance does); any other answer
+    becomes an error with the remote's status and reason."""
     url = stage_host.rstrip("/") + request.url.path
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
+    LOG.info("Proxying %s request to host %s which has image staged", request.method,
+             stage_host)
     try:
         async with httpx.AsyncClient(timeout=PROXY_TIMEOUT) as client:
-            remote = await client.post(url, json=body, headers=headers)
-    except (httpx.ConnectError, httpx.TimeoutException):
-        raise _http_error(504, "Gateway Timeout", "Stage host is unavailable") from None
-    except httpx.HTTPError:
-        raise _http_error(502, "Bad Gateway", "Stage host is unavailable") from None
+            remote = await client.request(request.method, url, headers=headers,
+                                          json=body if body is not None else None)
+    except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout,
+            httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        LOG.error("Failed to proxy to %r: %s", url, exc)
+        raise StageHostUnavailable(502, "Bad Gateway") from None
+    except httpx.TransportError as exc:
+        # Refused, reset, DNS failure, connect timeout: the worker is not there.
+        LOG.error("Failed to proxy to %r: %s", url, exc)
+        raise StageHostUnavailable(504, "Gateway Timeout") from None
+    except httpx.HTTPError as exc:
+        LOG.error("Failed to proxy to %r: %s", url, exc)
+        raise StageHostUnavailable(502, "Bad Gateway") from None
     if remote.status_code // 100 != 2:
         raise _http_error(remote.status_code, remote.reason_phrase, remote.reason_phrase)
     return Response(status_code=remote.status_code)

@@ -193,8 +193,20 @@ async def update_image(request: Request) -> Response:
 
 
 async def delete_image(request: Request) -> Response:
-    await call(image_svc.delete_image, rt_of(request), ctx_of(request),
-               request.path_params["image_id"])
+    from glimpse.api.imports import StageHostUnavailable, proxy_to_stage_host
+
+    rt, ctx, image_id = rt_of(request), ctx_of(request), request.path_params["image_id"]
+    stage_host = await call(image_svc.delete_image, rt, ctx, image_id)
+    if stage_host is not None:
+        # Staged on another worker: that worker deletes, so its staged data goes too.
+        try:
+            await proxy_to_stage_host(request, stage_host)
+            return Response(status_code=204)
+        except StageHostUnavailable:
+            # As Glance: the stage host's answer (even an error) is final, but when it
+            # cannot be reached the image is deleted here all the same; the staged
+            # data stays behind on that worker until it cleans its staging area.
+            await call(image_svc.delete_image, rt, ctx, image_id, proxy=False)
     return Response(status_code=204)
 
 

@@ -33,6 +33,31 @@ _IMAGE_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 
 STAGING_STORE, TASKS_STORE = RESERVED_STORES
 
+# Image property naming the worker that holds the image's staged data (Glance's name).
+STAGE_HOST = "os_glance_stage_host"
+
+
+def self_url(conf: cfg.ConfigOpts) -> str | None:
+    """The URL other workers reach this one at (Glance: worker_self_reference_url,
+    else public_endpoint)."""
+    return conf.worker_self_reference_url or conf.public_endpoint
+
+
+def remote_stage_host(conf: cfg.ConfigOpts, properties: dict[str, str]) -> str | None:
+    """The worker holding an image's staged data when it is not this one.
+
+    Requests that need the staged data (import, delete) are proxied there.
+    A trailing slash does not make a URL another worker's: a worker must never
+    proxy to itself."""
+    host = properties.get(STAGE_HOST)
+    if not host:
+        return None
+    own = self_url(conf)
+    if own is not None and host.rstrip("/") == own.rstrip("/"):
+        return None
+    return host
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """The reserved stores' sections ([os_glance_staging_store], [os_glance_tasks_store])."""
     for name in RESERVED_STORES:

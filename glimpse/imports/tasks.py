@@ -37,7 +37,7 @@ LOG = logging.getLogger(__name__)
 
 IMPORTING_STORES = "os_glance_importing_to_stores"
 FAILED_STORES = "os_glance_failed_import"
-STAGE_HOST = "os_glance_stage_host"
+STAGE_HOST = staging_mod.STAGE_HOST
 
 # Progress is written at most this often (it doubles as the task's heartbeat).
 PROGRESS_INTERVAL = 1.0

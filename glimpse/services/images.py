@@ -289,13 +289,24 @@ def _apply(ctx: RequestContext, image: ImageRecord, change: Change, core: dict[s
 # ---------------------------------------------------------------- delete
 
 
-def delete_image(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
+def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
+                 proxy: bool = True) -> str | None:
+    """Delete an image, its staged data on this worker, and (unless delayed) its data.
+
+    When the image's data is staged on another worker and ``proxy`` is true,
+    nothing is changed and that worker's URL is returned: the caller replays
+    the request there, so the worker owning the staged data removes it."""
+    from glimpse.imports.staging import remote_stage_host
+
     delayed = rt.conf.delayed_delete
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         require_change(rt, ctx, image, is_member, "delete_image")
         if image.protected:
             raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
+        stage_host = remote_stage_host(rt.conf, image.properties) if proxy else None
+        if stage_host is not None:
+            return stage_host
         has_data = bool(image.locations)
         event = Event.DELETE_DELAYED if (delayed and has_data) else Event.DELETE
         new_status = transition(image.status, event)
@@ -304,9 +315,12 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
         repo.set_location_status(session, image_id,
                                  "pending_delete" if event is Event.DELETE_DELAYED else "deleted")
         repo.delete_all_members(session, image_id)
+    if rt.runner is not None:
+        rt.runner.staging.remove(image_id)
     if event is Event.DELETE:
         for loc in image.locations:
             _delete_data(rt, loc["url"])
+    return None
 
 
 def _delete_data(rt: Runtime, url: str) -> None:

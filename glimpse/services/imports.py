@@ -34,6 +34,7 @@ from glimpse.errors import (
     RequestEntityTooLarge,
     ServiceUnavailable,
 )
+from glimpse.imports import staging as staging_mod
 from glimpse.imports.methods import merged, update_store_lists
 from glimpse.imports.tasks import FAILED_STORES, IMPORTING_STORES, STAGE_HOST, expiry
 from glimpse.services.images import load_visible, require_change, target
@@ -46,9 +47,8 @@ GLANCE_DIRECT, WEB_DOWNLOAD, COPY_IMAGE = "glance-direct", "web-download", "copy
 
 
 def self_url(rt: Runtime) -> str | None:
-    """The URL other workers reach this one at (Glance: worker_self_reference_url,
-    else public_endpoint)."""
-    return rt.conf.worker_self_reference_url or rt.conf.public_endpoint
+    """The URL other workers reach this one at (recorded as the stage host)."""
+    return staging_mod.self_url(rt.conf)
 
 
 # ---------------------------------------------------------------- stage
@@ -268,8 +268,8 @@ def import_image(rt: Runtime, ctx: RequestContext, image_id: str, body: Any,
     if not body.get("all_stores_must_succeed", True) and not rt.conf.enabled_backends:
         raise BadRequest("All_stores_must_succeed can only be set with enabled_backends "
                          f"{body['method'].get('uri')}")
-    stage_host = image.properties.get(STAGE_HOST)
-    if method == GLANCE_DIRECT and stage_host and stage_host != self_url(rt):
+    stage_host = staging_mod.remote_stage_host(rt.conf, image.properties)
+    if method == GLANCE_DIRECT and stage_host is not None:
         return ImportOutcome(proxy_to=stage_host)
     if method == WEB_DOWNLOAD:
         _check_uri(rt, body["method"].get("uri"))

@@ -30,9 +30,28 @@ cat > "$G/glance-api.conf" <<CONF
 [DEFAULT]
 bind_host = 127.0.0.1
 bind_port = $PORT
+public_endpoint = http://127.0.0.1:$PORT
 auth_strategy = keystone
 data_dir = $G/data
 workers = 2
+enabled_import_methods = [glance-direct,web-download,copy-image]
+enabled_backends = fast:file,web:http
+worker_self_reference_url = http://127.0.0.1:$PORT
+hashing_algorithm = sha512
+
+[glance_store]
+default_backend = fast
+
+[fast]
+filesystem_store_datadir = $G/data/images-fast
+store_description = Fast file store
+
+[web]
+store_description = Read-only HTTP store
+
+[import_filtering_opts]
+allowed_hosts = [127.0.0.1]
+allowed_ports = [80,443,$HTTP_PORT]
 
 [keystone_authtoken]
 www_authenticate_uri = http://127.0.0.1:$KEYSTONE_PORT/v3
@@ -43,6 +62,7 @@ password = $SERVICE_PASSWORD
 project_name = service
 user_domain_name = Default
 project_domain_name = Default
+service_token_roles_required = true
 CONF
 
 if [ -f "$G/glimpse.pid" ] && kill -0 "$(cat "$G/glimpse.pid")" 2>/dev/null; then
