@@ -40,6 +40,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from glimpse.domain import images as image_rules
 from glimpse.errors import BadRequest, Forbidden
 
 __all__ = [
@@ -88,13 +89,9 @@ MEMBER_STATUSES = ("pending", "accepted", "rejected")
 TASK_STATUSES = ("pending", "processing", "success", "failure")
 TASK_TYPES = ("import", "api_image_import", "location_import")
 
-# Attributes a client may never write. Glance answers 403 "Attribute '<name>' is
-# read-only." when a PATCH targets one of them (``id`` is settable on create only).
-IMAGE_READONLY = frozenset({
-    "id", "status", "checksum", "os_hash_algo", "os_hash_value", "size",
-    "virtual_size", "created_at", "updated_at", "direct_url", "self", "file",
-    "schema",
-})
+# The read-only and reserved names live in glimpse.domain.images; these
+# aliases keep this module's public names.
+IMAGE_READONLY = image_rules.READ_ONLY
 
 # Attributes refused with 403 "Attribute '<name>' is read-only." in a create
 # body: the five the request deserializer rejects before schema validation,
@@ -107,13 +104,13 @@ IMAGE_CREATE_READONLY = frozenset({
 
 # Names Glance keeps for itself: 403 "Attribute '<name>' is reserved." on create
 # and on PATCH. ``locations`` is reserved on create only (PATCH manages it).
-IMAGE_RESERVED = frozenset({"location", "deleted", "deleted_at"})
-IMAGE_CREATE_RESERVED = IMAGE_RESERVED | {"locations"}
+IMAGE_RESERVED = image_rules.RESERVED
+IMAGE_CREATE_RESERVED = image_rules.CREATE_RESERVED
 # The order in which Glance's image factory reports read-only base attributes.
 _FACTORY_READONLY_ORDER = (
     "created_at", "updated_at", "status", "checksum", "size", "virtual_size",
 )
-IMAGE_RESERVED_NAMESPACE = "os_glance"
+IMAGE_RESERVED_NAMESPACE = image_rules.RESERVED_PREFIX
 
 # Attributes that are columns of the image, not additional properties.
 IMAGE_BASE_ATTRIBUTES = frozenset({
@@ -620,10 +617,7 @@ def check_create_attributes(doc: Any, schema: dict[str, Any]) -> None:
 
 def check_patch_attribute(name: str) -> None:
     """Refuse a PATCH whose path starts at a read-only or reserved attribute (403)."""
-    if name in IMAGE_READONLY:
-        raise Forbidden(f"Attribute '{name}' is read-only.")
-    if _is_reserved(name, IMAGE_RESERVED):
-        raise Forbidden(f"Attribute '{name}' is reserved.")
+    image_rules.check_settable(name, creating=False)
 
 
 # --------------------------------------------------------------------------- member bodies

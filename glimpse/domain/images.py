@@ -19,14 +19,18 @@ SETTABLE_CORE = frozenset({
     "disk_format", "container_format", "owner",
 })
 
-# Attributes computed by the service; a client may never set them.
+# Attributes computed by the service; a client may never write them (403
+# "Attribute '<name>' is read-only."). ``id`` may be chosen on create only.
 READ_ONLY = frozenset({
-    "status", "checksum", "os_hash_algo", "os_hash_value", "size", "virtual_size",
+    "id", "status", "checksum", "os_hash_algo", "os_hash_value", "size", "virtual_size",
     "created_at", "updated_at", "direct_url", "self", "file", "schema", "stores",
 })
 
-# Names Glance keeps for itself: refused as properties.
-RESERVED = frozenset({"deleted", "deleted_at", "location", "id"})
+# Names Glance keeps for itself (403 "Attribute '<name>' is reserved."), as is
+# every name starting with RESERVED_PREFIX. ``locations`` is managed through
+# PATCH, so it is reserved on create only.
+RESERVED = frozenset({"deleted", "deleted_at", "location"})
+CREATE_RESERVED = RESERVED | {"locations"}
 
 # disk_format/container_format may change only before data arrives.
 FORMAT_ATTRS = ("disk_format", "container_format")
@@ -70,13 +74,14 @@ def is_reserved_property(name: str) -> bool:
 
 
 def check_settable(name: str, *, creating: bool) -> None:
-    """Refuse attributes a client can never set (403, as Glance)."""
+    """Refuse attributes a client can never set (403, as Glance). The one home of
+    this rule; glimpse.api.schemas applies it in Glance's order of checks."""
+    if creating and name == "id":
+        return
     if name in READ_ONLY:
         raise Forbidden(f"Attribute '{name}' is read-only.")
-    if name in RESERVED or is_reserved_property(name):
+    if name in (CREATE_RESERVED if creating else RESERVED) or is_reserved_property(name):
         raise Forbidden(f"Attribute '{name}' is reserved.")
-    if name == "id" and not creating:
-        raise Forbidden("Attribute 'id' is read-only.")
 
 
 def check_format_change(image: ImageRecord, name: str) -> None:
