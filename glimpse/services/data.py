@@ -26,7 +26,7 @@ from glimpse.errors import (
     RequestEntityTooLarge,
     ServiceUnavailable,
 )
-from glimpse.services.images import load_visible, require_change, target
+from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import DataNotFound, StoreError, StoreFull
 
@@ -152,7 +152,7 @@ class Download:
 def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Download:
     with rt.db.read() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
-    rt.policy.enforce(ctx, "download_image", target(image, ctx, is_member))
+    enforce_on_image(rt, ctx, image, is_member, "download_image")
     if image.status == "deactivated" and not ctx.is_admin:
         raise Forbidden("The requested image has been deactivated. "
                         "Image data download is forbidden.")

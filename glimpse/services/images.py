@@ -58,10 +58,23 @@ def target(image: ImageRecord, ctx: RequestContext, is_member: bool) -> dict[str
     return image_target(image.as_target(), ctx.project_id if is_member else None)
 
 
+def enforce_on_image(rt: Runtime, ctx: RequestContext, image: ImageRecord, is_member: bool,
+                     rule: str) -> None:
+    """Check ``rule`` on an existing image. As in Glance, a caller whom policy does
+    not even let see the image (get_image) learns nothing: 404, not 403."""
+    tgt = target(image, ctx, is_member)
+    try:
+        rt.policy.enforce(ctx, rule, tgt)
+    except Forbidden:
+        if rule == "get_image" or not rt.policy.check(ctx, "get_image", tgt):
+            raise NotFound(f"No image found with ID {image.id}") from None
+        raise
+
+
 def require_change(rt: Runtime, ctx: RequestContext, image: ImageRecord, is_member: bool,
                    rule: str) -> None:
     """Policy check for an operation that changes an image (owner or admin)."""
-    rt.policy.enforce(ctx, rule, target(image, ctx, is_member))
+    enforce_on_image(rt, ctx, image, is_member, rule)
     if not rules.can_change(ctx, image):
         raise Forbidden(f"You are not permitted to {rule.replace('_', ' ')} this image.")
 
@@ -127,7 +140,7 @@ def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> Image
 def get_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
     with rt.db.read() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
-    rt.policy.enforce(ctx, "get_image", target(image, ctx, is_member))
+    enforce_on_image(rt, ctx, image, is_member, "get_image")
     return readable(rt, ctx, image)
 
 
@@ -198,7 +211,7 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         tgt = target(image, ctx, is_member)
-        rt.policy.enforce(ctx, "modify_image", tgt)
+        enforce_on_image(rt, ctx, image, is_member, "modify_image")
         if not rules.can_change(ctx, image):
             raise Forbidden("You are not permitted to modify this image.")
         if not changes:

@@ -37,7 +37,7 @@ from glimpse.errors import (
 from glimpse.imports import staging as staging_mod
 from glimpse.imports.methods import merged, update_store_lists
 from glimpse.imports.tasks import FAILED_STORES, IMPORTING_STORES, STAGE_HOST, expiry
-from glimpse.services.images import load_visible, require_change, target
+from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import StoreError, StoreFull
 
@@ -244,7 +244,7 @@ def import_image(rt: Runtime, ctx: RequestContext, image_id: str, body: Any,
         image, is_member = load_visible(rt, session, ctx, image_id)
     _check_import_status(image, method)
     if method == COPY_IMAGE:
-        rt.policy.enforce(ctx, "copy_image", target(image, ctx, is_member))
+        enforce_on_image(rt, ctx, image, is_member, "copy_image")
     else:
         require_change(rt, ctx, image, is_member, "modify_image")
     if IMPORT_LOCK in image.properties:

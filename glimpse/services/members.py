@@ -10,7 +10,7 @@ from glimpse.db.repository import MemberRecord
 from glimpse.domain import images as rules
 from glimpse.domain.images import ImageRecord
 from glimpse.errors import BadRequest, Forbidden, NotFound
-from glimpse.services.images import load_visible, target
+from glimpse.services.images import enforce_on_image, load_visible
 from glimpse.services.runtime import Runtime
 
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
@@ -47,7 +47,7 @@ def add_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str) 
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         _require_shared(image.visibility, f"Not allowed to create members for image {image_id}")
-        rt.policy.enforce(ctx, "add_member", target(image, ctx, is_member))
+        enforce_on_image(rt, ctx, image, is_member, "add_member")
         if not rules.can_change(ctx, image):
             raise Forbidden("Only the image owner may add members.")
         count = repo.count_members(session, image_id)
@@ -60,7 +60,7 @@ def list_members(rt: Runtime, ctx: RequestContext, image_id: str) -> list[Member
     with rt.db.read() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
         _require_shared(image.visibility, f"Not allowed to list members for image {image_id}")
-        rt.policy.enforce(ctx, "get_members", target(image, ctx, is_member))
+        enforce_on_image(rt, ctx, image, is_member, "get_members")
         members = repo.list_members(session, image_id)
     if rules.can_change(ctx, image):
         return members
@@ -74,7 +74,7 @@ def get_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str) 
         try:
             _require_shared(image.visibility, f"Not allowed to show members of image {image_id}")
             member = _lookup(session, ctx, image, member_id)
-            rt.policy.enforce(ctx, "get_member", target(image, ctx, is_member))
+            enforce_on_image(rt, ctx, image, is_member, "get_member")
         except Forbidden as exc:
             # As Glance: a refused show is a 404, so it reveals nothing.
             raise NotFound(exc.message) from None
@@ -87,7 +87,7 @@ def update_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: st
         image, is_member = load_visible(rt, session, ctx, image_id)
         _require_shared(image.visibility, f"Not allowed to update members for image {image_id}")
         _lookup(session, ctx, image, member_id)
-        rt.policy.enforce(ctx, "modify_member", target(image, ctx, is_member))
+        enforce_on_image(rt, ctx, image, is_member, "modify_member")
         if member_id != ctx.project_id and not ctx.is_admin:
             raise Forbidden("Only the member itself may change its membership status.")
         if status not in MEMBER_STATUSES:
@@ -104,7 +104,7 @@ def delete_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: st
         image, is_member = load_visible(rt, session, ctx, image_id)
         _require_shared(image.visibility, f"Not allowed to delete members for image {image_id}")
         _lookup(session, ctx, image, member_id)
-        rt.policy.enforce(ctx, "delete_member", target(image, ctx, is_member))
+        enforce_on_image(rt, ctx, image, is_member, "delete_member")
         if not rules.can_change(ctx, image):
             raise Forbidden("Only the image owner may remove members.")
         repo.delete_member(session, image_id, member_id)

@@ -15,7 +15,7 @@ from glimpse.context import RequestContext
 from glimpse.db import tasks_repo
 from glimpse.db.tasks_repo import TaskQuery, TaskRecord
 from glimpse.errors import BadRequest, Forbidden, GlimpseError, NotFound
-from glimpse.services.images import load_visible, target
+from glimpse.services.images import enforce_on_image, load_visible
 from glimpse.services.runtime import Runtime
 
 LEGACY_TYPE = "import"
@@ -92,7 +92,7 @@ def image_tasks(rt: Runtime, ctx: RequestContext, image_id: str) -> list[TaskRec
     try:
         with rt.db.read() as session:
             image, is_member = load_visible(rt, session, ctx, image_id)
-        rt.policy.enforce(ctx, "get_image", target(image, ctx, is_member))
+        enforce_on_image(rt, ctx, image, is_member, "get_image")
     except GlimpseError as exc:
         if isinstance(exc, NotFound | Forbidden):
             raise NotFound("The resource could not be found.") from None
