@@ -12,8 +12,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from oslo_config import cfg, types
+
+
+class BracketedList(types.List):
+    """A list option read with or without Glance's surrounding brackets.
+
+    Glance declares several list options with ``bounds=True``, so its files say
+    ``enabled_import_methods = [glance-direct,web-download]``; ``a,b`` works too.
+    """
+
+    def __call__(self, value: Any) -> list[Any]:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):
+                value = text[1:-1]
+        return super().__call__(value)
+
+
+def list_opt(name: str, item_type: types.ConfigType | None = None,
+             default: list[Any] | None = None, help: str = "") -> cfg.Opt:
+    """A ListOpt that reads Glance's ``[a, b]`` as well as ``a, b``."""
+    item_type = item_type or types.String(quotes=True)
+    opt = cfg.ListOpt(name, item_type=item_type, default=default, help=help)
+    opt.type = BracketedList(item_type=item_type)
+    return opt
+
 
 AUTH_STRATEGIES = ("noauth", "trusted-headers", "keystone")
 
@@ -73,7 +99,7 @@ default_opts = [
                help="Seconds to keep pending_delete data before the scrubber removes it."),
     cfg.StrOpt("worker_self_reference_url",
                help="URL other workers use to reach this worker (distributed import)."),
-    cfg.ListOpt("enabled_import_methods",
+    list_opt("enabled_import_methods",
                 default=["glance-direct", "web-download", "copy-image"],
                 help="Import methods offered by /v2/info/import."),
     cfg.StrOpt("node_staging_uri",
@@ -99,9 +125,9 @@ default_opts = [
 ]
 
 image_format_opts = [
-    cfg.ListOpt("disk_formats", default=DEFAULT_DISK_FORMATS,
+    list_opt("disk_formats", default=DEFAULT_DISK_FORMATS,
                 help="Disk formats images may have."),
-    cfg.ListOpt("container_formats", default=DEFAULT_CONTAINER_FORMATS,
+    list_opt("container_formats", default=DEFAULT_CONTAINER_FORMATS,
                 help="Container formats images may have."),
     cfg.BoolOpt("require_image_format_match", default=True,
                 help="Refuse uploaded data whose content is not the image's disk_format "
@@ -120,7 +146,7 @@ database_opts = [
 ]
 
 glance_store_opts = [
-    cfg.ListOpt("stores", default=["file", "http"], help="Store types enabled (single store)."),
+    list_opt("stores", default=["file", "http"], help="Store types enabled (single store)."),
     cfg.StrOpt("default_store", default="file", help="Store type used for new data."),
     cfg.StrOpt("default_backend", help="Name of the default store when enabled_backends is set."),
     cfg.StrOpt("filesystem_store_datadir",
@@ -230,4 +256,4 @@ def storage_quota(conf: cfg.ConfigOpts) -> int:
     return parse_size(conf.user_storage_quota)
 
 
-__all__ = ["load_config", "list_opts", "types"]
+__all__ = ["load_config", "list_opts", "list_opt"]

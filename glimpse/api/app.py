@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 
 from glimpse.api import imports as imports_api
+from glimpse.api import metadefs as metadefs_api
 from glimpse.api import v2
 from glimpse.api.http import ContextMiddleware, error_response, json_response
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
@@ -85,6 +86,7 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         Route("/v2", versions, methods=["GET"]),
         *v2.routes,
         *imports_api.routes,
+        *metadefs_api.routes,
     ]
     app = Starlette(
         routes=routes,

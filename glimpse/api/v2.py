@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from glimpse.api import listing, render, schemas
+from glimpse.api import listing, metadef_schemas, render, schemas
 from glimpse.api.http import (
     body_chunks,
     call,
@@ -66,6 +66,9 @@ async def get_schema(request: Request) -> Response:
         "tasks": schemas.tasks_schema,
     }
     if name not in builders:
+        metadef = metadef_schemas.get(name)
+        if metadef is not None:
+            return json_response(metadef)
         raise NotFound(f"Schema {name} not found")
     return json_response(builders[name]())
 

@@ -172,3 +172,95 @@ class Task(Base):
         Index("ix_tasks_updated_at", "updated_at"),
         MYSQL_TABLE,
     )
+
+
+# ---------------------------------------------------------------- metadefs
+# Metadata definitions (Glance's metadef_* tables). Objects and properties keep
+# their JSON-schema-like definitions as JSON text.
+
+
+class MetadefNamespace(Base):
+    __tablename__ = "metadef_namespaces"
+    __table_args__ = (UniqueConstraint("namespace", name="uq_metadef_namespaces_namespace"),
+                      MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(80), nullable=False)
+    display_name: Mapped[str | None] = mapped_column(String(80))
+    description: Mapped[str | None] = mapped_column(Text)
+    visibility: Mapped[str] = mapped_column(String(32), nullable=False)
+    protected: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    owner: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+
+class MetadefObject(Base):
+    __tablename__ = "metadef_objects"
+    __table_args__ = (UniqueConstraint("namespace_id", "name", name="uq_metadef_objects_name"),
+                      MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    required: Mapped[str | None] = mapped_column(Text)          # JSON list
+    json_schema: Mapped[str] = mapped_column(LongText, nullable=False)  # JSON object
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+
+class MetadefProperty(Base):
+    __tablename__ = "metadef_properties"
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "name", name="uq_metadef_properties_name"),
+        MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    json_schema: Mapped[str] = mapped_column(LongText, nullable=False)  # JSON object
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+
+class MetadefResourceType(Base):
+    __tablename__ = "metadef_resource_types"
+    __table_args__ = (UniqueConstraint("name", name="uq_metadef_resource_types_name"),
+                      MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    protected: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+
+class MetadefNamespaceResourceType(Base):
+    __tablename__ = "metadef_namespace_resource_types"
+    __table_args__ = (MYSQL_TABLE,)
+
+    resource_type_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_resource_types.id", ondelete="CASCADE"),
+        primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"), primary_key=True)
+    properties_target: Mapped[str | None] = mapped_column(String(80))
+    prefix: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+
+class MetadefTag(Base):
+    __tablename__ = "metadef_tags"
+    __table_args__ = (UniqueConstraint("namespace_id", "name", name="uq_metadef_tags_name"),
+                      MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)

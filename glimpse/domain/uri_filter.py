@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from oslo_config import cfg, types
 
+from glimpse.config import list_opt
 from glimpse.errors import BadRequest
 
 GROUP = "import_filtering_opts"
@@ -55,21 +56,6 @@ def normalize_host(host: str) -> str:
     return text
 
 
-class BracketedList(types.List):
-    """A list option read with or without Glance's surrounding brackets.
-
-    Glance declares these options with ``bounds=True``, so its files say
-    ``allowed_ports = [80,443]``; ``80,443`` is accepted here as well.
-    """
-
-    def __call__(self, value: Any) -> list[Any]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("[") and text.endswith("]"):
-                value = text[1:-1]
-        return super().__call__(value)
-
-
 class _Scheme(types.String):
     def __init__(self) -> None:
         super().__init__(quotes=True, type_name="scheme")
@@ -90,13 +76,6 @@ class _Host(types.String):
         bare = str(super().__call__(value)).strip().lstrip("[").rstrip("]")
         _HOST_CHECK(bare)  # raises ValueError for something that is not a host
         return normalize_host(bare)
-
-
-def list_opt(name: str, item_type: types.ConfigType, default: list[Any], help: str) -> cfg.Opt:
-    """A ListOpt that reads Glance's ``[a, b]`` as well as ``a, b``."""
-    opt = cfg.ListOpt(name, item_type=item_type, default=default, help=help)
-    opt.type = BracketedList(item_type=item_type)
-    return opt
 
 
 _PORT = types.Integer(min=1, max=65535)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg, types
 
-from glimpse.domain.uri_filter import list_opt
+from glimpse.config import list_opt
 from glimpse.imports.plugins.base import ImportData, Plugin
 from glimpse.imports.plugins.image_conversion import ImageConversion
 from glimpse.imports.plugins.image_decompression import ImageDecompression

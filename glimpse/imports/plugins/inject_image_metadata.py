@@ -14,8 +14,8 @@ import logging
 
 from oslo_config import cfg, types
 
+from glimpse.config import list_opt
 from glimpse.domain.images import READ_ONLY, RESERVED, RESERVED_PREFIX, SETTABLE_CORE
-from glimpse.domain.uri_filter import list_opt
 from glimpse.imports.plugins.base import ImportData, Plugin
 
 LOG = logging.getLogger(__name__)

@@ -1,0 +1,490 @@
+"""Metadata definitions use cases (namespaces, objects, properties, resource
+type associations, tags) with Glance's visibility and policy behaviour.
+
+A namespace another project keeps private is "not found" for non-admins, on
+reads and writes alike (as is any namespace get_metadef_namespace refuses);
+after that each operation checks its own rule, refusals being 403. Documents
+returned are plain dicts (see glimpse.domain.metadefs); the API adds links.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from glimpse.context import RequestContext
+from glimpse.db import metadefs_repo as repo
+from glimpse.db.models import MetadefNamespace
+from glimpse.domain import metadefs as dom
+from glimpse.errors import BadRequest, Conflict, Forbidden, NotFound
+from glimpse.policy import metadef_target
+from glimpse.services.runtime import Runtime
+
+KIND_NAMES = {"objects": "object", "properties": "property", "tags": "tag"}
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"Metadata definition namespace={name} was not found.")
+
+
+def _duplicate(kind: str, name: str, namespace: str) -> Conflict:
+    return Conflict(f"A metadata definition {kind} with name={name} already exists in "
+                    f"namespace={namespace}.")
+
+
+def _target(ns: MetadefNamespace) -> dict[str, Any]:
+    return {"owner": ns.owner, "visibility": ns.visibility}
+
+
+def _visible(ctx: RequestContext, ns: MetadefNamespace) -> bool:
+    return ctx.is_admin or ns.visibility == "public" or (
+        ctx.project_id is not None and ns.owner == ctx.project_id)
+
+
+def _load(rt: Runtime, session: Session, ctx: RequestContext, name: str,
+          rule: str | None = None) -> MetadefNamespace:
+    """The namespace ``name`` if the caller may see it (else 404), after
+    checking ``rule`` on it (else 403)."""
+    ns = repo.get_namespace(session, name)
+    if ns is None or not _visible(ctx, ns):
+        raise _not_found(name)
+    target = metadef_target(ctx, _target(ns))
+    if not rt.policy.check(ctx, "get_metadef_namespace", target):
+        raise _not_found(name)
+    if rule is not None:
+        rt.policy.enforce(ctx, rule, target)
+    return ns
+
+
+def _check_unprotected(ns: MetadefNamespace) -> None:
+    if ns.protected:
+        raise Forbidden(f"Metadata definition namespace {ns.namespace} is protected and "
+                        "cannot be deleted.")
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+@dataclass
+class NamespaceQuery:
+    visibility: str | None = None
+    resource_types: list[str] | None = None
+    sort_key: str = "created_at"
+    sort_dir: str = "desc"
+    limit: int = 25
+    marker: str | None = None
+
+
+def _associations(session: Session, ns: MetadefNamespace) -> list[dict[str, Any]]:
+    return [dom.association_doc(a, name) for a, name in repo.list_associations(session, ns.id)]
+
+
+def list_namespaces(rt: Runtime, ctx: RequestContext, query: NamespaceQuery,
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of namespaces (each with its resource type associations) and
+    the marker of the next page, if there may be one."""
+    rt.policy.enforce(ctx, "get_metadef_namespaces", metadef_target(ctx))
+    with rt.db.read() as session:
+        marker = None
+        if query.marker is not None:
+            marker = repo.get_namespace(session, query.marker)
+            if marker is None or not _visible(ctx, marker):
+                raise _not_found(query.marker)
+        rows = repo.list_namespaces(
+            session, visible_to=ctx.project_id, all_visible=ctx.is_admin,
+            visibility=query.visibility, resource_types=query.resource_types,
+            sort_key=query.sort_key, sort_dir=query.sort_dir, limit=query.limit,
+            marker=marker)
+        docs = []
+        for row in rows:
+            doc = dom.namespace_doc(row)
+            associations = _associations(session, row)
+            if associations:
+                doc["resource_type_associations"] = associations
+            docs.append(doc)
+    next_marker = rows[-1].namespace if rows and len(rows) >= query.limit else None
+    return docs, next_marker
+
+
+def _full_doc(session: Session, ns: MetadefNamespace,
+              resource_type: str | None = None) -> dict[str, Any]:
+    doc = dom.namespace_doc(ns)
+    associations = repo.list_associations(session, ns.id)
+    prefix = ""
+    if resource_type is not None:
+        for assoc, name in associations:
+            if name == resource_type:
+                prefix = assoc.prefix or ""
+    if associations:
+        doc["resource_type_associations"] = [dom.association_doc(a, n)
+                                             for a, n in associations]
+    properties = repo.list_children(session, ns.id, "properties")
+    if properties:
+        doc["properties"] = {}
+        for row in properties:
+            definition = dom.property_doc(row, prefix)
+            doc["properties"][definition.pop("name")] = definition
+    objects = repo.list_children(session, ns.id, "objects")
+    if objects:
+        doc["objects"] = [dom.object_doc(row) for row in objects]
+    tags = repo.list_children(session, ns.id, "tags")
+    if tags:
+        doc["tags"] = [dom.tag_doc(row) for row in tags]
+    return doc
+
+
+def get_namespace(rt: Runtime, ctx: RequestContext, name: str,
+                  resource_type: str | None = None) -> dict[str, Any]:
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name)
+        return _full_doc(session, ns, resource_type)
+
+
+def _namespace_values(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "namespace": body["namespace"],
+        "display_name": body.get("display_name"),
+        "description": body.get("description"),
+        "visibility": body.get("visibility") or "private",
+        "protected": bool(body.get("protected") or False),
+        "owner": body.get("owner") or ctx.owner,
+    }
+
+
+def _add_contents(session: Session, ns: MetadefNamespace, body: dict[str, Any]) -> None:
+    """Create what a namespace document holds (on create and on load)."""
+    for assoc in body.get("resource_type_associations") or []:
+        rtype = repo.ensure_resource_type(session, assoc["name"])
+        if repo.get_association(session, ns.id, rtype.id) is None:
+            repo.add_association(session, ns.id, rtype.id, assoc.get("prefix"),
+                                 assoc.get("properties_target"))
+    for name, definition in (body.get("properties") or {}).items():
+        dom.check_property_definition(name, definition)
+        if repo.get_child(session, ns.id, "properties", name) is not None:
+            raise _duplicate("property", name, ns.namespace)
+        repo.add_child(session, ns.id, "properties",
+                       {"name": name, "json_schema": dom.property_schema(definition)})
+    for obj in body.get("objects") or []:
+        if repo.get_child(session, ns.id, "objects", obj["name"]) is not None:
+            raise _duplicate("object", obj["name"], ns.namespace)
+        repo.add_child(session, ns.id, "objects", dom.object_values(obj))
+    for tag in body.get("tags") or []:
+        if repo.get_child(session, ns.id, "tags", tag["name"]) is not None:
+            raise _duplicate("tag", tag["name"], ns.namespace)
+        repo.add_child(session, ns.id, "tags", {"name": tag["name"]})
+
+
+def create_namespace(rt: Runtime, ctx: RequestContext, body: dict[str, Any],
+                     ) -> dict[str, Any]:
+    rt.policy.enforce(ctx, "add_metadef_namespace", metadef_target(ctx))
+    values = _namespace_values(ctx, body)
+    conflict = Conflict(f"A metadata definition namespace with name={values['namespace']} "
+                        "already exists.")
+    try:
+        with rt.db.write() as session, session.begin():
+            if repo.get_namespace(session, values["namespace"]) is not None:
+                raise conflict
+            ns = repo.create_namespace(session, values)
+            _add_contents(session, ns, body)
+            return _full_doc(session, ns)
+    except IntegrityError:
+        raise conflict from None
+
+
+def update_namespace(rt: Runtime, ctx: RequestContext, name: str, body: dict[str, Any],
+                     ) -> dict[str, Any]:
+    """PUT replaces the namespace's own fields (missing ones take their defaults)."""
+    values = _namespace_values(ctx, body)
+    conflict = Conflict(f"A metadata definition namespace with name={values['namespace']} "
+                        "already exists.")
+    try:
+        with rt.db.write() as session, session.begin():
+            ns = _load(rt, session, ctx, name, "modify_metadef_namespace")
+            if values["namespace"] != name and repo.get_namespace(
+                    session, values["namespace"]) is not None:
+                raise conflict
+            repo.update_namespace(session, ns, values)
+            return _full_doc(session, ns)
+    except IntegrityError:
+        raise conflict from None
+
+
+def delete_namespace(rt: Runtime, ctx: RequestContext, name: str) -> None:
+    with rt.db.write() as session, session.begin():
+        ns = _load(rt, session, ctx, name, "delete_metadef_namespace")
+        _check_unprotected(ns)
+        repo.delete_namespace(session, ns)
+
+
+# As Glance: emptying a namespace of objects or properties needs the right to
+# delete the namespace itself; emptying its tags has a rule of its own.
+_DELETE_ALL_RULES = {"objects": "delete_metadef_namespace",
+                     "properties": "delete_metadef_namespace",
+                     "tags": "delete_metadef_tags"}
+
+
+def delete_contents(rt: Runtime, ctx: RequestContext, name: str, kind: str) -> None:
+    """DELETE /v2/metadefs/namespaces/{ns}/{objects|properties|tags}."""
+    with rt.db.write() as session, session.begin():
+        ns = _load(rt, session, ctx, name, _DELETE_ALL_RULES[kind])
+        _check_unprotected(ns)
+        repo.delete_children(session, ns.id, kind)
+
+
+# ---------------------------------------------------------------- objects
+
+
+def _child(session: Session, ns: MetadefNamespace, kind: str, child: str) -> Any:
+    row = repo.get_child(session, ns.id, kind, child)
+    if row is None:
+        raise NotFound(f"Metadata definition {KIND_NAMES[kind]} not found for "
+                       f"namespace={ns.namespace} and {KIND_NAMES[kind]}={child}")
+    return row
+
+
+def list_objects(rt: Runtime, ctx: RequestContext, name: str) -> list[dict[str, Any]]:
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name, "get_metadef_objects")
+        return [dom.object_doc(row) for row in repo.list_children(session, ns.id, "objects")]
+
+
+def get_object(rt: Runtime, ctx: RequestContext, name: str, obj: str) -> dict[str, Any]:
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name, "get_metadef_object")
+        return dom.object_doc(_child(session, ns, "objects", obj))
+
+
+def _write_child(rt: Runtime, ctx: RequestContext, name: str, rule: str, kind: str,
+                 child_name: str, values: dict[str, Any], old_name: str | None = None,
+                 ) -> Any:
+    """Add (old_name None) or replace a child; a name taken by another is 409."""
+    try:
+        with rt.db.write() as session, session.begin():
+            ns = _load(rt, session, ctx, name, rule)
+            row = None if old_name is None else _child(session, ns, kind, old_name)
+            if (row is None or child_name != old_name) and repo.get_child(
+                    session, ns.id, kind, child_name) is not None:
+                raise _duplicate(KIND_NAMES[kind], child_name, name)
+            if row is None:
+                return repo.add_child(session, ns.id, kind, values)
+            return repo.update_child(session, row, values)
+    except IntegrityError:
+        raise _duplicate(KIND_NAMES[kind], child_name, name) from None
+
+
+def create_object(rt: Runtime, ctx: RequestContext, name: str, body: dict[str, Any],
+                  ) -> dict[str, Any]:
+    values = dom.object_values(body)
+    return dom.object_doc(_write_child(rt, ctx, name, "add_metadef_object", "objects",
+                                       body["name"], values))
+
+
+def update_object(rt: Runtime, ctx: RequestContext, name: str, obj: str,
+                  body: dict[str, Any]) -> dict[str, Any]:
+    values = dom.object_values(body)
+    return dom.object_doc(_write_child(rt, ctx, name, "modify_metadef_object", "objects",
+                                       body["name"], values, old_name=obj))
+
+
+def _delete_child(rt: Runtime, ctx: RequestContext, name: str, rule: str, kind: str,
+                  child: str) -> None:
+    with rt.db.write() as session, session.begin():
+        ns = _load(rt, session, ctx, name, rule)
+        repo.delete_child(session, _child(session, ns, kind, child))
+
+
+def delete_object(rt: Runtime, ctx: RequestContext, name: str, obj: str) -> None:
+    _delete_child(rt, ctx, name, "delete_metadef_object", "objects", obj)
+
+
+# ---------------------------------------------------------------- properties
+
+
+def _prefix(session: Session, ns: MetadefNamespace, resource_type: str | None) -> str:
+    if resource_type is None:
+        return ""
+    for assoc, rt_name in repo.list_associations(session, ns.id):
+        if rt_name == resource_type:
+            return assoc.prefix or ""
+    return ""
+
+
+def list_properties(rt: Runtime, ctx: RequestContext, name: str,
+                    resource_type: str | None = None) -> dict[str, Any]:
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name, "get_metadef_properties")
+        prefix = _prefix(session, ns, resource_type)
+        result: dict[str, Any] = {}
+        for row in repo.list_children(session, ns.id, "properties"):
+            definition = dom.property_doc(row, prefix)
+            result[definition.pop("name")] = definition
+        return result
+
+
+def get_property(rt: Runtime, ctx: RequestContext, name: str, prop: str,
+                 resource_type: str | None = None) -> dict[str, Any]:
+    """With ``resource_type``, ``prop`` carries that association's prefix,
+    which must be there and is stripped to find the property."""
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name, "get_metadef_property")
+        prefix = _prefix(session, ns, resource_type)
+        if prefix:
+            if not prop.startswith(prefix):
+                raise NotFound(f"Property {prop} does not start with the expected resource "
+                               f"type association prefix of '{prefix}'.")
+            prop = prop[len(prefix):]
+        return dom.property_doc(_child(session, ns, "properties", prop), prefix)
+
+
+def _property_values(body: dict[str, Any]) -> dict[str, Any]:
+    dom.check_property_definition(body["name"], body)
+    return {"name": body["name"], "json_schema": dom.property_schema(body)}
+
+
+def create_property(rt: Runtime, ctx: RequestContext, name: str, body: dict[str, Any],
+                    ) -> dict[str, Any]:
+    row = _write_child(rt, ctx, name, "add_metadef_property", "properties", body["name"],
+                       _property_values(body))
+    return dom.property_doc(row)
+
+
+def update_property(rt: Runtime, ctx: RequestContext, name: str, prop: str,
+                    body: dict[str, Any]) -> dict[str, Any]:
+    row = _write_child(rt, ctx, name, "modify_metadef_property", "properties",
+                       body["name"], _property_values(body), old_name=prop)
+    return dom.property_doc(row)
+
+
+def delete_property(rt: Runtime, ctx: RequestContext, name: str, prop: str) -> None:
+    _delete_child(rt, ctx, name, "remove_metadef_property", "properties", prop)
+
+
+# ---------------------------------------------------------------- resource types
+
+
+def list_resource_types(rt: Runtime, ctx: RequestContext) -> list[dict[str, Any]]:
+    rt.policy.enforce(ctx, "list_metadef_resource_types", metadef_target(ctx))
+    with rt.db.read() as session:
+        return [dom.resource_type_doc(row) for row in repo.list_resource_types(session)]
+
+
+def list_associations(rt: Runtime, ctx: RequestContext, name: str) -> list[dict[str, Any]]:
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name, "get_metadef_resource_type")
+        return _associations(session, ns)
+
+
+def create_association(rt: Runtime, ctx: RequestContext, name: str, body: dict[str, Any],
+                       ) -> dict[str, Any]:
+    rt_name = body["name"]
+    conflict = Conflict(f"The metadata definition resource-type association of "
+                        f"resource-type={rt_name} to namespace={name}, already exists.")
+    try:
+        with rt.db.write() as session, session.begin():
+            ns = _load(rt, session, ctx, name, "add_metadef_resource_type_association")
+            rtype = repo.ensure_resource_type(session, rt_name)
+            if repo.get_association(session, ns.id, rtype.id) is not None:
+                raise conflict
+            row = repo.add_association(session, ns.id, rtype.id, body.get("prefix"),
+                                       body.get("properties_target"))
+            return dom.association_doc(row, rt_name)
+    except IntegrityError:
+        raise conflict from None
+
+
+def delete_association(rt: Runtime, ctx: RequestContext, name: str, rt_name: str) -> None:
+    with rt.db.write() as session, session.begin():
+        ns = _load(rt, session, ctx, name, "remove_metadef_resource_type_association")
+        rtype = repo.get_resource_type(session, rt_name)
+        row = None if rtype is None else repo.get_association(session, ns.id, rtype.id)
+        if row is None:
+            raise NotFound(f"The metadata definition resource-type association of "
+                           f"resource-type={rt_name} to namespace={name}, was not found.")
+        repo.delete_association(session, row)
+
+
+# ---------------------------------------------------------------- tags
+
+
+def list_tags(rt: Runtime, ctx: RequestContext, name: str) -> list[dict[str, Any]]:
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name, "get_metadef_tags")
+        return [dom.tag_doc(row) for row in repo.list_children(session, ns.id, "tags")]
+
+
+def get_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> dict[str, Any]:
+    with rt.db.read() as session:
+        ns = _load(rt, session, ctx, name, "get_metadef_tag")
+        return dom.tag_doc(_child(session, ns, "tags", tag))
+
+
+def create_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> dict[str, Any]:
+    return dom.tag_doc(_write_child(rt, ctx, name, "add_metadef_tag", "tags", tag,
+                                    {"name": tag}))
+
+
+def create_tags(rt: Runtime, ctx: RequestContext, name: str, tags: list[str],
+                append: bool) -> list[dict[str, Any]]:
+    """Bulk create: replaces all tags unless ``append``; a duplicate name in
+    the request (or, when appending, an existing one) is 409."""
+    if len(set(tags)) != len(tags):
+        raise Conflict(f"A metadata tag with name={_first_duplicate(tags)} already exists "
+                       f"in namespace={name}.")
+    try:
+        with rt.db.write() as session, session.begin():
+            ns = _load(rt, session, ctx, name, "add_metadef_tags")
+            if not append:
+                repo.delete_children(session, ns.id, "tags")
+            for tag in tags:
+                if append and repo.get_child(session, ns.id, "tags", tag) is not None:
+                    raise _duplicate("tag", tag, name)
+                repo.add_child(session, ns.id, "tags", {"name": tag})
+    except IntegrityError:
+        raise Conflict(f"A metadata tag already exists in namespace={name}.") from None
+    return [{"name": tag} for tag in tags]
+
+
+def _first_duplicate(names: list[str]) -> str:
+    seen: set[str] = set()
+    for item in names:
+        if item in seen:
+            return item
+        seen.add(item)
+    return ""
+
+
+def update_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str, new_name: str,
+               ) -> dict[str, Any]:
+    return dom.tag_doc(_write_child(rt, ctx, name, "modify_metadef_tag", "tags", new_name,
+                                    {"name": new_name}, old_name=tag))
+
+
+def delete_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> None:
+    _delete_child(rt, ctx, name, "delete_metadef_tag", "tags", tag)
+
+
+# ---------------------------------------------------------------- definition files
+
+
+def _check_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("Expected a JSON object")
+    return body
+
+
+def export_namespace(session: Session, ns: MetadefNamespace) -> dict[str, Any]:
+    """A namespace in Glance's definition-file format (no timestamps, no owner
+    unless set)."""
+    doc = dom.without_timestamps(_full_doc(session, ns))
+    doc.pop("owner", None)
+    for tag in doc.get("tags", []):
+        tag.pop("created_at", None)
+    return doc
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=4, sort_keys=False, ensure_ascii=False) + "\n"
