@@ -1,4 +1,5 @@
-"""The glimpse command: serve, db sync|version, scrub."""
+"""The glimpse command: serve, db sync|version|load-metadefs|export-metadefs|unload-metadefs,
+scrub."""
 
 from __future__ import annotations
 
@@ -72,6 +73,45 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_METADEFS_DIR = "/etc/glance/metadefs"
+
+
+def _metadefs(args: argparse.Namespace) -> int:
+    from glimpse.errors import BadRequest
+    from glimpse.services import metadefs, runtime
+
+    rt = runtime.build(_conf(args), migrate=True)
+    try:
+        if args.db_command == "load-metadefs":
+            path = args.path or DEFAULT_METADEFS_DIR
+            files = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.endswith(".json"))
+            try:
+                report = metadefs.load_definitions(
+                    rt, files, merge=args.merge, prefer_new=args.prefer_new,
+                    overwrite=args.overwrite)
+            except BadRequest as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            for name in report.skipped:
+                print(f"Skipping namespace {name}: it already exists (use --merge).")
+            print(f"loaded {len(report.loaded)}, merged {len(report.merged)}, "
+                  f"skipped {len(report.skipped)} namespaces")
+        elif args.db_command == "export-metadefs":
+            os.makedirs(args.path, exist_ok=True)
+            docs = metadefs.export_definitions(rt)
+            for doc in docs:
+                with open(os.path.join(args.path, metadefs.file_name(doc["namespace"])), "w",
+                          encoding="utf-8") as f:
+                    f.write(metadefs.dumps(doc))
+            print(f"exported {len(docs)} namespaces to {args.path}")
+        else:
+            print(f"unloaded {metadefs.unload_definitions(rt)} namespaces")
+    finally:
+        rt.close()
+    return 0
+
+
 def _scrub(args: argparse.Namespace) -> int:
     from glimpse.services import runtime, scrub
 
@@ -113,6 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
                        ("version", "print the schema version")):
         p = db_sub.add_parser(name, parents=[common], help=text)
         p.set_defaults(func=_db)
+    load = db_sub.add_parser("load-metadefs", parents=[common],
+                             help="load metadata definition files (one namespace each)")
+    load.add_argument("path", nargs="?", help=f"directory (default {DEFAULT_METADEFS_DIR})")
+    load.add_argument("--merge", action="store_true",
+                      help="add to namespaces already loaded instead of skipping them")
+    load.add_argument("--prefer-new", action="store_true",
+                      help="with --merge, the files win over what is in the database")
+    load.add_argument("--overwrite", action="store_true",
+                      help="replace namespaces already loaded by the files' versions")
+    load.set_defaults(func=_metadefs)
+    export = db_sub.add_parser("export-metadefs", parents=[common],
+                               help="write every namespace to DIR, one JSON file each")
+    export.add_argument("path", help="directory to write to")
+    export.set_defaults(func=_metadefs)
+    unload = db_sub.add_parser("unload-metadefs", parents=[common],
+                               help="delete every metadata definition")
+    unload.set_defaults(func=_metadefs)
     scrub = sub.add_parser("scrub", parents=[common],
                            help="delete data of images deleted with delayed_delete")
     scrub.add_argument("--now", action="store_true", help="ignore scrub_time")

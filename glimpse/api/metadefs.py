@@ -15,7 +15,7 @@ from glimpse.api import metadef_schemas
 from glimpse.api.http import call, ctx_of, json_response, read_json, rt_of
 from glimpse.api.render import timestamp
 from glimpse.db.metadefs_repo import NAMESPACE_SORT_KEYS
-from glimpse.errors import BadRequest
+from glimpse.errors import BadRequest, Forbidden
 from glimpse.services import metadefs as svc
 
 _BASE = "/v2/metadefs/namespaces"
@@ -37,8 +37,8 @@ def _namespace(doc: dict[str, Any]) -> dict[str, Any]:
     out["self"] = f"{_BASE}/{doc['namespace']}"
     out["schema"] = "/v2/schemas/metadefs/namespace"
     for obj in out.get("objects", []):
-        obj.pop("created_at", None)
-        obj.pop("updated_at", None)
+        obj["self"] = f"{_BASE}/{doc['namespace']}/objects/{obj['name']}"
+        obj["schema"] = "/v2/schemas/metadefs/object"
     return out
 
 
@@ -49,10 +49,19 @@ def _object(ns: str, doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Attributes a request body may not set (Glance answers 403, before validation).
+_READ_ONLY = {"namespace": ("self", "schema", "created_at", "updated_at"),
+              "object": ("self", "schema", "created_at", "updated_at")}
+_TRUE = frozenset({"1", "t", "true", "on", "y", "yes"})
+
+
 async def _body(request: Request, schema: str) -> dict[str, Any]:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest("Expected a JSON object as the request body.")
+    for key in _READ_ONLY.get(schema, ("created_at", "updated_at")):
+        if key in body:
+            raise Forbidden(f"Attribute '{key}' is read-only.")
     metadef_schemas.validate(body, schema)
     return body
 
@@ -116,7 +125,8 @@ async def list_namespaces(request: Request) -> Response:
 async def create_namespace(request: Request) -> Response:
     body = await _body(request, "namespace")
     doc = await call(svc.create_namespace, rt_of(request), ctx_of(request), body)
-    return json_response(_namespace(doc), 201)
+    rendered = _namespace(doc)
+    return json_response(rendered, 201, headers={"Location": rendered["self"]})
 
 
 async def show_namespace(request: Request) -> Response:
@@ -151,7 +161,7 @@ async def list_objects(request: Request) -> Response:
     ns = _ns(request)
     docs = await call(svc.list_objects, rt_of(request), ctx_of(request), ns)
     return json_response({"objects": [_object(ns, d) for d in docs],
-                          "schema": "/v2/schemas/metadefs/objects"})
+                          "schema": "v2/schemas/metadefs/objects"})
 
 
 async def create_object(request: Request) -> Response:
@@ -264,7 +274,7 @@ async def create_tags(request: Request) -> Response:
     if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
         raise BadRequest("Expected a body of the form {\"tags\": [{\"name\": ...}, ...]}.")
     names = [_tag_name(t.get("name")) for t in tags]
-    append = request.headers.get("x-openstack-append", "false").strip().lower() == "true"
+    append = request.headers.get("x-openstack-append", "").strip().lower() in _TRUE
     docs = await call(svc.create_tags, rt_of(request), ctx_of(request), _ns(request), names,
                       append)
     return json_response({"tags": docs}, 201)

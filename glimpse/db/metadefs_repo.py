@@ -216,3 +216,9 @@ def delete_association(session: Session, row: MetadefNamespaceResourceType) -> N
     session.execute(delete(MetadefNamespaceResourceType).where(
         MetadefNamespaceResourceType.namespace_id == row.namespace_id,
         MetadefNamespaceResourceType.resource_type_id == row.resource_type_id))
+
+
+def delete_unprotected_resource_types(session: Session) -> None:
+    session.execute(delete(MetadefResourceType).where(
+        MetadefResourceType.protected.is_(False)).where(
+        MetadefResourceType.id.not_in(select(MetadefNamespaceResourceType.resource_type_id))))

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from oslo_config import cfg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,11 +21,47 @@ from glimpse.context import RequestContext
 from glimpse.db import metadefs_repo as repo
 from glimpse.db.models import MetadefNamespace
 from glimpse.domain import metadefs as dom
-from glimpse.errors import BadRequest, Conflict, Forbidden, NotFound
+from glimpse.errors import BadRequest, Conflict, Forbidden, NotFound, RequestEntityTooLarge
 from glimpse.policy import metadef_target
 from glimpse.services.runtime import Runtime
 
 KIND_NAMES = {"objects": "object", "properties": "property", "tags": "tag"}
+
+# Limits Glance does not have (seed 001 §1.8: unlimited metadef resources are a
+# denial-of-service risk once writes are opened to users). They apply to API
+# writes, not to `glimpse db load-metadefs`; -1 means unlimited. The defaults
+# leave room for Glance's standard catalogue many times over.
+LIMITS_GROUP = "metadef_limits"
+LIMIT_OPTS = [
+    cfg.IntOpt("namespaces_per_project", default=200, min=-1,
+               help="Namespaces one project may own; -1 for no limit."),
+    cfg.IntOpt("objects_per_namespace", default=200, min=-1,
+               help="Objects in one namespace; -1 for no limit."),
+    cfg.IntOpt("properties_per_namespace", default=500, min=-1,
+               help="Properties in one namespace; -1 for no limit."),
+    cfg.IntOpt("tags_per_namespace", default=500, min=-1,
+               help="Tags in one namespace; -1 for no limit."),
+]
+
+
+def _limits(conf: cfg.ConfigOpts) -> Any:
+    """The [metadef_limits] group, registered on first use."""
+    if LIMITS_GROUP not in conf:
+        conf.register_opts(LIMIT_OPTS, group=LIMITS_GROUP)
+    return conf[LIMITS_GROUP]
+
+
+def _check_limit(limit: int, count: int, what: str) -> None:
+    if limit >= 0 and count > limit:
+        raise RequestEntityTooLarge(f"Maximum number of {what} exceeded (limit {limit}).")
+
+
+def _check_contents_limits(rt: Runtime, session: Session, ns: MetadefNamespace) -> None:
+    limits = _limits(rt.conf)
+    for kind in ("objects", "properties", "tags"):
+        _check_limit(getattr(limits, f"{kind}_per_namespace"),
+                     repo.count_children(session, ns.id, kind),
+                     f"metadef {kind} in namespace {ns.namespace}")
 
 
 def _not_found(name: str) -> NotFound:
@@ -88,6 +125,8 @@ def list_namespaces(rt: Runtime, ctx: RequestContext, query: NamespaceQuery,
     """A page of namespaces (each with its resource type associations) and
     the marker of the next page, if there may be one."""
     rt.policy.enforce(ctx, "get_metadef_namespaces", metadef_target(ctx))
+    # Each listed namespace carries its resource type associations.
+    rt.policy.enforce(ctx, "list_metadef_resource_types", metadef_target(ctx))
     with rt.db.read() as session:
         marker = None
         if query.marker is not None:
@@ -101,12 +140,15 @@ def list_namespaces(rt: Runtime, ctx: RequestContext, query: NamespaceQuery,
             marker=marker)
         docs = []
         for row in rows:
+            if not rt.policy.check(ctx, "get_metadef_namespace",
+                                   metadef_target(ctx, _target(row))):
+                continue
             doc = dom.namespace_doc(row)
             associations = _associations(session, row)
             if associations:
                 doc["resource_type_associations"] = associations
             docs.append(doc)
-    next_marker = rows[-1].namespace if rows and len(rows) >= query.limit else None
+    next_marker = rows[-1].namespace if docs and len(docs) == query.limit else None
     return docs, next_marker
 
 
@@ -133,7 +175,7 @@ def _full_doc(session: Session, ns: MetadefNamespace,
         doc["objects"] = [dom.object_doc(row) for row in objects]
     tags = repo.list_children(session, ns.id, "tags")
     if tags:
-        doc["tags"] = [dom.tag_doc(row) for row in tags]
+        doc["tags"] = [{"name": row.name} for row in tags]
     return doc
 
 
@@ -141,6 +183,10 @@ def get_namespace(rt: Runtime, ctx: RequestContext, name: str,
                   resource_type: str | None = None) -> dict[str, Any]:
     with rt.db.read() as session:
         ns = _load(rt, session, ctx, name)
+        target = metadef_target(ctx, _target(ns))
+        for rule in ("list_metadef_resource_types", "get_metadef_objects",
+                     "get_metadef_properties", "get_metadef_tags"):
+            rt.policy.enforce(ctx, rule, target)
         return _full_doc(session, ns, resource_type)
 
 
@@ -181,6 +227,11 @@ def _add_contents(session: Session, ns: MetadefNamespace, body: dict[str, Any]) 
 def create_namespace(rt: Runtime, ctx: RequestContext, body: dict[str, Any],
                      ) -> dict[str, Any]:
     rt.policy.enforce(ctx, "add_metadef_namespace", metadef_target(ctx))
+    for key, rule in (("resource_type_associations", "add_metadef_resource_type_association"),
+                      ("objects", "add_metadef_object"), ("properties", "add_metadef_property"),
+                      ("tags", "add_metadef_tag")):
+        if body.get(key):
+            rt.policy.enforce(ctx, rule, metadef_target(ctx))
     values = _namespace_values(ctx, body)
     conflict = Conflict(f"A metadata definition namespace with name={values['namespace']} "
                         "already exists.")
@@ -189,7 +240,11 @@ def create_namespace(rt: Runtime, ctx: RequestContext, body: dict[str, Any],
             if repo.get_namespace(session, values["namespace"]) is not None:
                 raise conflict
             ns = repo.create_namespace(session, values)
+            _check_limit(_limits(rt.conf).namespaces_per_project,
+                         repo.count_namespaces(session, values["owner"]),
+                         f"metadef namespaces of project {values['owner']}")
             _add_contents(session, ns, body)
+            _check_contents_limits(rt, session, ns)
             return _full_doc(session, ns)
     except IntegrityError:
         raise conflict from None
@@ -220,17 +275,14 @@ def delete_namespace(rt: Runtime, ctx: RequestContext, name: str) -> None:
         repo.delete_namespace(session, ns)
 
 
-# As Glance: emptying a namespace of objects or properties needs the right to
-# delete the namespace itself; emptying its tags has a rule of its own.
-_DELETE_ALL_RULES = {"objects": "delete_metadef_namespace",
-                     "properties": "delete_metadef_namespace",
-                     "tags": "delete_metadef_tags"}
-
-
 def delete_contents(rt: Runtime, ctx: RequestContext, name: str, kind: str) -> None:
-    """DELETE /v2/metadefs/namespaces/{ns}/{objects|properties|tags}."""
+    """DELETE /v2/metadefs/namespaces/{ns}/{objects|properties|tags}: as Glance,
+    this needs the right to delete the namespace (and, for tags, delete_metadef_tags)
+    and a namespace that is not protected."""
     with rt.db.write() as session, session.begin():
-        ns = _load(rt, session, ctx, name, _DELETE_ALL_RULES[kind])
+        ns = _load(rt, session, ctx, name, "delete_metadef_namespace")
+        if kind == "tags":
+            rt.policy.enforce(ctx, "delete_metadef_tags", metadef_target(ctx, _target(ns)))
         _check_unprotected(ns)
         repo.delete_children(session, ns.id, kind)
 
@@ -270,7 +322,11 @@ def _write_child(rt: Runtime, ctx: RequestContext, name: str, rule: str, kind: s
                     session, ns.id, kind, child_name) is not None:
                 raise _duplicate(KIND_NAMES[kind], child_name, name)
             if row is None:
-                return repo.add_child(session, ns.id, kind, values)
+                added = repo.add_child(session, ns.id, kind, values)
+                _check_limit(getattr(_limits(rt.conf), f"{kind}_per_namespace"),
+                             repo.count_children(session, ns.id, kind),
+                             f"metadef {kind} in namespace {name}")
+                return added
             return repo.update_child(session, row, values)
     except IntegrityError:
         raise _duplicate(KIND_NAMES[kind], child_name, name) from None
@@ -331,9 +387,15 @@ def get_property(rt: Runtime, ctx: RequestContext, name: str, prop: str,
     which must be there and is stripped to find the property."""
     with rt.db.read() as session:
         ns = _load(rt, session, ctx, name, "get_metadef_property")
-        prefix = _prefix(session, ns, resource_type)
-        if prefix:
-            if not prop.startswith(prefix):
+        prefix = ""
+        if resource_type is not None:
+            rt.policy.enforce(ctx, "get_metadef_resource_type",
+                              metadef_target(ctx, _target(ns)))
+            if resource_type not in {n for _, n in repo.list_associations(session, ns.id)}:
+                raise NotFound(f"Resource type {resource_type} is not associated with "
+                               f"namespace {name}")
+            prefix = _prefix(session, ns, resource_type)
+            if not (prefix and prop.startswith(prefix)):
                 raise NotFound(f"Property {prop} does not start with the expected resource "
                                f"type association prefix of '{prefix}'.")
             prop = prop[len(prefix):]
@@ -374,7 +436,10 @@ def list_resource_types(rt: Runtime, ctx: RequestContext) -> list[dict[str, Any]
 
 def list_associations(rt: Runtime, ctx: RequestContext, name: str) -> list[dict[str, Any]]:
     with rt.db.read() as session:
-        ns = _load(rt, session, ctx, name, "get_metadef_resource_type")
+        ns = _load(rt, session, ctx, name, "list_metadef_resource_types")
+        if not rt.policy.check(ctx, "get_metadef_resource_type",
+                               metadef_target(ctx, _target(ns))):
+            return []
         return _associations(session, ns)
 
 
@@ -443,6 +508,9 @@ def create_tags(rt: Runtime, ctx: RequestContext, name: str, tags: list[str],
                 if append and repo.get_child(session, ns.id, "tags", tag) is not None:
                     raise _duplicate("tag", tag, name)
                 repo.add_child(session, ns.id, "tags", {"name": tag})
+            _check_limit(_limits(rt.conf).tags_per_namespace,
+                         repo.count_children(session, ns.id, "tags"),
+                         f"metadef tags in namespace {name}")
     except IntegrityError:
         raise Conflict(f"A metadata tag already exists in namespace={name}.") from None
     return [{"name": tag} for tag in tags]
@@ -468,23 +536,138 @@ def delete_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> None:
 
 
 # ---------------------------------------------------------------- definition files
+# `glimpse db load-metadefs / export-metadefs / unload-metadefs`, reading and
+# writing Glance's definition files: one JSON namespace document per file.
+
+# Glance's loader gives namespaces without an owner to "admin".
+LOADED_OWNER = "admin"
 
 
-def _check_body(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest("Expected a JSON object")
-    return body
+@dataclass
+class LoadReport:
+    loaded: list[str]
+    merged: list[str]
+    skipped: list[str]
 
 
-def export_namespace(session: Session, ns: MetadefNamespace) -> dict[str, Any]:
-    """A namespace in Glance's definition-file format (no timestamps, no owner
-    unless set)."""
-    doc = dom.without_timestamps(_full_doc(session, ns))
-    doc.pop("owner", None)
-    for tag in doc.get("tags", []):
-        tag.pop("created_at", None)
+def _file_ctx() -> RequestContext:
+    return RequestContext(is_admin=True, project_id=LOADED_OWNER)
+
+
+def _load_doc(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        try:
+            doc = json.load(f)
+        except ValueError as exc:
+            raise BadRequest(f"{path}: not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"{path}: expected a JSON object")
+    doc = dom.without_timestamps(doc)
+    doc.pop("self", None)
+    doc.pop("schema", None)
+    from glimpse.api import metadef_schemas  # the documents' schema lives with the API
+
+    try:
+        metadef_schemas.validate(doc, "namespace")
+    except BadRequest as exc:
+        raise BadRequest(f"{path}: {exc}") from None
     return doc
 
 
+def _merge(session: Session, ns: MetadefNamespace, doc: dict[str, Any],
+           prefer_new: bool) -> None:
+    """Add what the file has and the namespace lacks; with ``prefer_new`` the
+    file's version of anything both have wins."""
+    for assoc in doc.get("resource_type_associations") or []:
+        rtype = repo.ensure_resource_type(session, assoc["name"])
+        existing = repo.get_association(session, ns.id, rtype.id)
+        if existing is None:
+            repo.add_association(session, ns.id, rtype.id, assoc.get("prefix"),
+                                 assoc.get("properties_target"))
+        elif prefer_new:
+            repo.update_child(session, existing, {
+                "prefix": assoc.get("prefix"),
+                "properties_target": assoc.get("properties_target")})
+    for name, definition in (doc.get("properties") or {}).items():
+        dom.check_property_definition(name, definition)
+        values = {"name": name, "json_schema": dom.property_schema(definition)}
+        row = repo.get_child(session, ns.id, "properties", name)
+        if row is None:
+            repo.add_child(session, ns.id, "properties", values)
+        elif prefer_new:
+            repo.update_child(session, row, values)
+    for obj in doc.get("objects") or []:
+        values = dom.object_values(obj)
+        row = repo.get_child(session, ns.id, "objects", obj["name"])
+        if row is None:
+            repo.add_child(session, ns.id, "objects", values)
+        elif prefer_new:
+            repo.update_child(session, row, values)
+    for tag in doc.get("tags") or []:
+        if repo.get_child(session, ns.id, "tags", tag["name"]) is None:
+            repo.add_child(session, ns.id, "tags", {"name": tag["name"]})
+
+
+def load_definitions(rt: Runtime, paths: list[str], *, merge: bool = False,
+                     prefer_new: bool = False, overwrite: bool = False) -> LoadReport:
+    """Load definition files. A namespace already in the database is skipped,
+    unless ``merge`` (add what is missing; ``prefer_new``: the file wins on
+    what both have) or ``overwrite`` (replace it wholly by the file's)."""
+    report = LoadReport([], [], [])
+    docs = [_load_doc(path) for path in paths]
+    ctx = _file_ctx()
+    for doc in docs:
+        name = doc["namespace"]
+        with rt.db.write() as session, session.begin():
+            ns = repo.get_namespace(session, name)
+            if ns is not None and overwrite:
+                repo.delete_namespace(session, ns)
+                ns = None
+            if ns is None:
+                values = _namespace_values(ctx, doc)
+                ns = repo.create_namespace(session, values)
+                _add_contents(session, ns, doc)
+                report.loaded.append(name)
+            elif merge:
+                if prefer_new:
+                    repo.update_namespace(session, ns, {
+                        k: v for k, v in _namespace_values(ctx, doc).items()
+                        if k != "owner"})
+                _merge(session, ns, doc, prefer_new)
+                report.merged.append(name)
+            else:
+                report.skipped.append(name)
+    return report
+
+
+def export_definitions(rt: Runtime) -> list[dict[str, Any]]:
+    """Every namespace as a definition-file document (no timestamps, no owner)."""
+    with rt.db.read() as session:
+        rows = repo.list_namespaces(session, visible_to=None, all_visible=True,
+                                    sort_key="namespace", sort_dir="asc")
+        docs = []
+        for ns in rows:
+            doc = dom.without_timestamps(_full_doc(session, ns))
+            doc.pop("owner", None)
+            docs.append(doc)
+    return docs
+
+
+def unload_definitions(rt: Runtime) -> int:
+    """Delete every namespace (protected ones too) and the resource types that
+    were not seeded with the schema. Returns how many namespaces went."""
+    with rt.db.write() as session, session.begin():
+        rows = repo.list_namespaces(session, visible_to=None, all_visible=True)
+        for ns in rows:
+            repo.delete_namespace(session, ns)
+        repo.delete_unprotected_resource_types(session)
+    return len(rows)
+
+
+def file_name(namespace: str) -> str:
+    """As Glance: an exported file is named after its namespace ('/' made safe)."""
+    return namespace.replace("/", "_") + ".json"
+
+
 def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=4, sort_keys=False, ensure_ascii=False) + "\n"
+    return json.dumps(doc, indent=4, ensure_ascii=False) + "\n"
