@@ -14,12 +14,15 @@ registering them would open the image API; without them that option is inert.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from oslo_config import cfg
+from oslo_policy import _checks, policy
 from oslo_policy import opts as policy_opts
-from oslo_policy import policy
 
 from glimpse import errors
 from glimpse.context import RequestContext
@@ -436,6 +439,13 @@ class Policy:
         # every start only buries the warnings that matter.
         self._enforcer.suppress_default_change_warnings = True
         self._enforcer.register_defaults(list_rules())
+        self._lock = threading.Lock()
+        self._files: tuple = ()          # what the loaded rules were read from
+        self._file_stats: tuple = ()
+        self._next_search = 0.0
+        self._decisions: dict[tuple, bool] = {}
+        self._cacheable: dict[str, bool] = {}
+        self._reload()
 
     @property
     def enforcer(self) -> policy.Enforcer:
@@ -470,12 +480,64 @@ class Policy:
         # which lets everyone through, so a typo must fail loudly instead.
         if registered and rule not in self._enforcer.registered_rules:
             raise policy.PolicyNotRegistered(rule)
-        return bool(self._enforcer.enforce(rule, dict(target), ctx.to_policy_values()))
+        return self._decide(rule, dict(target), ctx.to_policy_values())
 
     def check_is_admin(self, ctx: RequestContext) -> bool:
         """Whether the context_is_admin rule passes for these credentials."""
         creds = ctx.to_policy_values()
-        return bool(self._enforcer.enforce("context_is_admin", dict(creds), creds))
+        return self._decide("context_is_admin", dict(creds), creds)
+
+    # --- speed: oslo.policy searches the config directories for the policy
+    # file and inspects every check's signature on each enforce() call, about
+    # a millisecond per call. A decision depends only on the rules, the rule
+    # name, the target and the credentials, so it is remembered until the
+    # rules change; the files are watched with a stat() per check instead.
+
+    MAX_DECISIONS = 20000
+    SEARCH_INTERVAL = 1.0  # how often a policy file that is absent is looked for
+
+    def _decide(self, rule: str, target: dict[str, Any], creds: dict[str, Any]) -> bool:
+        self._refresh()
+        key = None
+        if self._is_cacheable(rule):
+            key = _freeze((rule, target, creds))
+            if key is not None:
+                known = self._decisions.get(key)
+                if known is not None:
+                    return known
+        allowed = bool(self._enforcer.enforce(rule, target, creds))
+        if key is not None:
+            if len(self._decisions) >= self.MAX_DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = allowed
+        return allowed
+
+    def _refresh(self) -> None:
+        """Reload the rules when a policy file changed, appeared or was added to."""
+        enforcer = self._enforcer
+        if (not enforcer.use_conf and _stat_all(self._files) == self._file_stats
+                and (self._files[0] is not None or time.monotonic() < self._next_search)):
+            return
+        with self._lock:
+            self._reload()
+
+    def _reload(self) -> None:
+        enforcer = self._enforcer
+        enforcer.use_conf = True
+        enforcer.load_rules()
+        enforcer.use_conf = False  # enforce() then skips its own search of the disk
+        self._files = _policy_files(enforcer)
+        self._file_stats = _stat_all(self._files)
+        self._next_search = time.monotonic() + self.SEARCH_INTERVAL
+        self._decisions = {}
+        self._cacheable = {}
+
+    def _is_cacheable(self, rule: str) -> bool:
+        known = self._cacheable.get(rule)
+        if known is None:
+            known = _deterministic(self._enforcer.rules.get(rule), self._enforcer.rules, set())
+            self._cacheable[rule] = known
+        return known
 
     def add_rules(self, rules: Mapping[str, str]) -> None:
         """Add rules (name -> check string) that are not Glance defaults.
@@ -484,7 +546,83 @@ class Policy:
         property and operation into such a rule (checked with
         ``registered=False``). An added rule replaces one of the same name.
         """
-        self._enforcer.load_rules()
-        parsed = policy.Rules.from_dict(dict(rules))
-        self._enforcer.set_rules(parsed, overwrite=False, use_conf=True)
+        with self._lock:
+            self._reload()
+            parsed = policy.Rules.from_dict(dict(rules))
+            self._enforcer.set_rules(parsed, overwrite=False, use_conf=True)
+            self._reload()
 
+
+
+# Checks whose answer depends only on the target and the credentials.
+_PURE_CHECKS = (_checks.AndCheck, _checks.OrCheck, _checks.NotCheck, _checks.RuleCheck,
+                _checks.RoleCheck, _checks.GenericCheck, _checks.TrueCheck, _checks.FalseCheck)
+
+
+def _deterministic(check: Any, rules: Mapping[str, Any], seen: set[str]) -> bool:
+    if check is None:
+        return True  # an unknown rule is refused the same way every time
+    if type(check) not in _PURE_CHECKS:
+        return False  # http(s): checks and third-party checks ask elsewhere
+    if isinstance(check, _checks.RuleCheck):
+        if check.match in seen:
+            return True
+        seen.add(check.match)
+        return _deterministic(rules.get(check.match), rules, seen)
+    children = getattr(check, "rules", None)
+    if children is None and isinstance(check, _checks.NotCheck):
+        children = [check.rule]
+    return all(_deterministic(c, rules, seen) for c in children or ())
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable copy of a target or credentials, or None when it holds something odd."""
+    if isinstance(value, dict):
+        items = []
+        for k, v in value.items():
+            frozen = _freeze(v)
+            if frozen is None and v is not None:
+                return None
+            items.append((k, frozen))
+        return ("d", tuple(sorted(items, key=lambda kv: str(kv[0]))))
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            frozen = _freeze(v)
+            if frozen is None and v is not None:
+                return None
+            out.append(frozen)
+        return ("l", tuple(out))
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return None
+
+
+def _policy_files(enforcer: policy.Enforcer) -> tuple:
+    """The policy file (or None when none was found) and every file of policy dirs."""
+    paths: list[str] = []
+    for d in enforcer.conf.oslo_policy.policy_dirs:
+        try:
+            found = enforcer._get_policy_path(d)
+        except cfg.ConfigFilesNotFoundError:
+            continue
+        paths.append(found)
+        try:
+            paths.extend(os.path.join(found, n) for n in sorted(os.listdir(found)))
+        except OSError:
+            pass
+    return (enforcer.policy_path, *paths)
+
+
+def _stat_all(files: tuple) -> tuple:
+    out = []
+    for path in files:
+        if path is None:
+            out.append(None)
+            continue
+        try:
+            st = os.stat(path)
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append(False)
+    return tuple(out)

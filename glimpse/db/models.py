@@ -68,6 +68,8 @@ class Image(Base):
         Index("ix_images_created_at", "created_at"),
         Index("ix_images_updated_at", "updated_at"),
         Index("ix_images_os_hash_value", "os_hash_value"),
+        Index("ix_images_deleted_created_at_id", "deleted", "created_at", "id"),
+        Index("ix_images_deleted_updated_at_id", "deleted", "updated_at", "id"),
         MYSQL_TABLE,
     )
 

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
+    String,
+    Text,
     and_,
+    bindparam,
+    cast,
     delete,
     exists,
     false,
@@ -23,6 +28,8 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -58,14 +65,64 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _record(row: Image, properties: dict[str, str] | None = None,
-            tags: list[str] | None = None, locations: list[dict] | None = None) -> ImageRecord:
-    return ImageRecord(
-        **{c: getattr(row, c) for c in IMAGE_COLUMNS},
-        properties=properties or {},
-        tags=tags or [],
-        locations=locations or [],
-    )
+def _record_from_row(row: Any, properties: dict[str, str] | None = None,
+                     tags: list[str] | None = None, locations: list[dict] | None = None,
+                     ) -> ImageRecord:
+    """An ImageRecord from a Core row of IMAGE_COLUMNS (in that order)."""
+    return ImageRecord(*row, properties=properties or {}, tags=tags or [],
+                       locations=locations or [])
+
+
+if tuple(f.name for f in fields(ImageRecord))[:len(IMAGE_COLUMNS)] != IMAGE_COLUMNS:
+    raise ImportError("ImageRecord fields must start with IMAGE_COLUMNS, in order")
+
+# Hot paths run prebuilt Core statements on the session's connection: the ORM's
+# per-statement work costs more than SQLite's own execution of these queries.
+_IMAGES = Image.__table__
+_PROPS = ImageProperty.__table__
+_TAGS = ImageTag.__table__
+_LOCS = ImageLocation.__table__
+_IMAGE_COLS = [_IMAGES.c[c] for c in IMAGE_COLUMNS]
+_BY_ID = select(*_IMAGE_COLS).where(_IMAGES.c.id == bindparam("id"),
+                                    _IMAGES.c.deleted == false())
+_BY_ID_ANY = select(*_IMAGE_COLS).where(_IMAGES.c.id == bindparam("id"))
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
+_IDS = bindparam("ids", expanding=True)
+# Properties, tags and active locations of a set of images in one round trip:
+# (image_id, kind, a, b, ordinal); locations sort by their id as before.
+_CHILDREN = union_all(
+    select(_PROPS.c.image_id, cast(literal("p"), String(1)), _PROPS.c.name,
+           _PROPS.c.value, cast(literal(0), Integer))
+    .where(_PROPS.c.image_id.in_(_IDS)),
+    select(_TAGS.c.image_id, cast(literal("t"), String(1)), _TAGS.c.value,
+           cast(literal(None), Text), cast(literal(0), Integer))
+    .where(_TAGS.c.image_id.in_(_IDS)),
+    select(_LOCS.c.image_id, cast(literal("l"), String(1)), _LOCS.c.value,
+           _LOCS.c.meta_data, _LOCS.c.id)
+    .where(_LOCS.c.image_id.in_(_IDS), _LOCS.c.status == "active"),
+)
+
+
+def _children(session: Session, ids: Sequence[str], with_locations: bool = True,
+              ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], dict[str, list[dict]]]:
+    props: dict[str, dict[str, str]] = {}
+    tags: dict[str, list[str]] = {}
+    locs: dict[str, list[tuple[int, dict]]] = {}
+    if ids:
+        for image_id, kind, a, b, ordinal in session.connection().execute(
+                _CHILDREN, {"ids": list(ids)}):
+            if kind == "p":
+                props.setdefault(image_id, {})[a] = b
+            elif kind == "t":
+                tags.setdefault(image_id, []).append(a)
+            elif with_locations:
+                locs.setdefault(image_id, []).append(
+                    (ordinal, {"id": ordinal, "url": a, "metadata": json.loads(b or "{}"),
+                               "status": "active"}))
+    for values in tags.values():
+        values.sort()
+    return props, tags, {k: [d for _, d in sorted(v, key=lambda t: t[0])]
+                         for k, v in locs.items()}
 
 
 # ---------------------------------------------------------------- images
@@ -95,17 +152,19 @@ def image_exists_any(session: Session, image_id: str) -> bool:
 
 
 def get_image(session: Session, image_id: str, *, with_locations: bool = True,
-              include_deleted: bool = False) -> ImageRecord | None:
-    stmt = select(Image).where(Image.id == image_id)
-    if not include_deleted:
-        stmt = stmt.where(Image.deleted == false())
-    row = session.scalars(stmt).first()
+              include_deleted: bool = False, for_update: bool = False) -> ImageRecord | None:
+    """One image with its properties, tags and locations (two queries).
+
+    ``for_update`` locks the row until the transaction ends (PostgreSQL and
+    MariaDB; SQLite's write transactions are already exclusive), so concurrent
+    read-modify-write changes of one image run one after the other."""
+    stmt = _BY_ID_ANY if include_deleted else (_BY_ID_FOR_UPDATE if for_update else _BY_ID)
+    row = session.connection().execute(stmt, {"id": image_id}).first()
     if row is None:
         return None
-    props = _properties_for(session, [image_id]).get(image_id, {})
-    tags = _tags_for(session, [image_id]).get(image_id, [])
-    locs = _locations_for(session, [image_id]).get(image_id, []) if with_locations else []
-    return _record(row, props, tags, locs)
+    props, tags, locs = _children(session, [image_id], with_locations)
+    return _record_from_row(row, props.get(image_id), tags.get(image_id),
+                            locs.get(image_id))
 
 
 def update_image(session: Session, image_id: str, values: dict[str, Any],
@@ -182,46 +241,6 @@ def storage_used(session: Session, owner: str, exclude_image: str | None = None)
 
 
 # ---------------------------------------------------------------- related rows
-
-
-def _properties_for(session: Session, ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    if not ids:
-        return out
-    rows = session.execute(select(ImageProperty.image_id, ImageProperty.name,
-                                  ImageProperty.value).where(ImageProperty.image_id.in_(ids)))
-    for image_id, name, value in rows:
-        out.setdefault(image_id, {})[name] = value
-    return out
-
-
-def _tags_for(session: Session, ids: Sequence[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    if not ids:
-        return out
-    rows = session.execute(select(ImageTag.image_id, ImageTag.value)
-                           .where(ImageTag.image_id.in_(ids)).order_by(ImageTag.value))
-    for image_id, value in rows:
-        out.setdefault(image_id, []).append(value)
-    return out
-
-
-def _locations_for(session: Session, ids: Sequence[str]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    if not ids:
-        return out
-    rows = session.execute(
-        select(ImageLocation.image_id, ImageLocation.id, ImageLocation.value,
-               ImageLocation.meta_data, ImageLocation.status)
-        .where(ImageLocation.image_id.in_(ids), ImageLocation.status == "active")
-        .order_by(ImageLocation.id))
-    for image_id, loc_id, value, meta, status in rows:
-        out.setdefault(image_id, []).append(
-            {"id": loc_id, "url": value, "metadata": json.loads(meta or "{}"), "status": status})
-    return out
-
-
-# ---------------------------------------------------------------- locations
 
 
 def add_location(session: Session, image_id: str, url: str, metadata: dict) -> None:
@@ -417,16 +436,24 @@ def list_images(session: Session, ctx: RequestContext, q: ListQuery) -> list[Ima
     if q.marker is not None:
         stmt = stmt.where(_after_marker(_marker_row(session, ctx, q.marker), sort))
     order = [(_sort_expr(k).desc() if d == "desc" else _sort_expr(k).asc()) for k, d in sort]
-    rows = list(session.scalars(stmt.order_by(*order).limit(q.limit)))
+    stmt = stmt.with_only_columns(*_IMAGE_COLS).order_by(*order).limit(q.limit)
+    rows = session.connection().execute(stmt).all()
     ids = [r.id for r in rows]
-    props = _properties_for(session, ids)
-    tags = _tags_for(session, ids)
-    locs = _locations_for(session, ids)
-    return [_record(r, props.get(r.id), tags.get(r.id), locs.get(r.id)) for r in rows]
+    props, tags, locs = _children(session, ids)
+    return [_record_from_row(r, props.get(r.id), tags.get(r.id), locs.get(r.id))
+            for r in rows]
 
 
 def _after_marker(marker: Image, sort: list[tuple[str, str]]) -> ColumnElement[bool]:
     """Keyset condition: rows strictly after the marker in the sort order."""
+    directions = {d for _, d in sort}
+    if len(directions) == 1:
+        # One row-value comparison, (a, b) < (x, y): every database turns it
+        # into a range on an index of those columns, where the expanded OR
+        # form below makes it scan from the first row to the marker.
+        exprs = tuple_(*(_sort_expr(k) for k, _ in sort))
+        values = tuple_(*(literal(_sort_value(marker, k), _sort_expr(k).type) for k, _ in sort))
+        return exprs < values if directions == {"desc"} else exprs > values
     clauses = []
     for i, (key, direction) in enumerate(sort):
         equal_prefix = [_sort_expr(k) == _sort_value(marker, k) for k, _ in sort[:i]]
