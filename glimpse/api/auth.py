@@ -17,11 +17,11 @@ as in Glance's pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import anyio
 from oslo_config import cfg
-from starlette.datastructures import Headers
 
 from glimpse.api.keystone import TokenInfo, TokenValidator
 from glimpse.config import effective_auth_strategy
@@ -39,7 +39,7 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(r.strip().lower() for r in value.split(",") if r.strip())
 
 
-def context_from_headers(headers: Headers, request_id: str) -> RequestContext:
+def context_from_headers(headers: Mapping[str, str], request_id: str) -> RequestContext:
     """Build a context as Glance's ContextMiddleware does after keystonemiddleware."""
     roles = _split(headers.get("x-roles"))
     project = headers.get("x-project-id") or headers.get("x-tenant-id")
@@ -61,7 +61,7 @@ def context_from_headers(headers: Headers, request_id: str) -> RequestContext:
     )
 
 
-def authenticate(strategy: str, headers: Headers, request_id: str) -> RequestContext:
+def authenticate(strategy: str, headers: Mapping[str, str], request_id: str) -> RequestContext:
     confirmed = (headers.get("x-identity-status") or "").lower() == "confirmed"
     if strategy == "noauth":
         if confirmed:
@@ -86,7 +86,8 @@ class Authenticator:
         self.strategy = effective_auth_strategy(conf)
         self.keystone = TokenValidator(conf) if self.strategy == "keystone" else None
 
-    async def __call__(self, path: str, headers: Headers, request_id: str) -> RequestContext:
+    async def __call__(self, path: str, headers: Mapping[str, str],
+                       request_id: str) -> RequestContext:
         if path in UNAUTHENTICATED_PATHS:
             return RequestContext(request_id=request_id)
         if self.keystone is None:
@@ -111,7 +112,7 @@ class Authenticator:
             return info
         return await anyio.to_thread.run_sync(self.keystone.validate, token, allow_expired)
 
-    async def _keystone(self, headers: Headers, request_id: str) -> RequestContext:
+    async def _keystone(self, headers: Mapping[str, str], request_id: str) -> RequestContext:
         ks = self.keystone
         assert ks is not None
         token = headers.get("x-auth-token")

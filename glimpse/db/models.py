@@ -133,6 +133,7 @@ class ImageLocation(Base):
 
     __table_args__ = (
         Index("ix_image_locations_image_id", "image_id"),
+        Index("ix_image_locations_image_id_status", "image_id", "status"),
         Index("ix_image_locations_status", "status"),
         MYSQL_TABLE,
     )

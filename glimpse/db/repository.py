@@ -32,6 +32,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -83,34 +84,56 @@ _PROPS = ImageProperty.__table__
 _TAGS = ImageTag.__table__
 _LOCS = ImageLocation.__table__
 _IMAGE_COLS = [_IMAGES.c[c] for c in IMAGE_COLUMNS]
+_INSERT_IMAGE = insert(_IMAGES)
+_INSERT_PROPERTY = insert(ImageProperty.__table__)
+_INSERT_TAG = insert(ImageTag.__table__)
 _BY_ID = select(*_IMAGE_COLS).where(_IMAGES.c.id == bindparam("id"),
                                     _IMAGES.c.deleted == false())
 _BY_ID_ANY = select(*_IMAGE_COLS).where(_IMAGES.c.id == bindparam("id"))
 _BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
-_IDS = bindparam("ids", expanding=True)
-# Properties, tags and active locations of a set of images in one round trip:
-# (image_id, kind, a, b, ordinal); locations sort by their id as before.
-_CHILDREN = union_all(
-    select(_PROPS.c.image_id, cast(literal("p"), String(1)), _PROPS.c.name,
-           _PROPS.c.value, cast(literal(0), Integer))
-    .where(_PROPS.c.image_id.in_(_IDS)),
-    select(_TAGS.c.image_id, cast(literal("t"), String(1)), _TAGS.c.value,
-           cast(literal(None), Text), cast(literal(0), Integer))
-    .where(_TAGS.c.image_id.in_(_IDS)),
-    select(_LOCS.c.image_id, cast(literal("l"), String(1)), _LOCS.c.value,
-           _LOCS.c.meta_data, _LOCS.c.id)
-    .where(_LOCS.c.image_id.in_(_IDS), _LOCS.c.status == "active"),
-)
 
 
-def _children(session: Session, ids: Sequence[str], with_locations: bool = True,
+def _children_of(match: Any) -> Any:
+    """Properties, tags and active locations of the images ``match(image_id
+    column)`` selects, in one round trip: rows of (image_id, kind, a, b, ordinal);
+    locations keep their id as ordinal, the order they were added in."""
+    return union_all(
+        select(_PROPS.c.image_id, cast(literal("p"), String(1)), _PROPS.c.name,
+               _PROPS.c.value, cast(literal(0), Integer))
+        .where(match(_PROPS.c.image_id)),
+        select(_TAGS.c.image_id, cast(literal("t"), String(1)), _TAGS.c.value,
+               cast(literal(None), Text), cast(literal(0), Integer))
+        .where(match(_TAGS.c.image_id)),
+        select(_LOCS.c.image_id, cast(literal("l"), String(1)), _LOCS.c.value,
+               _LOCS.c.meta_data, _LOCS.c.id)
+        .where(match(_LOCS.c.image_id), _LOCS.c.status == "active"),
+    )
+
+
+# An expanding IN costs a statement rewrite per call; one image needs none.
+_CHILDREN_OF_ONE = _children_of(lambda col: col == bindparam("id"))
+_CHILDREN_OF_MANY = _children_of(lambda col: col.in_(bindparam("ids", expanding=True)))
+
+
+# Read paths take a Session or, cheaper, a Connection (Database.reading()).
+Reader = Session | Connection
+
+
+def _conn(reader: Reader) -> Connection:
+    return reader.connection() if isinstance(reader, Session) else reader
+
+
+def _children(session: Reader, ids: Sequence[str], with_locations: bool = True,
               ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], dict[str, list[dict]]]:
     props: dict[str, dict[str, str]] = {}
     tags: dict[str, list[str]] = {}
     locs: dict[str, list[tuple[int, dict]]] = {}
     if ids:
-        for image_id, kind, a, b, ordinal in session.connection().execute(
-                _CHILDREN, {"ids": list(ids)}):
+        if len(ids) == 1:
+            rows = _conn(session).execute(_CHILDREN_OF_ONE, {"id": ids[0]}).all()
+        else:
+            rows = _conn(session).execute(_CHILDREN_OF_MANY, {"ids": list(ids)}).all()
+        for image_id, kind, a, b, ordinal in rows:
             if kind == "p":
                 props.setdefault(image_id, {})[a] = b
             elif kind == "t":
@@ -129,29 +152,36 @@ def _children(session: Session, ids: Sequence[str], with_locations: bool = True,
 
 
 def create_image(session: Session, values: dict[str, Any], properties: dict[str, str],
-                 tags: Iterable[str]) -> None:
+                 tags: Iterable[str]) -> ImageRecord:
+    """Insert an image with its properties and tags; returns it as stored."""
     now = utcnow()
-    row = Image(created_at=now, updated_at=now, deleted=False, **values)
-    session.add(row)
+    conn = _conn(session)
+    row = {"created_at": now, "updated_at": now, "deleted": False, **values}
     try:
-        session.flush()
+        conn.execute(_INSERT_IMAGE, [row])
     except IntegrityError:
         raise Conflict(f"An image with identifier {values['id']} already exists") from None
+    image_id = values["id"]
     if properties:
-        session.execute(insert(ImageProperty), [
-            {"image_id": row.id, "name": k, "value": v} for k, v in properties.items()
-        ])
+        conn.execute(_INSERT_PROPERTY, [
+            {"image_id": image_id, "name": k, "value": v} for k, v in properties.items()])
     tag_list = sorted(set(tags))
     if tag_list:
-        session.execute(insert(ImageTag), [{"image_id": row.id, "value": t} for t in tag_list])
+        conn.execute(_INSERT_TAG, [{"image_id": image_id, "value": t} for t in tag_list])
+    stored = {c.name: row.get(c.name, c.default.arg if c.default is not None else None)
+              for c in _IMAGE_COLS}
+    return ImageRecord(**stored, properties=dict(properties), tags=tag_list)
 
 
-def image_exists_any(session: Session, image_id: str) -> bool:
+_EXISTS_ANY = select(_IMAGES.c.id).where(_IMAGES.c.id == bindparam("id"))
+
+
+def image_exists_any(session: Reader, image_id: str) -> bool:
     """True if the id was ever used, deleted images included (ids are never reused)."""
-    return session.scalar(select(exists().where(Image.id == image_id))) or False
+    return _conn(session).execute(_EXISTS_ANY, {"id": image_id}).first() is not None
 
 
-def get_image(session: Session, image_id: str, *, with_locations: bool = True,
+def get_image(session: Reader, image_id: str, *, with_locations: bool = True,
               include_deleted: bool = False, for_update: bool = False) -> ImageRecord | None:
     """One image with its properties, tags and locations (two queries).
 
@@ -159,7 +189,7 @@ def get_image(session: Session, image_id: str, *, with_locations: bool = True,
     MariaDB; SQLite's write transactions are already exclusive), so concurrent
     read-modify-write changes of one image run one after the other."""
     stmt = _BY_ID_ANY if include_deleted else (_BY_ID_FOR_UPDATE if for_update else _BY_ID)
-    row = session.connection().execute(stmt, {"id": image_id}).first()
+    row = _conn(session).execute(stmt, {"id": image_id}).first()
     if row is None:
         return None
     props, tags, locs = _children(session, [image_id], with_locations)
@@ -174,7 +204,7 @@ def update_image(session: Session, image_id: str, values: dict[str, Any],
     stmt = update(Image).where(Image.id == image_id, Image.deleted == false())
     if expected_status is not None:
         stmt = stmt.where(Image.status == expected_status)
-    result = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    result = _conn(session).execute(stmt.values(**values))
     return result.rowcount == 1
 
 
@@ -185,7 +215,7 @@ def set_status(session: Session, image_id: str, expected: str, new: str,
 
 def mark_deleted(session: Session, image_id: str, expected: str, new_status: str) -> bool:
     now = utcnow()
-    result = session.execute(
+    result = _conn(session).execute(
         update(Image)
         .where(Image.id == image_id, Image.status == expected, Image.deleted == false())
         .values(status=new_status, deleted=True, deleted_at=now, updated_at=now)
@@ -195,7 +225,7 @@ def mark_deleted(session: Session, image_id: str, expected: str, new_status: str
 
 
 def touch(session: Session, image_id: str) -> None:
-    session.execute(update(Image).where(Image.id == image_id).values(updated_at=utcnow())
+    _conn(session).execute(update(Image).where(Image.id == image_id).values(updated_at=utcnow())
                     .execution_options(synchronize_session=False))
 
 
@@ -203,18 +233,19 @@ def set_properties(session: Session, image_id: str, to_set: dict[str, str],
                    to_remove: Iterable[str]) -> None:
     remove = set(to_remove) | set(to_set)
     if remove:
-        session.execute(delete(ImageProperty).where(
+        _conn(session).execute(delete(ImageProperty).where(
             ImageProperty.image_id == image_id, ImageProperty.name.in_(remove)))
     if to_set:
-        session.execute(insert(ImageProperty), [
+        _conn(session).execute(insert(ImageProperty), [
             {"image_id": image_id, "name": k, "value": v} for k, v in to_set.items()])
 
 
 def replace_tags(session: Session, image_id: str, tags: Iterable[str]) -> None:
-    session.execute(delete(ImageTag).where(ImageTag.image_id == image_id))
+    _conn(session).execute(delete(ImageTag).where(ImageTag.image_id == image_id))
     tag_list = sorted(set(tags))
     if tag_list:
-        session.execute(insert(ImageTag), [{"image_id": image_id, "value": t} for t in tag_list])
+        _conn(session).execute(_INSERT_TAG,
+                               [{"image_id": image_id, "value": t} for t in tag_list])
 
 
 def add_tag(session: Session, image_id: str, tag: str) -> None:
@@ -291,10 +322,15 @@ def _member(row: ImageMember) -> MemberRecord:
     return MemberRecord(row.image_id, row.member, row.status, row.created_at, row.updated_at)
 
 
-def get_member(session: Session, image_id: str, member: str) -> MemberRecord | None:
-    row = session.scalars(select(ImageMember).where(
-        ImageMember.image_id == image_id, ImageMember.member == member)).first()
-    return _member(row) if row else None
+_MEMBERS = ImageMember.__table__
+_MEMBER = select(_MEMBERS.c.image_id, _MEMBERS.c.member, _MEMBERS.c.status,
+                 _MEMBERS.c.created_at, _MEMBERS.c.updated_at).where(
+    _MEMBERS.c.image_id == bindparam("image_id"), _MEMBERS.c.member == bindparam("member"))
+
+
+def get_member(session: Reader, image_id: str, member: str) -> MemberRecord | None:
+    row = _conn(session).execute(_MEMBER, {"image_id": image_id, "member": member}).first()
+    return MemberRecord(*row) if row else None
 
 
 def list_members(session: Session, image_id: str) -> list[MemberRecord]:
@@ -386,16 +422,16 @@ def visibility_clause(ctx: RequestContext, visibility: str | None,
     return and_(candidates, or_(owned, Image.visibility != "community"))
 
 
-def _marker_row(session: Session, ctx: RequestContext, marker_id: str) -> Image:
+def _marker_row(session: Reader, ctx: RequestContext, marker_id: str) -> Any:
     """The marker image, if it exists, is not deleted and the caller may see it
     (a shared image counts for a member in any member status)."""
-    stmt = select(Image).where(Image.id == marker_id, Image.deleted == false())
+    stmt = select(*_IMAGE_COLS).where(Image.id == marker_id, Image.deleted == false())
     if not ctx.is_admin:
         project = ctx.project_id
         owned = Image.owner == project if project is not None else false()
         stmt = stmt.where(or_(owned, Image.visibility.in_(("public", "community")),
                               and_(Image.visibility == "shared", _membership(project, "all"))))
-    row = session.scalars(stmt).first()
+    row = _conn(session).execute(stmt).first()
     if row is None:
         raise BadRequest(f"Invalid marker. Image {marker_id} could not be found.")
     return row
@@ -415,7 +451,7 @@ def _sort_value(row: Image, key: str) -> Any:
     return value
 
 
-def list_images(session: Session, ctx: RequestContext, q: ListQuery) -> list[ImageRecord]:
+def list_images(session: Reader, ctx: RequestContext, q: ListQuery) -> list[ImageRecord]:
     sort = list(q.sort or [("created_at", "desc")])
     # created_at then id make the order total, so markers never skip or repeat.
     for key in ("created_at", "id"):
@@ -437,7 +473,7 @@ def list_images(session: Session, ctx: RequestContext, q: ListQuery) -> list[Ima
         stmt = stmt.where(_after_marker(_marker_row(session, ctx, q.marker), sort))
     order = [(_sort_expr(k).desc() if d == "desc" else _sort_expr(k).asc()) for k, d in sort]
     stmt = stmt.with_only_columns(*_IMAGE_COLS).order_by(*order).limit(q.limit)
-    rows = session.connection().execute(stmt).all()
+    rows = _conn(session).execute(stmt).all()
     ids = [r.id for r in rows]
     props, tags, locs = _children(session, ids)
     return [_record_from_row(r, props.get(r.id), tags.get(r.id), locs.get(r.id))

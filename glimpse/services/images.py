@@ -11,8 +11,6 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
 from glimpse.domain import images as rules
@@ -32,8 +30,8 @@ MAX_NAME_LENGTH = 255
 # ---------------------------------------------------------------- lookups
 
 
-def load_visible(rt: Runtime, session: Session, ctx: RequestContext, image_id: str,
-                 ) -> tuple[ImageRecord, bool]:
+def load_visible(rt: Runtime, session: repo.Reader, ctx: RequestContext, image_id: str,
+                 for_update: bool = False) -> tuple[ImageRecord, bool]:
     """Fetch an image the caller may see, or raise 404 (never reveal others' images).
 
     Returns the record and whether the caller's project is a member of it.
@@ -42,7 +40,7 @@ def load_visible(rt: Runtime, session: Session, ctx: RequestContext, image_id: s
     # character would make PostgreSQL fail the query instead of finding nothing).
     if len(image_id) > MAX_ID_LENGTH or "\x00" in image_id:
         raise NotFound(f"No image found with ID {image_id}")
-    image = repo.get_image(session, image_id)
+    image = repo.get_image(session, image_id, for_update=for_update)
     # MariaDB compares strings case- and trailing-space-insensitively; ids are exact.
     if image is None or image.id != image_id:
         raise NotFound(f"No image found with ID {image_id}")
@@ -130,15 +128,12 @@ def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> Image
     with rt.db.write() as session, session.begin():
         if repo.image_exists_any(session, image_id):
             raise Conflict(f"Image ID {image_id} already exists!")
-        repo.create_image(session, values, props, tags)
-    with rt.db.read() as session:
-        image = repo.get_image(session, image_id)
-    assert image is not None
+        image = repo.create_image(session, values, props, tags)
     return readable(rt, ctx, image)
 
 
 def get_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
-    with rt.db.read() as session:
+    with rt.db.reading() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
     enforce_on_image(rt, ctx, image, is_member, "get_image")
     return readable(rt, ctx, image)
@@ -178,7 +173,7 @@ class ListRequest:
 def list_images(rt: Runtime, ctx: RequestContext, query: repo.ListQuery) -> list[ImageRecord]:
     rt.policy.enforce(ctx, "get_images", {"project_id": ctx.project_id,
                                           "owner": ctx.project_id})
-    with rt.db.read() as session:
+    with rt.db.reading() as session:
         images = repo.list_images(session, ctx, query)
     if rt.protections.enabled:
         # A filter on a property the caller may not read matches nothing;
@@ -209,7 +204,9 @@ _BASE_ATTRIBUTES = rules.SETTABLE_CORE | {"tags"}
 def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
                  changes: list[Change]) -> ImageRecord:
     with rt.db.write() as session, session.begin():
-        image, is_member = load_visible(rt, session, ctx, image_id)
+        # The row lock makes concurrent PATCHes of one image take turns on
+        # PostgreSQL and MariaDB, so none works from a stale copy.
+        image, is_member = load_visible(rt, session, ctx, image_id, for_update=True)
         tgt = target(image, ctx, is_member)
         enforce_on_image(rt, ctx, image, is_member, "modify_image")
         if not rules.can_change(ctx, image):
@@ -251,7 +248,6 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         repo.set_properties(session, image_id, to_set, removed)
         if sorted(set(tags)) != sorted(image.tags):
             repo.replace_tags(session, image_id, tags)
-    with rt.db.read() as session:
         updated = repo.get_image(session, image_id)
     if updated is None:
         raise NotFound(f"No image found with ID {image_id}")
