@@ -500,8 +500,9 @@ class Policy:
         self._refresh()
         key = None
         if self._is_cacheable(rule):
-            key = _freeze((rule, target, creds))
-            if key is not None:
+            frozen_target, frozen_creds = _freeze(target), _freeze(creds)
+            if frozen_target is not None and frozen_creds is not None:
+                key = (rule, frozen_target, frozen_creds)
                 known = self._decisions.get(key)
                 if known is not None:
                     return known
@@ -575,27 +576,25 @@ def _deterministic(check: Any, rules: Mapping[str, Any], seen: set[str]) -> bool
     return all(_deterministic(c, rules, seen) for c in children or ())
 
 
-def _freeze(value: Any) -> Any:
-    """A hashable copy of a target or credentials, or None when it holds something odd."""
-    if isinstance(value, dict):
-        items = []
-        for k, v in value.items():
-            frozen = _freeze(v)
-            if frozen is None and v is not None:
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _freeze(values: Mapping[str, Any]) -> tuple | None:
+    """A hashable copy of a target or credentials (scalars and lists of scalars),
+    or None when it holds anything else. Key order counts: an equal dict built
+    in another order only misses the cache."""
+    out = []
+    for name, value in values.items():
+        kind = value.__class__
+        if kind in _SCALARS:
+            out.append((name, value))
+        elif kind is list or kind is tuple:
+            if not all(item.__class__ in _SCALARS for item in value):
                 return None
-            items.append((k, frozen))
-        return ("d", tuple(sorted(items, key=lambda kv: str(kv[0]))))
-    if isinstance(value, (list, tuple)):
-        out = []
-        for v in value:
-            frozen = _freeze(v)
-            if frozen is None and v is not None:
-                return None
-            out.append(frozen)
-        return ("l", tuple(out))
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return None
+            out.append((name, kind, tuple(value)))
+        else:
+            return None
+    return tuple(out)
 
 
 def _policy_files(enforcer: policy.Enforcer) -> tuple:
