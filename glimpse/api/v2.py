@@ -13,6 +13,7 @@ from glimpse.api import listing, metadef_schemas, render, schemas
 from glimpse.api.http import (
     body_chunks,
     call,
+    call_read,
     ctx_of,
     iterate_in_thread,
     json_response,
@@ -94,7 +95,7 @@ async def create_image(request: Request) -> Response:
 async def list_images(request: Request) -> Response:
     rt = rt_of(request)
     query = listing.parse(request.query_params, rt.conf)
-    images = await call(image_svc.list_images, rt, ctx_of(request), query)
+    images = await call_read(rt, image_svc.list_images, rt, ctx_of(request), query)
     next_marker = images[-1].id if images and len(images) == query.limit else None
     doc = {"images": [_image_doc(request, i) for i in images]}
     doc.update(listing.page_links(request.query_params, next_marker))
@@ -102,8 +103,9 @@ async def list_images(request: Request) -> Response:
 
 
 async def show_image(request: Request) -> Response:
-    image = await call(image_svc.get_image, rt_of(request), ctx_of(request),
-                       request.path_params["image_id"])
+    rt = rt_of(request)
+    image = await call_read(rt, image_svc.get_image, rt, ctx_of(request),
+                            request.path_params["image_id"])
     return json_response(_image_doc(request, image))
 
 
