@@ -480,12 +480,11 @@ class Policy:
         # which lets everyone through, so a typo must fail loudly instead.
         if registered and rule not in self._enforcer.registered_rules:
             raise policy.PolicyNotRegistered(rule)
-        return self._decide(rule, dict(target), ctx.to_policy_values())
+        return self._decide(rule, dict(target), ctx)
 
     def check_is_admin(self, ctx: RequestContext) -> bool:
         """Whether the context_is_admin rule passes for these credentials."""
-        creds = ctx.to_policy_values()
-        return self._decide("context_is_admin", dict(creds), creds)
+        return self._decide("context_is_admin", None, ctx)
 
     # --- speed: oslo.policy searches the config directories for the policy
     # file and inspects every check's signature on each enforce() call, about
@@ -496,17 +495,20 @@ class Policy:
     MAX_DECISIONS = 20000
     SEARCH_INTERVAL = 1.0  # how often a policy file that is absent is looked for
 
-    def _decide(self, rule: str, target: dict[str, Any], creds: dict[str, Any]) -> bool:
+    def _decide(self, rule: str, target: dict[str, Any] | None, ctx: RequestContext) -> bool:
+        """``target`` None means the credentials themselves (context_is_admin)."""
         self._refresh()
         key = None
         if self._is_cacheable(rule):
-            frozen_target, frozen_creds = _freeze(target), _freeze(creds)
-            if frozen_target is not None and frozen_creds is not None:
-                key = (rule, frozen_target, frozen_creds)
+            frozen_target = () if target is None else _freeze(target)
+            if frozen_target is not None:
+                key = (rule, frozen_target, _identity(ctx))
                 known = self._decisions.get(key)
                 if known is not None:
                     return known
-        allowed = bool(self._enforcer.enforce(rule, target, creds))
+        creds = ctx.to_policy_values()
+        allowed = bool(self._enforcer.enforce(rule, dict(creds) if target is None else target,
+                                              creds))
         if key is not None:
             if len(self._decisions) >= self.MAX_DECISIONS:
                 self._decisions.clear()
@@ -574,6 +576,13 @@ def _deterministic(check: Any, rules: Mapping[str, Any], seen: set[str]) -> bool
     if children is None and isinstance(check, _checks.NotCheck):
         children = [check.rule]
     return all(_deterministic(c, rules, seen) for c in children or ())
+
+
+def _identity(ctx: RequestContext) -> tuple:
+    """Everything of a context that its policy values are made from."""
+    return (ctx.user_id, ctx.project_id, ctx.roles, ctx.service_roles, ctx.is_admin,
+            ctx.user_domain_id, ctx.project_domain_id, ctx.domain_id, ctx.system_scope,
+            ctx.service_user_id, ctx.service_project_id)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
