@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,14 +15,33 @@ from glimpse.domain.images import ImageRecord
 def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Naive UTC; isoformat is several times cheaper than strftime.
+    return value.isoformat(timespec="seconds") + "Z"
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """The options image documents depend on, read from the config once per
+    request rather than once per image of a list."""
+    show_multiple_locations: bool
+    show_image_direct_url: bool
+    multi_store: bool
+
+    @classmethod
+    def of(cls, conf: cfg.ConfigOpts) -> ImageOptions:
+        return cls(bool(conf.show_multiple_locations), bool(conf.show_image_direct_url),
+                   bool(conf.enabled_backends))
+
+    @property
+    def may_show_locations(self) -> bool:
+        return self.show_multiple_locations or self.show_image_direct_url or self.multi_store
 
 
 # Internal bookkeeping properties Glance never shows to clients.
 HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host"})
 
 
-def image(conf: cfg.ConfigOpts, img: ImageRecord, show_locations: bool = True,
+def image(conf: cfg.ConfigOpts | ImageOptions, img: ImageRecord, show_locations: bool = True,
           ) -> dict[str, Any]:
     """The image document. ``show_locations`` is whether the caller may see
     locations (policy get_image_location); they are shown only when
@@ -52,16 +72,17 @@ def image(conf: cfg.ConfigOpts, img: ImageRecord, show_locations: bool = True,
         "file": f"/v2/images/{img.id}/file",
         "schema": "/v2/schemas/image",
     })
+    opts = conf if isinstance(conf, ImageOptions) else ImageOptions.of(conf)
     locations = img.locations if show_locations else []
     stores = [loc["metadata"].get("store") for loc in locations
               if loc["metadata"].get("store")]
-    if stores and conf.enabled_backends:
+    if stores and opts.multi_store:
         doc["stores"] = ",".join(dict.fromkeys(stores))
-    if conf.show_multiple_locations:
+    if opts.show_multiple_locations:
         # Present (possibly empty) whenever the option is on, as Glance does.
         doc["locations"] = [{"url": loc["url"], "metadata": loc["metadata"]}
                             for loc in locations]
-    if conf.show_image_direct_url and locations:
+    if opts.show_image_direct_url and locations:
         doc["direct_url"] = locations[0]["url"]
     return doc
 

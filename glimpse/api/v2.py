@@ -39,16 +39,17 @@ def _image_schema(request: Request) -> dict[str, Any]:
                                 conf.image_format.container_formats)
 
 
-def _image_doc(request: Request, image: ImageRecord) -> dict[str, Any]:
+def _image_doc(request: Request, image: ImageRecord,
+               opts: render.ImageOptions | None = None) -> dict[str, Any]:
     rt = rt_of(request)
-    conf = rt.conf
+    opts = opts or render.ImageOptions.of(rt.conf)
     show_locations = False
-    if conf.show_multiple_locations or conf.show_image_direct_url or conf.enabled_backends:
+    if opts.may_show_locations:
         # As Glance: locations, direct_url and stores only for callers that
         # get_image_location allows (by default the owner's project and admins).
         show_locations = rt.policy.check(ctx_of(request), "get_image_location",
                                          image_target(image.as_target()))
-    return render.image(conf, image, show_locations=show_locations)
+    return render.image(opts, image, show_locations=show_locations)
 
 
 # ---------------------------------------------------------------- schemas
@@ -97,7 +98,8 @@ async def list_images(request: Request) -> Response:
     query = listing.parse(request.query_params, rt.conf)
     images = await call_read(rt, image_svc.list_images, rt, ctx_of(request), query)
     next_marker = images[-1].id if images and len(images) == query.limit else None
-    doc = {"images": [_image_doc(request, i) for i in images]}
+    opts = render.ImageOptions.of(rt.conf)
+    doc = {"images": [_image_doc(request, i, opts) for i in images]}
     doc.update(listing.page_links(request.query_params, next_marker))
     return json_response(doc)
 
