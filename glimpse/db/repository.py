@@ -463,12 +463,14 @@ def list_images(session: Reader, ctx: RequestContext, q: ListQuery) -> list[Imag
         visibility_clause(ctx, q.visibility, q.member_status))
     for cond in q.filters or []:
         stmt = stmt.where(cond)
+    # IN (subquery) rather than a correlated EXISTS: the planner may then start
+    # from the few images carrying a tag or property instead of testing every
+    # image in list order.
     for tag in q.tags or []:
-        stmt = stmt.where(exists().where(ImageTag.image_id == Image.id, ImageTag.value == tag))
+        stmt = stmt.where(Image.id.in_(select(ImageTag.image_id).where(ImageTag.value == tag)))
     for name, value in (q.properties or {}).items():
-        stmt = stmt.where(exists().where(ImageProperty.image_id == Image.id,
-                                         ImageProperty.name == name,
-                                         ImageProperty.value == value))
+        stmt = stmt.where(Image.id.in_(select(ImageProperty.image_id).where(
+            ImageProperty.name == name, ImageProperty.value == value)))
     if q.marker is not None:
         stmt = stmt.where(_after_marker(_marker_row(session, ctx, q.marker), sort))
     order = [(_sort_expr(k).desc() if d == "desc" else _sort_expr(k).asc()) for k, d in sort]
