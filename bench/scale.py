@@ -21,9 +21,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import Engine, func, insert, select, text
 
+from bench.workload import LeanClient
 from glimpse.db.engine import make_engine
 from glimpse.db.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
 
@@ -153,14 +153,14 @@ def _p(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
 
-def _timed(client: httpx.Client, url: str, params: dict[str, Any] | None = None
-           ) -> tuple[float, httpx.Response]:
+def _timed(client: LeanClient, url: str, params: dict[str, Any] | None = None
+           ) -> tuple[float, Any]:
     t0 = time.perf_counter()
     resp = client.get(url, params=params)
     return time.perf_counter() - t0, resp
 
 
-def measure_level(client: httpx.Client, listable: list[str], markers: list[str], reps: int,
+def measure_level(client: LeanClient, listable: list[str], markers: list[str], reps: int,
                   rng: random.Random) -> dict[str, Any]:
     """List page and GET timings at the current database size."""
     for _ in range(3):  # warm caches and connections, as a long-running server has them
@@ -202,7 +202,7 @@ def run(endpoint: str, headers: dict[str, str], db_url: str, images_dir: str, pr
                            "db": "postgresql" if seeder.is_postgresql else "sqlite",
                            "analyzed": seeder.is_postgresql}
     try:
-        with httpx.Client(base_url=endpoint, headers=headers, timeout=60) as client:
+        with LeanClient(endpoint, headers, timeout=60) as client:
             for level in levels:
                 seed_seconds = seeder.top_up(level)
                 figures = measure_level(client, seeder.listable, seeder.markers(), reps, rng)
