@@ -14,7 +14,7 @@ from starlette.routing import Match, Route
 from glimpse.api import imports as imports_api
 from glimpse.api import metadefs as metadefs_api
 from glimpse.api import v2
-from glimpse.api.http import ContextMiddleware, error_response, json_response
+from glimpse.api.http import ContextMiddleware, error_response, json_response, tune_allocator
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
 from glimpse.services import runtime as runtime_mod
 
@@ -80,6 +80,7 @@ async def _glimpse_error(request: Request, exc: Exception) -> Response:
 
 def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None) -> Starlette:
     rt = runtime or runtime_mod.build(conf)
+    tune_allocator()  # before the first request: image data streams through big buffers
     routes = [
         Route("/", root, methods=["GET"]),
         Route("/versions", versions, methods=["GET"]),

@@ -15,7 +15,6 @@ and work files removed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -31,7 +30,7 @@ from glimpse.db.tasks_repo import TaskRecord
 from glimpse.domain.diskformat import DiskFormatInspector
 from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import Event, transition
-from glimpse.errors import GlimpseError
+from glimpse.errors import GlimpseError, RequestEntityTooLarge
 from glimpse.imports.tasks import (
     FAILED_STORES,
     IMPORTING_STORES,
@@ -41,7 +40,7 @@ from glimpse.imports.tasks import (
     TaskAborted,
 )
 from glimpse.services.data import DataStream
-from glimpse.stores.base import DataNotFound, StoreError
+from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError
 
 if TYPE_CHECKING:
     from glimpse.imports.tasks import TaskRunner
@@ -49,7 +48,10 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024
+# Local files are read in chunks this big (hashed in parallel threads);
+# downloads arrive in the HTTP client's chunks of DOWNLOAD_CHUNK.
+CHUNK = 4 * 1024 * 1024
+DOWNLOAD_CHUNK = 1024 * 1024
 MAX_REDIRECTS = 10
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 
@@ -158,26 +160,29 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
         raise ImportFailed(f"Store {store.name} is read-only")
     with_quota = activate_from is not None  # a copy does not change what the image is
     limit, message = _size_limit(rt, image.owner, image.id, with_quota)
-    inspector = DiskFormatInspector(image.disk_format) if measure else None
+    algo = rt.conf.hashing_algorithm
+    staged = _staged_measures(runner, image, source, algo) if measure else None
+    inspector = DiskFormatInspector(image.disk_format) if measure and not staged else None
     stream = DataStream(_with_progress(_chunks(rt, source), progress, f"store:{store.name}",
                                        source.size),
-                        rt.conf.hashing_algorithm, limit, message, inspector)
+                        limit=limit, limit_error=RequestEntityTooLarge(message),
+                        inspector=inspector, hash_algos=("md5", algo) if inspector else ())
     try:
-        stored = store.add(image.id, stream)
+        stored = _add(store, image.id, source, stream)
     except GlimpseError as exc:
         raise ImportFailed(exc.message) from exc
     except (StoreError, OSError) as exc:
         raise ImportFailed(f"Error storing image data in store {store.name}: {exc}") from exc
     try:
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = staged or {}
         if inspector is not None:
             try:
                 virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
             except GlimpseError as exc:
                 raise ImportFailed(exc.message) from exc
-            values = {"size": stream.size, "checksum": stream.md5.hexdigest(),
-                      "os_hash_algo": rt.conf.hashing_algorithm,
-                      "os_hash_value": stream.os_hash.hexdigest(), "virtual_size": virtual_size}
+            values = {"size": stream.size, "checksum": stream.hexdigest("md5"),
+                      "os_hash_algo": algo, "os_hash_value": stream.hexdigest(algo),
+                      "virtual_size": virtual_size}
         with rt.db.write() as session, session.begin():
             current = _locked(session, image.id, task.id if lock else None)
             repo.add_location(session, image.id, stored.url, {"store": store.name})
@@ -196,9 +201,53 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     return stored.url
 
 
+# What measuring the data gives an image.
+_MEASURES = ("size", "checksum", "os_hash_algo", "os_hash_value", "virtual_size")
+
+
+def _staged_measures(runner: TaskRunner, image: ImageRecord, source: Source,
+                     algo: str) -> dict[str, Any] | None:
+    """What the stage measured (glance-direct), when ``source`` is still exactly the
+    staged data it measured: same file, unchanged, same disk_format and algorithm."""
+    if source.path is None or source.path != runner.staging.path(image.id):
+        return None
+    measures = runner.staging.measures(image.id)
+    if (measures is None or measures.get("disk_format") != image.disk_format
+            or measures.get("os_hash_algo") != algo
+            or not all(key in measures for key in _MEASURES)):
+        return None
+    return {key: measures[key] for key in _MEASURES}
+
+
+def _add(store: Store, image_id: str, source: Source, stream: DataStream) -> StoredData:
+    """Put the data into ``store``. A local file (staged upload, download, plugin
+    output) is linked when the store can do that, so it is not copied: it is then
+    read only if it must be measured (hashes and format, still a single pass)."""
+    linked = store.add_file(image_id, source.path) if source.path is not None else None
+    if linked is None:
+        return store.add(image_id, stream)
+    try:
+        if stream.measures:
+            stream.consume()
+        else:
+            stream.count(linked.size)
+    except BaseException:
+        _delete_quietly_from(store, linked.url)
+        raise
+    return linked
+
+
 def _delete_quietly(rt: Runtime, url: str) -> None:
     try:
-        rt.stores.for_url(url).delete(url)
+        store = rt.stores.for_url(url)
+    except GlimpseError:
+        return
+    _delete_quietly_from(store, url)
+
+
+def _delete_quietly_from(store: Store, url: str) -> None:
+    try:
+        store.delete(url)
     except (DataNotFound, GlimpseError):
         pass
     except StoreError:
@@ -211,28 +260,6 @@ def _delete_quietly(rt: Runtime, url: str) -> None:
 def _validation(req: dict[str, Any]) -> dict[str, str] | None:
     data = req.get("method", {}).get("validation_data") or req.get("validation_data")
     return data or None
-
-
-class _Download:
-    """Counts, limits, inspects and hashes a download as it is written."""
-
-    def __init__(self, chunks: Iterable[bytes], limit: int, message: str,
-                 inspector: DiskFormatInspector, hasher: Any):
-        self.chunks, self.limit, self.message = chunks, limit, message
-        self.inspector, self.hasher = inspector, hasher
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            if not chunk:
-                continue
-            self.size += len(chunk)
-            if self.size > self.limit:
-                raise ImportFailed(self.message)
-            self.inspector.feed(chunk)
-            if self.hasher is not None:
-                self.hasher.update(chunk)
-            yield chunk
 
 
 def _check_uri(rt: Runtime, url: str) -> None:
@@ -251,7 +278,7 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
     rt = runner.rt
     limit, message = _size_limit(rt, image.owner, image.id)
     inspector = DiskFormatInspector(image.disk_format)
-    hasher = hashlib.new(validation["os_hash_algo"]) if validation else None
+    algo = validation["os_hash_algo"] if validation else None
     url = uri
     expected: int | None = None
     stored_size = 0
@@ -272,9 +299,10 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
                     expected = int(length) if length and length.isdigit() else None
                     if expected is not None and expected > limit:
                         raise ImportFailed(message)
-                    chunks = _with_progress(resp.iter_bytes(CHUNK), progress, "download",
-                                            expected)
-                    stream = _Download(chunks, limit, message, inspector, hasher)
+                    chunks = _with_progress(resp.iter_bytes(DOWNLOAD_CHUNK), progress,
+                                            "download", expected)
+                    stream = DataStream(chunks, limit=limit, limit_error=ImportFailed(message),
+                                        inspector=inspector, hash_algos=[algo] if algo else [])
                     stored_size = runner.staging.work.add(task.id, stream).size
                     break
             else:
@@ -291,11 +319,12 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
         inspector.finish(rt.conf.image_format.require_image_format_match)
     except GlimpseError as exc:
         raise ImportFailed(exc.message) from exc
-    if validation is not None:
-        assert hasher is not None
-        if hasher.hexdigest() != validation["os_hash_value"].lower():
+    if algo is not None:
+        assert validation is not None
+        digest = stream.hexdigest(algo)
+        if digest != validation["os_hash_value"].lower():
             raise ImportFailed(f"The downloaded data does not match the validation data: its "
-                               f"{validation['os_hash_algo']} hash is {hasher.hexdigest()}")
+                               f"{algo} hash is {digest}")
     return Source(size=stored_size, path=runner.staging.work_path(task.id))
 
 

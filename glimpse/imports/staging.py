@@ -13,9 +13,11 @@ renamed, so ``<staging>/<image_id>`` existing means a whole upload is there.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from oslo_config import cfg
@@ -27,7 +29,8 @@ from glimpse.stores.registry import RESERVED_STORES, register_store_opts
 LOG = logging.getLogger(__name__)
 
 # Image ids are UUIDs; other names in the staging directory are plugin outputs
-# (<image_id>.<format>) or temporary files of stages in progress (.<image_id>.*).
+# (<image_id>.<format>), what a stage measured (<image_id>.measures) or temporary
+# files of stages in progress (.<image_id>.*).
 _IMAGE_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                        r"[0-9a-fA-F]{12}$")
 
@@ -125,6 +128,40 @@ class Staging:
         except FileNotFoundError:
             return []
         return [n for n in names if _IMAGE_ID.match(n)]
+
+    # -- what the stage measured, so that the import need not read the data again
+
+    def save_measures(self, image_id: str, measures: dict[str, Any]) -> None:
+        """Record the staged data's size, digests and virtual size beside it,
+        tied to this very file (inode, size, mtime). Best effort: without the
+        record the import measures the data itself."""
+        try:
+            stat = os.stat(self.path(image_id))
+            doc = {**measures, "file": [stat.st_ino, stat.st_size, stat.st_mtime_ns]}
+            record = self._measures_path(image_id)
+            with open(record + ".tmp", "w") as out:
+                json.dump(doc, out)
+            os.replace(record + ".tmp", record)
+        except OSError:
+            LOG.warning("Could not record the measures of the staged data of image %s",
+                        image_id, exc_info=True)
+
+    def measures(self, image_id: str) -> dict[str, Any] | None:
+        """The measures the stage recorded, if the staged file is still that one."""
+        try:
+            with open(self._measures_path(image_id)) as record:
+                doc = json.load(record)
+            stat = os.stat(self.path(image_id))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.pop("file", None) != [
+                stat.st_ino, stat.st_size, stat.st_mtime_ns]:
+            return None
+        return doc
+
+    def _measures_path(self, image_id: str) -> str:
+        # Named like a plugin output, so it goes with the staged data (remove_derived).
+        return self.path(image_id) + ".measures"
 
     # -- work files of tasks, named by task id
 

@@ -7,10 +7,13 @@ inspection and the store with back-pressure and is never held whole.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
@@ -33,18 +36,50 @@ from glimpse.stores.base import DataNotFound, StoreError, StoreFull
 LOG = logging.getLogger(__name__)
 
 
-class DataStream:
-    """Wraps the incoming chunks: counts, hashes, inspects, and enforces limits."""
+# Chunks at least this big are hashed in helper threads; smaller ones are not
+# worth the hand-off (hashlib keeps the GIL below 2 KiB anyway).
+PARALLEL_HASH_MIN = 256 * 1024
+_HASH_THREADS = 8
 
-    def __init__(self, chunks: Iterable[bytes], hash_algo: str, limit: int,
-                 limit_message: str, inspector: DiskFormatInspector | None):
+
+@functools.cache
+def _hash_pool() -> ThreadPoolExecutor:
+    # Shared by all streams of the process. A hash task never waits for anything,
+    # so a busy pool only delays hashing, it cannot deadlock.
+    return ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="glimpse-hash")
+
+
+def new_hash(algo: str) -> Any:
+    """A hashlib object; md5 is used as a checksum, not for security."""
+    if algo == "md5":
+        return hashlib.md5(usedforsecurity=False)
+    return hashlib.new(algo)
+
+
+class DataStream:
+    """The one wrapper for incoming image data (upload, stage, web-download,
+    import): counts the bytes, enforces a size limit, feeds an optional format
+    inspector and computes optional digests, while passing the chunks on.
+
+    Each digest of a large chunk is computed in its own helper thread while the
+    consumer writes that chunk (hashlib and os.write release the GIL), so md5 +
+    sha512 cost the time of the slower of the two, not their sum. Hashing runs
+    at most one chunk behind the consumer, which keeps memory bounded."""
+
+    def __init__(self, chunks: Iterable[bytes], *, limit: int, limit_error: Exception,
+                 inspector: DiskFormatInspector | None = None,
+                 hash_algos: Iterable[str] = ()):
         self._chunks = chunks
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.os_hash = hashlib.new(hash_algo)
-        self.size = 0
         self._limit = limit
-        self._limit_message = limit_message
+        self._limit_error = limit_error
         self.inspector = inspector
+        self._hashers = {algo: new_hash(algo) for algo in hash_algos}
+        self._pending: list[Future] = []
+        self.size = 0
+
+    def hexdigest(self, algo: str) -> str:
+        self._settle()
+        return self._hashers[algo].hexdigest()
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._chunks:
@@ -52,12 +87,42 @@ class DataStream:
                 continue
             self.size += len(chunk)
             if self.size > self._limit:
-                raise RequestEntityTooLarge(self._limit_message)
-            self.md5.update(chunk)
-            self.os_hash.update(chunk)
+                raise self._limit_error
             if self.inspector is not None:
                 self.inspector.feed(chunk)
+            self._settle()  # the previous chunk is hashed: updates stay in order
+            self._hash(chunk)
             yield chunk
+        self._settle()
+
+    @property
+    def measures(self) -> bool:
+        """Whether the data itself must be seen (digests, format), not just counted."""
+        return bool(self._hashers) or self.inspector is not None
+
+    def consume(self) -> None:
+        """Read everything, to measure data stored without being copied."""
+        for _chunk in self:
+            pass
+
+    def count(self, size: int) -> None:
+        """Account for ``size`` bytes stored without being read (nothing to measure)."""
+        self.size += size
+        if self.size > self._limit:
+            raise self._limit_error
+
+    def _hash(self, chunk: bytes) -> None:
+        if len(chunk) < PARALLEL_HASH_MIN:
+            for hasher in self._hashers.values():
+                hasher.update(chunk)
+            return
+        pool = _hash_pool()
+        self._pending = [pool.submit(h.update, chunk) for h in self._hashers.values()]
+
+    def _settle(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
 
 def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[bytes],
@@ -80,15 +145,16 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
     try:
         # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
         inspector = DiskFormatInspector(image.disk_format)
-        stream = DataStream(chunks, rt.conf.hashing_algorithm, limit, message, inspector)
+        algo = rt.conf.hashing_algorithm
+        stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
+                            inspector=inspector, hash_algos=("md5", algo))
         stored = store.add(image_id, stream)
         virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
         with rt.db.write() as session, session.begin():
             done = repo.set_status(
                 session, image_id, saving, transition(saving, Event.UPLOAD_DONE),
-                size=stream.size, checksum=stream.md5.hexdigest(),
-                os_hash_algo=rt.conf.hashing_algorithm,
-                os_hash_value=stream.os_hash.hexdigest(), virtual_size=virtual_size)
+                size=stream.size, checksum=stream.hexdigest("md5"), os_hash_algo=algo,
+                os_hash_value=stream.hexdigest(algo), virtual_size=virtual_size)
             if not done:
                 # Glance's answer when the image was deleted mid-upload.
                 raise Gone(f"Image {image_id} could not be found after upload. The image "

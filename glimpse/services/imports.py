@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from glimpse.errors import (
 from glimpse.imports import staging as staging_mod
 from glimpse.imports.methods import merged, update_store_lists
 from glimpse.imports.tasks import FAILED_STORES, IMPORTING_STORES, STAGE_HOST, expiry
+from glimpse.services.data import DataStream
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import StoreError, StoreFull
@@ -52,25 +53,6 @@ def self_url(rt: Runtime) -> str | None:
 
 
 # ---------------------------------------------------------------- stage
-
-
-class _StageStream:
-    """Counts, limits and inspects the staged bytes (hashes come at import)."""
-
-    def __init__(self, chunks: Iterable[bytes], limit: int, message: str,
-                 inspector: DiskFormatInspector):
-        self.chunks, self.limit, self.message, self.inspector = chunks, limit, message, inspector
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            if not chunk:
-                continue
-            self.size += len(chunk)
-            if self.size > self.limit:
-                raise RequestEntityTooLarge(self.message)
-            self.inspector.feed(chunk)
-            yield chunk
 
 
 def _size_limit(rt: Runtime, owner: str | None, image_id: str) -> tuple[int, str]:
@@ -99,11 +81,19 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
             raise Conflict(f"Image status transition from {image.status} to uploading is "
                            "not allowed")
     limit, message = _size_limit(rt, image.owner, image_id)
-    inspector = DiskFormatInspector(image.disk_format)
-    stream = _StageStream(chunks, limit, message, inspector)
     try:
+        # The digests are taken now, while the data streams in (in parallel with
+        # the write), and kept beside the staged file for the import.
+        inspector = DiskFormatInspector(image.disk_format)
+        algo = rt.conf.hashing_algorithm
+        stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
+                            inspector=inspector, hash_algos=("md5", algo))
         staging.store.add(image_id, stream)
-        inspector.finish(rt.conf.image_format.require_image_format_match)
+        virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
+        staging.save_measures(image_id, {
+            "disk_format": image.disk_format, "size": stream.size,
+            "checksum": stream.hexdigest("md5"), "os_hash_algo": algo,
+            "os_hash_value": stream.hexdigest(algo), "virtual_size": virtual_size})
         with rt.db.write() as session, session.begin():
             if not repo.set_status(session, image_id, "uploading",
                                    transition("uploading", Event.STAGE_DONE), size=stream.size):

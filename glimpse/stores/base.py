@@ -56,6 +56,13 @@ class Store(abc.ABC):
     def delete(self, url: str) -> None:
         """Remove the data at ``url``; DataNotFound if it is already gone."""
 
+    def add_file(self, image_id: str, path: str) -> StoredData | None:
+        """Store the data of the local file ``path`` (complete, and never changed
+        afterwards) without streaming it, when the driver can do that cheaply (the
+        file store: a hard link on the same filesystem); durable on return, like
+        ``add``. None when it cannot: the caller then streams the file to ``add``."""
+        return None
+
     def owns(self, url: str) -> bool:
         """Whether ``url`` names data this store holds."""
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -244,3 +245,71 @@ def test_staging_directory_from_node_staging_uri(make_app, tmp_path: Path):
     image_id = new_image(client)
     assert stage(client, image_id, b"abc").status_code == 204
     assert (where / image_id).read_bytes() == b"abc"
+
+
+def _store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "images"
+
+
+def test_staged_data_is_imported_without_a_copy(make_app, tmp_path):
+    """Staging and store on one filesystem: the store gets the staged file itself
+    (a hard link), and the digests taken while staging are reused."""
+    client = make_app()
+    data = DATA * 20  # ~19 MiB: several multi-MiB chunks
+    image_id = new_image(client)
+    assert stage(client, image_id, data).status_code == 204
+    staged = tmp_path / "data" / "staging" / image_id
+    inode = staged.stat().st_ino
+    assert start_import(client, image_id, {"method": {"name": "glance-direct"}}).status_code == 202
+    done = wait_for(lambda: (i := image(client, image_id))["status"] == "active" and i)
+    assert done["size"] == len(data)
+    assert done["checksum"] == hashlib.md5(data).hexdigest()
+    assert done["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    assert done["virtual_size"] == len(data)
+    stored = _store_dir(tmp_path) / image_id
+    assert stored.stat().st_ino == inode
+    assert stored.read_bytes() == data
+    assert list((tmp_path / "data" / "staging").iterdir()) == []
+
+
+def test_import_measures_the_data_when_the_stage_record_is_missing_or_stale(make_app, tmp_path):
+    client = make_app()
+    for spoil in ("remove", "stale"):
+        image_id = new_image(client)
+        assert stage(client, image_id, DATA).status_code == 204
+        record = tmp_path / "data" / "staging" / f"{image_id}.measures"
+        assert record.exists()
+        if spoil == "remove":
+            record.unlink()
+        else:
+            # A record of other data (another file): must not be believed.
+            doc = json.loads(record.read_text())
+            doc.update(checksum="0" * 32, file=[0, 0, 0])
+            record.write_text(json.dumps(doc))
+        r = start_import(client, image_id, {"method": {"name": "glance-direct"}})
+        assert r.status_code == 202
+        done = wait_for(lambda i=image_id: (m := image(client, i))["status"] == "active" and m)
+        assert done["checksum"] == hashlib.md5(DATA).hexdigest(), spoil
+        assert done["os_hash_value"] == hashlib.sha512(DATA).hexdigest(), spoil
+        assert done["virtual_size"] == len(DATA)
+
+
+def test_staged_data_on_another_filesystem_is_copied(make_app, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    client = make_app()
+    image_id = new_image(client)
+    assert stage(client, image_id, DATA).status_code == 204
+    inode = (tmp_path / "data" / "staging" / image_id).stat().st_ino
+    assert start_import(client, image_id, {"method": {"name": "glance-direct"}}).status_code == 202
+    done = wait_for(lambda: (i := image(client, image_id))["status"] == "active" and i)
+    assert done["checksum"] == hashlib.md5(DATA).hexdigest()
+    assert done["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
+    stored = _store_dir(tmp_path) / image_id
+    assert stored.read_bytes() == DATA and stored.stat().st_ino != inode
+    assert sorted(p.name for p in _store_dir(tmp_path).iterdir()) == [image_id]

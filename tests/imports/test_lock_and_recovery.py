@@ -227,4 +227,5 @@ def test_start_removes_staged_data_nobody_waits_for(make_app, tmp_path):
     assert stage(client, waiting, DATA).status_code == 204
     make_app()
     names = sorted(p.name for p in (tmp_path / "data" / "staging").iterdir())
-    assert names == [waiting]
+    # The staged data, and beside it what the stage measured of it (for the import).
+    assert names == [waiting, f"{waiting}.measures"]

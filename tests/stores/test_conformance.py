@@ -324,3 +324,66 @@ def test_file_store_os_errors_are_store_errors(tmp_path):
         _read(store.get(url))
     assert not isinstance(reading.value, DataNotFound)
     assert blocker.is_dir()
+
+
+def test_file_store_add_file_links_without_copying(tmp_path):
+    store = DRIVERS["file"].make(tmp_path)
+    assert isinstance(store, FileStore)
+    source = tmp_path / "staged"
+    data = os.urandom(300_000)
+    source.write_bytes(data)
+    stored = store.add_file("img-linked", str(source))
+    assert stored is not None and stored.size == len(data)
+    assert _read(store.get(stored.url)) == data
+    # The same inode: no byte was copied. The source keeps its own name.
+    assert os.stat(store.local_path(stored.url)).st_ino == source.stat().st_ino
+    source.unlink()
+    assert _read(store.get(stored.url)) == data
+    store.delete(stored.url)
+    assert _file_leftovers(store) == []
+
+
+def test_file_store_add_file_across_filesystems_declines(tmp_path, monkeypatch):
+    """Where a link is impossible the store declines (None) and leaves nothing."""
+    import errno
+
+    store = DRIVERS["file"].make(tmp_path)
+    source = tmp_path / "elsewhere"
+    source.write_bytes(b"data")
+
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    assert store.add_file("img-x", str(source)) is None
+    assert _file_leftovers(store) == []
+
+
+def test_file_store_add_file_refuses_bad_ids(tmp_path):
+    store = DRIVERS["file"].make(tmp_path)
+    source = tmp_path / "staged"
+    source.write_bytes(b"data")
+    with pytest.raises(StoreError):
+        store.add_file("../escape", str(source))
+    assert _file_leftovers(store) == []
+
+
+def test_file_store_flushes_large_writes_as_it_goes(tmp_path, monkeypatch):
+    """Data reaches the disk while it streams in, not all in the final sync."""
+    from glimpse.stores import file as file_mod
+
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+        real(fd)
+
+    monkeypatch.setattr(file_mod, "FLUSH_EVERY", MIB)
+    monkeypatch.setattr(os, "fdatasync", counting)
+    store = DRIVERS["file"].make(tmp_path)
+    data = os.urandom(5 * MIB)
+    stored = store.add("img-flushed", _chunks(data, 256 * 1024))
+    assert _read(store.get(stored.url)) == data
+    assert len(synced) >= 2  # in the background as it went, then at the end
+    assert synced[-1] == len(data)
