@@ -160,9 +160,9 @@ fi
 
 # ------------------------------------------------------------------ lint
 t=$(now)
-say "ruff check glimpse tests"
+say "ruff check glimpse tests bench"
 lint_rc=0
-"$VENV/bin/ruff" check glimpse tests || lint_rc=$?
+"$VENV/bin/ruff" check glimpse tests bench || lint_rc=$?
 timed "ruff" "$t"
 if [ -f scripts/gen_config_doc.py ] && ! "$VENV/bin/python" scripts/gen_config_doc.py --check
 then
