@@ -235,29 +235,29 @@ def _glimpse_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "glimpse.cli"]
 
 
-def create_database() -> tuple[str, str]:
-    """A fresh PostgreSQL database: (name, URL)."""
+def _admin(statement: str) -> None:
+    """Run one statement on the PostgreSQL server outside a transaction."""
     from sqlalchemy import create_engine, text
 
-    name = "bench_" + uuid.uuid4().hex[:12]
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(statement))
     finally:
         engine.dispose()
-    return name, engine.url.set(database=name).render_as_string(hide_password=False)
+
+
+def create_database() -> tuple[str, str]:
+    """A fresh PostgreSQL database: (name, URL)."""
+    from sqlalchemy.engine import make_url
+
+    name = "bench_" + uuid.uuid4().hex[:12]
+    _admin(f'CREATE DATABASE "{name}"')
+    return name, make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def glimpse_config(root: Path, port: int, workers: int, db_url: str) -> str:

@@ -184,7 +184,8 @@ def tune_allocator() -> bool:
     measured here, that was 1.3 page faults per 4 KiB streamed and tripled the
     event loop's CPU per byte received. Serving big buffers from the heap and
     keeping up to 32 MiB of it free costs at most that much resident memory.
-    Process-wide and idempotent; a no-op (False) where libc is not glibc."""
+    Process-wide and idempotent; create_app calls it once per worker. A no-op
+    (False) where libc is not glibc."""
     if platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -217,7 +218,6 @@ def body_chunks(request: Request, size: int = UPLOAD_CHUNK) -> Iterator[bytes]:
     Must be called on the event loop. While the thread works on one chunk, the
     loop already reads the next one (one chunk of read-ahead), so the client is
     read only as fast as the store writes (back-pressure) but without pauses."""
-    tune_allocator()
     loop = asyncio.get_running_loop()
     pieces = _coalesced(request.stream(), size)
 
@@ -252,7 +252,6 @@ def _read_pool() -> ThreadPoolExecutor:
 async def iterate_in_thread(iterator: Iterator[bytes]) -> AsyncIterator[bytes]:
     """Serve a blocking store iterator from the event loop, reading the next
     chunk in a thread while the current one is being sent."""
-    tune_allocator()
     loop = asyncio.get_running_loop()
     sentinel = object()
 
