@@ -20,7 +20,15 @@ class DataNotFound(StoreError):
 
 
 class StoreFull(StoreError):
-    pass
+    """No space left (or the back end's quota is exhausted): 413."""
+
+
+class StoreForbidden(StoreError):
+    """The back end refused the credentials or the operation: 403."""
+
+
+class StoreUnavailable(StoreError):
+    """The back end cannot be reached or answered with a server error: 503."""
 
 
 @dataclass
@@ -30,10 +38,26 @@ class StoredData:
     metadata: dict = field(default_factory=dict)
 
 
+@dataclass
+class DataEntry:
+    """One piece of data found in a store by ``list_data``, for sweeps and doctor."""
+
+    url: str
+    #: False while an ``add`` is still writing it (or a crashed one left it behind)
+    complete: bool
+    #: when it was last written, seconds since the epoch
+    modified: float
+    size: int | None = None
+
+
 class Store(abc.ABC):
     #: driver type as Glance names it: file, http, s3, swift, rbd
     type: str = ""
     read_only: bool = False
+    #: zero runs are not written (holes, thin provisioning)
+    sparse_writes: bool = False
+    #: the driver can copy data inside the back end without streaming it
+    server_side_copy: bool = False
 
     def __init__(self, name: str, description: str = ""):
         self.name = name
@@ -66,6 +90,14 @@ class Store(abc.ABC):
     def owns(self, url: str) -> bool:
         """Whether ``url`` names data this store holds."""
         return False
+
+    def list_data(self) -> Iterator[DataEntry]:
+        """Every piece of image data this store holds, committed or in progress.
+
+        In-progress data carries a name that marks it as such until ``add``
+        commits it, so a sweep can find what a crashed worker left behind without
+        the database. Drivers that cannot list raise NotImplementedError."""
+        raise NotImplementedError(f"store type {self.type!r} cannot list its data")
 
     def local_path(self, url: str) -> str | None:
         """A local file holding the data, for zero-copy serving; None if not local."""
