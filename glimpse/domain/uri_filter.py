@@ -14,6 +14,13 @@ in their compressed form, and numeric IPv4 shorthands (``127.1``,
 resolver would connect to. URIs whose authority different HTTP libraries parse
 differently (user information, backslashes, percent-escapes or non-ASCII in
 the host, control characters) are refused outright.
+
+``check_uri`` judges the URI as written; ``address_refusal`` judges the
+addresses its host resolves to (the resolving and connecting are I/O and live
+in ``glimpse.outbound``): loopback, link-local (the cloud metadata address
+169.254.169.254 among them) and unspecified addresses, also in their
+IPv4-mapped IPv6 forms, are refused unless the host is in ``allowed_hosts``,
+and ``disallowed_hosts`` applies to each resolved address as well.
 """
 
 from __future__ import annotations
@@ -126,8 +133,30 @@ def _redact(url: str) -> str:
     return url
 
 
-def _refuse(url: str, reason: str) -> BadRequest:
-    return BadRequest(f"URI for web-download does not pass filtering: {_redact(url)} ({reason})")
+WEB_DOWNLOAD = "web-download"
+LEGACY_IMPORT = "legacy import task"
+
+
+def _refuse(url: str, reason: str, purpose: str = WEB_DOWNLOAD) -> BadRequest:
+    return BadRequest(f"URI for {purpose} does not pass filtering: {_redact(url)} ({reason})")
+
+
+def refuse(url: str, reason: str, purpose: str = WEB_DOWNLOAD) -> BadRequest:
+    """The error for a URI refused for ``reason`` (the same words at every check)."""
+    return _refuse(url, reason, purpose)
+
+
+def check_legacy_location(uri: object) -> str:
+    """The tasks API's ``import_from``: http(s) only, with Glance's messages."""
+    if not uri or not isinstance(uri, str):
+        raise BadRequest(f"Invalid location: {uri}")
+    if uri.startswith(("http://", "https://")):
+        return uri
+    if uri.startswith(("file:///", "filesystem:///")):
+        raise BadRequest("File based imports are not allowed. Please use a non-local source "
+                         "of image data.")
+    raise BadRequest("The given uri is not valid. Please specify a valid uri from the "
+                     "following list of supported uri ['http']")
 
 
 def _judge(level: str, value: object, allowed: list[Any], disallowed: list[Any]) -> str | None:
@@ -141,8 +170,18 @@ def _judge(level: str, value: object, allowed: list[Any], disallowed: list[Any])
     return None
 
 
-def check_uri(conf: cfg.ConfigOpts, url: str) -> None:
+def check_uri(conf: cfg.ConfigOpts, url: str, purpose: str = WEB_DOWNLOAD) -> None:
     """Refuse (BadRequest) a URI that [import_filtering_opts] does not allow."""
+    try:
+        _check_uri(conf, url)
+    except BadRequest as exc:
+        if purpose == WEB_DOWNLOAD:
+            raise
+        raise BadRequest(exc.message.replace(f"URI for {WEB_DOWNLOAD} ", f"URI for {purpose} ",
+                                             1)) from None
+
+
+def _check_uri(conf: cfg.ConfigOpts, url: str) -> None:
     group = _group(conf)
     # Read every list now, so a bad value in the config fails every check alike.
     allowed_schemes, disallowed_schemes = group.allowed_schemes, group.disallowed_schemes
@@ -191,3 +230,70 @@ def check_uri(conf: cfg.ConfigOpts, url: str) -> None:
     reason = _judge("port", port, allowed_ports, disallowed_ports)
     if reason:
         raise _refuse(url, reason)
+
+
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and may be
+# connected to as that address (IPv4-mapped, the deprecated IPv4-compatible
+# form, and the NAT64 well-known prefix).
+_EMBEDS_IPV4 = tuple(ipaddress.IPv6Network(net) for net in
+                     ("::ffff:0:0/96", "::/96", "64:ff9b::/96"))
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address in (ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1")):
+        return None
+    for net in _EMBEDS_IPV4:
+        if address in net:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def address_kind(text: str) -> str | None:
+    """``loopback``, ``link-local`` or ``unspecified`` for an address that reaches
+    this host or its link (or an unparsable one: ``invalid``); None otherwise.
+    Private (RFC 1918, ULA) addresses are not special here, as in Glance."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            text.split("%", 1)[0])
+    except ValueError:
+        return "invalid"
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_unspecified or (isinstance(address, ipaddress.IPv4Address)
+                                  and address in _THIS_NETWORK):
+        return "unspecified"
+    return None
+
+
+def address_refusal(conf: cfg.ConfigOpts, host: str, addresses: list[str]) -> str | None:
+    """Why the addresses ``host`` resolved to may not be connected to, or None.
+
+    A host listed in ``allowed_hosts`` is the operator's explicit choice and is
+    never refused here. Otherwise every address must be neither loopback,
+    link-local nor unspecified, and none may be in ``disallowed_hosts``; a name
+    that resolves to nothing is refused too."""
+    group = _group(conf)
+    name = normalize_host(host)
+    if name in group.allowed_hosts:
+        return None
+    if not addresses:
+        return f"host {name!r} does not resolve to any address"
+    disallowed = group.disallowed_hosts
+    for text in addresses:
+        kind = address_kind(text)
+        shown = normalize_host(text.split("%", 1)[0])
+        if kind is not None:
+            where = "" if shown == name else f" resolves to {shown}, which"
+            article = "an" if kind[0] in "aeiou" else "a"
+            return (f"host {name!r}{where} is {article} {kind} address and the host is not "
+                    "in allowed_hosts")
+        if not group.allowed_hosts and shown in disallowed:
+            return f"host {name!r} resolves to {shown}, which is in disallowed_hosts"
+    return None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from glimpse import outbound
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
 from glimpse.db import tasks_repo
@@ -53,6 +54,7 @@ LOG = logging.getLogger(__name__)
 CHUNK = 4 * 1024 * 1024
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_REDIRECTS = 10
+LEGACY_PURPOSE = "legacy import task"  # as uri_filter.LEGACY_IMPORT names it in messages
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 
 
@@ -262,17 +264,24 @@ def _validation(req: dict[str, Any]) -> dict[str, str] | None:
     return data or None
 
 
-def _check_uri(rt: Runtime, url: str) -> None:
+def _check_uri(rt: Runtime, url: str, purpose: str) -> None:
     from glimpse.domain.uri_filter import check_uri
 
     try:
-        check_uri(rt.conf, url)
+        check_uri(rt.conf, url, purpose)
     except GlimpseError as exc:
         raise ImportFailed(exc.message) from exc
 
 
+def _refused(url: str, exc: outbound.DestinationRefused, purpose: str) -> ImportFailed:
+    from glimpse.domain.uri_filter import refuse
+
+    return ImportFailed(refuse(url, exc.reason, purpose).message)
+
+
 def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
-             validation: dict[str, str] | None, progress: Progress) -> Source:
+             validation: dict[str, str] | None, progress: Progress,
+             purpose: str = "web-download") -> Source:
     """Fetch ``uri`` into the task's work file, following redirects by hand so
     that every hop passes the URI filter; stop at the size cap and the quota."""
     rt = runner.rt
@@ -284,9 +293,12 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
     stored_size = 0
     progress.update("download", 0, None, force=True)
     try:
-        with httpx.Client(follow_redirects=False, timeout=DOWNLOAD_TIMEOUT) as client:
+        # Every connection the client opens is to an address it resolved and
+        # checked itself (glimpse.outbound), on each redirect hop too.
+        with outbound.client(rt.conf, follow_redirects=False,
+                             timeout=DOWNLOAD_TIMEOUT) as client:
             for _hop in range(MAX_REDIRECTS + 1):
-                _check_uri(rt, url)
+                _check_uri(rt, url, purpose)
                 with client.stream("GET", url) as resp:
                     location = resp.headers.get("location")
                     if resp.is_redirect and location:
@@ -308,6 +320,8 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
             else:
                 raise ImportFailed(f"Downloading {uri} failed: more than {MAX_REDIRECTS} "
                                    "redirects")
+    except outbound.DestinationRefused as exc:
+        raise _refused(url, exc, purpose) from None
     except httpx.HTTPError as exc:
         raise ImportFailed(f"Downloading {url} failed: {exc}") from exc
     except StoreError as exc:
@@ -582,15 +596,12 @@ def _task_context(task: TaskRecord) -> RequestContext:
 
 
 def _validate_location_uri(uri: Any) -> str:
-    if not uri or not isinstance(uri, str):
-        raise ImportFailed(f"Invalid location: {uri}")
-    if uri.startswith(("http://", "https://")):
-        return uri
-    if uri.startswith(("file:///", "filesystem:///")):
-        raise ImportFailed("File based imports are not allowed. Please use a non-local source "
-                           "of image data.")
-    raise ImportFailed("The given uri is not valid. Please specify a valid uri from the "
-                       "following list of supported uri ['http']")
+    from glimpse.domain.uri_filter import check_legacy_location
+
+    try:
+        return check_legacy_location(uri)
+    except GlimpseError as exc:
+        raise ImportFailed(exc.message) from None
 
 
 def run_legacy_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> None:
@@ -618,7 +629,7 @@ def run_legacy_import(runner: TaskRunner, task: TaskRecord, progress: Progress) 
             raise ImportFailed(f"Image {image.id} changed before its data was imported")
     task = _replace_image_id(task, image.id)
     try:
-        source = download(runner, task, image, uri, None, progress)
+        source = download(runner, task, image, uri, None, progress, LEGACY_PURPOSE)
         _store(runner, task, image, source, None, measure=True, activate_from="saving",
                progress=progress, lock=False)
         runner.succeed(task.id, {"image_id": image.id})

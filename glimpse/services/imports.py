@@ -214,12 +214,14 @@ def _validation_data(body: dict[str, Any], method: str) -> dict[str, str] | None
 
 
 def _check_uri(rt: Runtime, uri: Any) -> None:
-    from glimpse.domain.uri_filter import check_uri
+    from glimpse.outbound import check_destination
 
     if not isinstance(uri, str) or not uri:
         raise BadRequest(f"URI for web-download does not pass filtering: {uri}")
     try:
-        check_uri(rt.conf, uri)
+        # The URI filter, then the addresses its host resolves to (no loopback,
+        # no link-local unless allowed_hosts names the host).
+        check_destination(rt.conf, uri)
     except GlimpseError as exc:
         # The filter's message is Glance's ("URI for web-download does not pass
         # filtering: <uri>") followed by the reason.

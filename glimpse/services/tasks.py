@@ -68,6 +68,8 @@ def create_task(rt: Runtime, ctx: RequestContext, task_type: str, task_input: An
     """Only 'import' tasks run from here; an api_image_import task belongs to
     an image import call and is failed at once."""
     rt.policy.enforce(ctx, "add_task", _target(ctx))
+    if task_type == LEGACY_TYPE:
+        _check_import_from(rt, task_input)
     task_id = str(uuid.uuid4())
     image_id = task_input.get("image_id") if isinstance(task_input, dict) else None
     with rt.db.write() as session, session.begin():
@@ -85,6 +87,18 @@ def create_task(rt: Runtime, ctx: RequestContext, task_type: str, task_input: An
         task = tasks_repo.get_task(session, task_id)
     assert task is not None
     return task
+
+
+def _check_import_from(rt: Runtime, task_input: Any) -> None:
+    """Glance checks ``import_from`` before the task exists (400, no task): http(s)
+    only, then the web-download URI filter and the address guard, so the tasks
+    API is no way around them. The task checks again when it runs."""
+    from glimpse.domain.uri_filter import LEGACY_IMPORT, check_legacy_location
+    from glimpse.outbound import check_destination
+
+    uri = check_legacy_location(
+        task_input.get("import_from") if isinstance(task_input, dict) else None)
+    check_destination(rt.conf, uri, LEGACY_IMPORT)
 
 
 def image_tasks(rt: Runtime, ctx: RequestContext, image_id: str) -> list[TaskRecord]:

@@ -8,9 +8,10 @@ from collections.abc import Iterable, Iterator
 import httpx
 from oslo_config import cfg
 
+from glimpse import outbound
 from glimpse.config import data_path
 from glimpse.errors import BadRequest, NotFound
-from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError
+from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError, StoreForbidden
 from glimpse.stores.file import FileStore
 
 
@@ -22,6 +23,13 @@ class HttpStore(Store):
 
     type = "http"
     read_only = True
+
+    def __init__(self, name: str, description: str = "", conf: cfg.ConfigOpts | None = None):
+        super().__init__(name, description)
+        # Locations are user-supplied URLs: every connection goes through the
+        # address guard of glimpse.outbound (no loopback or link-local unless
+        # [import_filtering_opts] allowed_hosts names the host).
+        self.conf = conf if conf is not None else cfg.ConfigOpts()
 
     def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
         raise StoreError(f"Store {self.name} is read-only")
@@ -37,16 +45,23 @@ class HttpStore(Store):
         return self._stream(url, headers)
 
     def _stream(self, url: str, headers: dict[str, str]) -> Iterator[bytes]:
-        with httpx.stream("GET", url, headers=headers, timeout=60, follow_redirects=True) as r:
-            if r.status_code == 404:
-                raise DataNotFound(f"Image data not found at {url}")
-            if r.status_code >= 400:
-                raise StoreError(f"HTTP store answered {r.status_code} for {url}")
-            yield from r.iter_bytes()
+        try:
+            with outbound.client(self.conf, timeout=60, follow_redirects=True) as client, \
+                    client.stream("GET", url, headers=headers) as r:
+                if r.status_code == 404:
+                    raise DataNotFound(f"Image data not found at {url}")
+                if r.status_code >= 400:
+                    raise StoreError(f"HTTP store answered {r.status_code} for {url}")
+                yield from r.iter_bytes()
+        except outbound.DestinationRefused as exc:
+            raise StoreForbidden(f"HTTP store refuses {url}: {exc.reason}") from None
 
     def size(self, url: str) -> int:
         try:
-            r = httpx.head(url, timeout=60, follow_redirects=True)
+            with outbound.client(self.conf, timeout=60, follow_redirects=True) as client:
+                r = client.head(url)
+        except outbound.DestinationRefused as exc:
+            raise StoreForbidden(f"HTTP store refuses {url}: {exc.reason}") from None
         except httpx.HTTPError as exc:
             raise StoreError(f"HTTP store request failed: {exc}") from exc
         if r.status_code == 404:
@@ -119,7 +134,7 @@ def _multi_store(conf: cfg.ConfigOpts) -> StoreRegistry:
             datadir = section.filesystem_store_datadir or data_path(conf, "stores", name)
             stores[name] = FileStore(name, datadir, section.store_description)
         elif kind == "http":
-            stores[name] = HttpStore(name, section.store_description)
+            stores[name] = HttpStore(name, section.store_description, conf)
         else:
             raise ValueError(f"Store type '{kind}' of backend '{name}' is not supported yet")
     default = conf.glance_store.default_backend or next(iter(stores))

@@ -67,7 +67,8 @@ def source() -> Iterator[Source]:
 def server(tmp_path_factory: pytest.TempPathFactory, source: Source) -> Iterator[LiveServer]:
     """This module's live server: allowed to download from the local source."""
     root = tmp_path_factory.mktemp("import-clients")
-    config = f"[import_filtering_opts]\nallowed_ports = [80,443,{source.port}]\n"
+    config = ("[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\n"
+              f"allowed_ports = [80,443,{source.port}]\n")
     live = start_server(root, f"sqlite:///{root / 'glimpse.sqlite'}", config)
     yield live
     live.stop()

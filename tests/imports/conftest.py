@@ -3,6 +3,7 @@ server to download from, and helpers to wait for an import to finish."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,13 @@ class Served:
 
 @pytest.fixture
 def web() -> Iterator[Served]:
+    with served_at("127.0.0.1", 0) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def served_at(host: str, port: int) -> Iterator[Served]:
+    """A Served HTTP server on ``host``:``port`` (0: any free port)."""
     served = Served()
 
     class Handler(BaseHTTPRequestHandler):
@@ -82,16 +90,18 @@ def web() -> Iterator[Served]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = ThreadingHTTPServer((host, port), Handler)
     served.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
-    yield served
-    for gate in served.gates.values():
-        gate.set()
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield served
+    finally:
+        for gate in served.gates.values():
+            gate.set()
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture

@@ -129,7 +129,8 @@ def test_list_filters_sort_and_paging(make_app):
 
 
 def test_legacy_import_task(make_app, web):
-    client = make_app(f"[import_filtering_opts]\nallowed_ports = [80,443,{web.port}]")
+    client = make_app("[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\n"
+                      f"allowed_ports = [80,443,{web.port}]")
     uri = web.data("/legacy.raw", DATA)
     body = {"type": "import", "input": {
         "import_from": uri, "import_from_format": "raw",
@@ -153,7 +154,7 @@ def test_legacy_import_task(make_app, web):
     assert client.get(f"/v2/images/{img['id']}/file").content == DATA
 
 
-def test_legacy_import_task_failures(make_app):
+def test_legacy_import_task_failures(make_app, web):
     client = make_app()
     r = client.post("/v2/tasks", json={"type": "import"})
     assert r.status_code == 400
@@ -161,18 +162,40 @@ def test_legacy_import_task_failures(make_app):
     r = client.post("/v2/tasks", json={"type": "import", "input": {}, "extra": 1})
     assert r.status_code == 400
     assert "Provided object does not match schema 'task'" in r.json()["message"]
-    r = client.post("/v2/tasks", json={"type": "import", "input": {
-        "import_from": "file:///etc/passwd", "import_from_format": "raw",
-        "image_properties": {"disk_format": "raw", "container_format": "bare"}}})
+    # import_from is checked before the task exists, as Glance does: 400, no task.
+    props = {"disk_format": "raw", "container_format": "bare"}
+    refused = [
+        ({}, "Invalid location: None"),
+        ({"import_from": "file:///etc/passwd"},
+         "File based imports are not allowed. Please use a non-local source of image data."),
+        ({"import_from": "x"}, "The given uri is not valid. Please specify a valid uri from "
+                               "the following list of supported uri ['http']"),
+        # The web-download filter (port 1 is not in allowed_ports) ...
+        ({"import_from": "http://127.0.0.1:1/x"},
+         "URI for legacy import task does not pass filtering: http://127.0.0.1:1/x"),
+        # ... and the address guard (loopback, the host not in allowed_hosts).
+        ({"import_from": web.url("/x").replace(f":{web.port}", "")},
+         "is a loopback address and the host is not in allowed_hosts"),
+        ({"import_from": "http://localhost/x"},
+         "host 'localhost' resolves to 127.0.0.1, which is a loopback address"),
+    ]
+    for task_input, message in refused:
+        body = {"type": "import", "input": {"import_from_format": "raw",
+                                            "image_properties": props, **task_input}}
+        r = client.post("/v2/tasks", json=body)
+        assert r.status_code == 400, task_input
+        assert message in r.json()["message"], (task_input, r.json())
+    assert client.get("/v2/tasks").json()["tasks"] == []
+    assert client.get("/v2/images").json()["images"] == []
+    assert web.hits == []
+    # Input that passes the URI checks but lacks a field fails in the task, as in Glance.
+    allowed = make_app("[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\n"
+                       f"allowed_ports = [80,443,{web.port}]")
+    r = allowed.post("/v2/tasks", json={"type": "import",
+                                        "input": {"import_from": web.url("/x")}})
     assert r.status_code == 201
     task_id = r.json()["id"]
-    task = wait_for(lambda: (t := client.get(f"/v2/tasks/{task_id}").json())["status"]
-                    == "failure" and t)
-    assert task["message"] == ("File based imports are not allowed. Please use a non-local "
-                               "source of image data.")
-    r = client.post("/v2/tasks", json={"type": "import", "input": {"import_from": "x"}})
-    task_id = r.json()["id"]
-    task = wait_for(lambda: (t := client.get(f"/v2/tasks/{task_id}").json())["status"]
+    task = wait_for(lambda: (t := allowed.get(f"/v2/tasks/{task_id}").json())["status"]
                     == "failure" and t)
     assert task["message"] == "Input does not contain 'import_from_format' field"
 
