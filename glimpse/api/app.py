@@ -14,35 +14,17 @@ from starlette.routing import Match, Route
 from glimpse.api import imports as imports_api
 from glimpse.api import metadefs as metadefs_api
 from glimpse.api import v2
+from glimpse.api import versions as versions_mod
 from glimpse.api.http import ContextMiddleware, error_response, json_response, tune_allocator
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
 from glimpse.services import runtime as runtime_mod
 
 LOG = logging.getLogger(__name__)
 
-# (version, status): the newest is CURRENT, older ones SUPPORTED, as Glance lists them.
-API_VERSIONS = [f"2.{minor}" for minor in range(17, -1, -1)]
-
-
-def versions_doc(request: Request) -> dict:
-    conf = request.state.runtime.conf
-    base = (conf.public_endpoint or str(request.base_url)).rstrip("/")
-    versions = []
-    for i, version in enumerate(API_VERSIONS):
-        versions.append({
-            "id": f"v{version}",
-            "status": "CURRENT" if i == 0 else "SUPPORTED",
-            "links": [{"rel": "self", "href": f"{base}/v2/"}],
-        })
-    return {"versions": versions}
-
-
-async def root(request: Request) -> Response:
-    return json_response(versions_doc(request), 300)
-
-
 async def versions(request: Request) -> Response:
-    return json_response(versions_doc(request), 200)
+    """GET /v2: the versions document (as /versions, through the normal stack)."""
+    rt = request.state.runtime
+    return json_response(versions_mod.versions_doc(rt.conf, str(request.base_url)), 200)
 
 
 _METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -82,8 +64,6 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     rt = runtime or runtime_mod.build(conf)
     tune_allocator()  # before the first request: image data streams through big buffers
     routes = [
-        Route("/", root, methods=["GET"]),
-        Route("/versions", versions, methods=["GET"]),
         Route("/v2", versions, methods=["GET"]),
         *v2.routes,
         *imports_api.routes,
@@ -96,6 +76,13 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     )
     # "/v2/images/" is not "/v2/images": Glance answers 404, never a redirect.
     app.router.redirect_slashes = False
+    for route in app.router.routes:
+        # Starlette answers HEAD wherever GET is routed; Glance's routes do not
+        # (HEAD /v2/images/{id} is 405 with Allow, like any other method).
+        if isinstance(route, Route) and route.methods and "GET" in route.methods:
+            route.methods.discard("HEAD")
     app.add_middleware(ContextMiddleware, runtime=rt)
+    # Outermost: version discovery answers before authentication and request ids.
+    app.add_middleware(versions_mod.VersionNegotiation, conf=conf)
     app.state.runtime = rt
     return app

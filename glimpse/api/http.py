@@ -104,11 +104,17 @@ class ContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        headers = header_dict(scope)
         try:
-            headers = header_dict(scope)
+            context = await self.authenticate(scope["path"], headers, request_id)
+        except GlimpseError as exc:
+            # Refused before there is a request context: as keystonemiddleware's
+            # 401 in Glance, without an x-openstack-request-id.
+            await error_response(exc, headers.get("accept"))(scope, receive, send)
+            return
+        try:
             scope.setdefault("state", {})
-            scope["state"]["context"] = await self.authenticate(scope["path"], headers,
-                                                                request_id)
+            scope["state"]["context"] = context
             scope["state"]["runtime"] = self.runtime
             await self.app(scope, receive, send_with_id)
         except GlimpseError as exc:

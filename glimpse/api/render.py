@@ -42,10 +42,12 @@ HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host"})
 
 
 def image(conf: cfg.ConfigOpts | ImageOptions, img: ImageRecord, show_locations: bool = True,
-          ) -> dict[str, Any]:
+          show_stores: bool = True) -> dict[str, Any]:
     """The image document. ``show_locations`` is whether the caller may see
     locations (policy get_image_location); they are shown only when
-    show_multiple_locations / show_image_direct_url are on as well."""
+    show_multiple_locations / show_image_direct_url are on as well.
+    ``stores`` (with enabled_backends) is shown to everyone who sees the image,
+    as in Glance, unless ``show_stores`` is false."""
     doc: dict[str, Any] = {k: v for k, v in img.properties.items()
                            if k not in HIDDEN_PROPERTIES}
     doc.update({
@@ -74,7 +76,7 @@ def image(conf: cfg.ConfigOpts | ImageOptions, img: ImageRecord, show_locations:
     })
     opts = conf if isinstance(conf, ImageOptions) else ImageOptions.of(conf)
     locations = img.locations if show_locations else []
-    stores = [loc["metadata"].get("store") for loc in locations
+    stores = [loc["metadata"].get("store") for loc in (img.locations if show_stores else [])
               if loc["metadata"].get("store")]
     if stores and opts.multi_store:
         doc["stores"] = ",".join(dict.fromkeys(stores))

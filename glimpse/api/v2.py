@@ -27,6 +27,7 @@ from glimpse.services import data as data_svc
 from glimpse.services import images as image_svc
 from glimpse.services import members as member_svc
 from glimpse.services.images import Change
+from glimpse.stores.registry import RESERVED_STORES
 
 PATCH_V21 = "application/openstack-images-v2.1-json-patch"
 PATCH_V20 = "application/openstack-images-v2.0-json-patch"
@@ -42,14 +43,18 @@ def _image_schema(request: Request) -> dict[str, Any]:
 def _image_doc(request: Request, image: ImageRecord,
                opts: render.ImageOptions | None = None) -> dict[str, Any]:
     rt = rt_of(request)
+    ctx = ctx_of(request)
     opts = opts or render.ImageOptions.of(rt.conf)
+    # As Glance's database layer: a deactivated image has no locations for anyone
+    # but an admin (so no stores, locations or direct_url either).
+    hidden = image.status == "deactivated" and not ctx.is_admin
     show_locations = False
-    if opts.may_show_locations:
-        # As Glance: locations, direct_url and stores only for callers that
-        # get_image_location allows (by default the owner's project and admins).
-        show_locations = rt.policy.check(ctx_of(request), "get_image_location",
+    if opts.may_show_locations and not hidden:
+        # Locations and direct_url only for callers that get_image_location
+        # allows (by default the owner's project and admins): docs/decisions/0001.
+        show_locations = rt.policy.check(ctx, "get_image_location",
                                          image_target(image.as_target()))
-    return render.image(opts, image, show_locations=show_locations)
+    return render.image(opts, image, show_locations=show_locations, show_stores=not hidden)
 
 
 # ---------------------------------------------------------------- schemas
@@ -89,7 +94,9 @@ async def create_image(request: Request) -> Response:
         headers["OpenStack-image-import-methods"] = ",".join(methods)
     stores = rt_of(request).stores.names() if rt_of(request).conf.enabled_backends else []
     if stores:
-        headers["OpenStack-image-store-ids"] = ",".join(stores)
+        # Glance adds its reserved internal stores to enabled_backends at start,
+        # so they follow the configured ones here.
+        headers["OpenStack-image-store-ids"] = ",".join([*stores, *RESERVED_STORES])
     return json_response(_image_doc(request, image), 201, headers)
 
 

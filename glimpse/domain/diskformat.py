@@ -2,19 +2,26 @@
 
 Fed chunk by chunk alongside the write (no second pass over the data), using
 oslo.utils' format inspectors. Pure computation, no I/O.
+
+Only data whose ``container_format`` is ``bare`` is the disk itself and is
+inspected as its ``disk_format`` (as Glance does); an ovf, ova, docker or
+aki/ari/ami container wraps the disk, is not inspected and gets no virtual
+size. Data that is not what it claims, or is unsafe, is refused with 415
+Unsupported Media Type, Glance's answer.
 """
 
 from __future__ import annotations
 
 from oslo_utils.imageutils import format_inspector as fi
 
-from glimpse.errors import BadRequest
+from glimpse.errors import UnsupportedMediaType
 
 # Formats whose data has a header we can check against the claimed disk_format.
 INSPECTABLE = frozenset({"qcow2", "vmdk", "vhd", "vhdx", "vdi", "iso", "raw", "qed", "luks"})
 # Formats that must never hide inside an image claimed to be raw.
 _NOT_RAW = frozenset({"qcow2", "vmdk", "vhd", "vhdx", "vdi", "qed", "luks"})
 _HEAD_BYTES = 8 * 1024 * 1024
+BARE = "bare"
 _HEAD_SLICE = 64 * 1024
 
 
@@ -69,7 +76,7 @@ class DiskFormatInspector:
     def finish(self, enforce_match: bool = True) -> int | None:
         """Check the finished stream; return the virtual size (None if unknown).
 
-        Raises BadRequest when the data is not the claimed format or is unsafe.
+        Raises UnsupportedMediaType (415) when the data is not the claimed format or is unsafe.
         """
         for name, inspector in self._inspectors.items():
             if name in self._broken:
@@ -86,22 +93,37 @@ class DiskFormatInspector:
             # GPT/MBR partition tables and ISO filesystems are raw disks too.
             wrong = sorted(set(matches) & _NOT_RAW)
             if wrong and enforce_match:
-                raise BadRequest(
+                raise UnsupportedMediaType(
                     f"Image data does not match disk_format raw: it looks like {wrong[0]}")
             return self.size
         inspector = self._inspectors.get(claimed)
         if inspector is None or claimed not in matches:
             if enforce_match:
-                raise BadRequest(f"Image data does not match disk_format {claimed}")
+                raise UnsupportedMediaType(f"Image data does not match disk_format {claimed}")
             return None
         try:
             inspector.safety_check()
         except fi.SafetyCheckFailed as exc:
-            raise BadRequest(f"Image has unsafe content and was refused: {exc}") from None
+            raise UnsupportedMediaType(
+                f"Image has unsafe content and was refused: {exc}") from None
         except fi.ImageFormatError as exc:
-            raise BadRequest(f"Image could not be inspected and was refused: {exc}") from None
+            raise UnsupportedMediaType(
+                f"Image could not be inspected and was refused: {exc}") from None
         try:
             virtual = inspector.virtual_size
         except fi.ImageFormatError:
             return None
         return int(virtual) if virtual else None
+
+
+def inspector_for(disk_format: str | None,
+                  container_format: str | None) -> DiskFormatInspector | None:
+    """The inspector for an image's data, or None when the data is a container."""
+    if container_format != BARE:
+        return None
+    return DiskFormatInspector(disk_format)
+
+
+def finish(inspector: DiskFormatInspector | None, enforce_match: bool = True) -> int | None:
+    """``inspector.finish`` (the virtual size), None when nothing was inspected."""
+    return None if inspector is None else inspector.finish(enforce_match)

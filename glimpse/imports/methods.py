@@ -28,7 +28,7 @@ from glimpse.context import RequestContext
 from glimpse.db import repository as repo
 from glimpse.db import tasks_repo
 from glimpse.db.tasks_repo import TaskRecord
-from glimpse.domain.diskformat import DiskFormatInspector
+from glimpse.domain import diskformat
 from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import Event, transition
 from glimpse.errors import GlimpseError, RequestEntityTooLarge
@@ -36,6 +36,7 @@ from glimpse.imports.tasks import (
     FAILED_STORES,
     IMPORTING_STORES,
     STAGE_HOST,
+    STORE_PHASE,
     ImportFailed,
     Progress,
     TaskAborted,
@@ -164,11 +165,13 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     limit, message = _size_limit(rt, image.owner, image.id, with_quota)
     algo = rt.conf.hashing_algorithm
     staged = _staged_measures(runner, image, source, algo) if measure else None
-    inspector = DiskFormatInspector(image.disk_format) if measure and not staged else None
-    stream = DataStream(_with_progress(_chunks(rt, source), progress, f"store:{store.name}",
-                                       source.size),
+    inspector = (diskformat.inspector_for(image.disk_format, image.container_format)
+                 if measure and not staged else None)
+    hashed = measure and not staged
+    phase = f"{STORE_PHASE}{store.name}"
+    stream = DataStream(_with_progress(_chunks(rt, source), progress, phase, source.size),
                         limit=limit, limit_error=RequestEntityTooLarge(message),
-                        inspector=inspector, hash_algos=("md5", algo) if inspector else ())
+                        inspector=inspector, hash_algos=("md5", algo) if hashed else ())
     try:
         stored = _add(store, image.id, source, stream)
     except GlimpseError as exc:
@@ -176,10 +179,13 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     except (StoreError, OSError) as exc:
         raise ImportFailed(f"Error storing image data in store {store.name}: {exc}") from exc
     try:
+        # A linked file is not read: report what it holds as copied.
+        progress.update(phase, stored.size, source.size, force=True)
         values: dict[str, Any] = staged or {}
-        if inspector is not None:
+        if hashed:
             try:
-                virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
+                virtual_size = diskformat.finish(
+                    inspector, rt.conf.image_format.require_image_format_match)
             except GlimpseError as exc:
                 raise ImportFailed(exc.message) from exc
             values = {"size": stream.size, "checksum": stream.hexdigest("md5"),
@@ -215,6 +221,8 @@ def _staged_measures(runner: TaskRunner, image: ImageRecord, source: Source,
         return None
     measures = runner.staging.measures(image.id)
     if (measures is None or measures.get("disk_format") != image.disk_format
+            or measures.get("container_format", image.container_format)
+            != image.container_format
             or measures.get("os_hash_algo") != algo
             or not all(key in measures for key in _MEASURES)):
         return None
@@ -286,7 +294,7 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
     that every hop passes the URI filter; stop at the size cap and the quota."""
     rt = runner.rt
     limit, message = _size_limit(rt, image.owner, image.id)
-    inspector = DiskFormatInspector(image.disk_format)
+    inspector = diskformat.inspector_for(image.disk_format, image.container_format)
     algo = validation["os_hash_algo"] if validation else None
     url = uri
     expected: int | None = None
@@ -330,7 +338,7 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
         raise ImportFailed(f"Task {task.id} failed because downloaded data size {stored_size} "
                            f"is different from expected {expected}")
     try:
-        inspector.finish(rt.conf.image_format.require_image_format_match)
+        diskformat.finish(inspector, rt.conf.image_format.require_image_format_match)
     except GlimpseError as exc:
         raise ImportFailed(exc.message) from exc
     if algo is not None:
@@ -465,8 +473,9 @@ def run_api_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> 
             if STAGE_HOST in current.properties:
                 repo.set_properties(session, image_id, {}, [STAGE_HOST])
             tasks_repo.release_import_lock(session, image_id, task.id)
+            # The message keeps the last progress ("Copied N MiB"), as in Glance.
             tasks_repo.update_task(session, task.id, {
-                "status": "success", "result": {"image_id": image_id}, "message": "",
+                "status": "success", "result": {"image_id": image_id},
                 "expires_at": _expiry(rt)}, expected_status="processing")
         if method == "glance-direct":
             runner.staging.remove(image_id)

@@ -41,6 +41,7 @@ STAGE_HOST = staging_mod.STAGE_HOST
 
 # Progress is written at most this often (it doubles as the task's heartbeat).
 PROGRESS_INTERVAL = 1.0
+STORE_PHASE = "store:"  # progress phases of writing to a store: "store:<name>"
 
 # Runner tokens alive in this process (several runtimes can share one process).
 _LIVE_WORKERS: set[str] = set()
@@ -108,11 +109,14 @@ class Progress:
         if not force and now - self._last < PROGRESS_INTERVAL:
             return
         self._last = now
-        result = {"progress": {"phase": phase, "bytes_processed": done, "bytes_total": total}}
-        message = f"Copied {done // (1024 * 1024)} MiB"
+        values: dict[str, Any] = {"result": {"progress": {
+            "phase": phase, "bytes_processed": done, "bytes_total": total}}}
+        if phase.startswith(STORE_PHASE):
+            # Glance's text, written while data goes to a store (not while it is
+            # downloaded) and left in place when the task succeeds.
+            values["message"] = f"Copied {done // (1024 * 1024)} MiB"
         with self.rt.db.write() as session, session.begin():
-            if not tasks_repo.update_task(session, self.task_id,
-                                          {"result": result, "message": message},
+            if not tasks_repo.update_task(session, self.task_id, values,
                                           expected_status="processing"):
                 raise TaskAborted(f"Task {self.task_id} is no longer processing")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
+from glimpse.domain import diskformat
 from glimpse.domain import images as rules
 from glimpse.domain.diskformat import DiskFormatInspector
 from glimpse.domain.status import READABLE, Event, transition
@@ -144,12 +145,13 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
     stored = None
     try:
         # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
-        inspector = DiskFormatInspector(image.disk_format)
+        inspector = diskformat.inspector_for(image.disk_format, image.container_format)
         algo = rt.conf.hashing_algorithm
         stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
                             inspector=inspector, hash_algos=("md5", algo))
         stored = store.add(image_id, stream)
-        virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
+        virtual_size = diskformat.finish(inspector,
+                                         rt.conf.image_format.require_image_format_match)
         with rt.db.write() as session, session.begin():
             done = repo.set_status(
                 session, image_id, saving, transition(saving, Event.UPLOAD_DONE),

@@ -22,7 +22,7 @@ from glimpse.db import repository as repo
 from glimpse.db import tasks_repo
 from glimpse.db.repository import utcnow
 from glimpse.db.tasks_repo import IMPORT_LOCK, TaskRecord
-from glimpse.domain.diskformat import DiskFormatInspector
+from glimpse.domain import diskformat
 from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import Event, transition
 from glimpse.errors import (
@@ -84,14 +84,16 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
     try:
         # The digests are taken now, while the data streams in (in parallel with
         # the write), and kept beside the staged file for the import.
-        inspector = DiskFormatInspector(image.disk_format)
+        inspector = diskformat.inspector_for(image.disk_format, image.container_format)
         algo = rt.conf.hashing_algorithm
         stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
                             inspector=inspector, hash_algos=("md5", algo))
         staging.store.add(image_id, stream)
-        virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
+        virtual_size = diskformat.finish(inspector,
+                                         rt.conf.image_format.require_image_format_match)
         staging.save_measures(image_id, {
-            "disk_format": image.disk_format, "size": stream.size,
+            "disk_format": image.disk_format, "container_format": image.container_format,
+            "size": stream.size,
             "checksum": stream.hexdigest("md5"), "os_hash_algo": algo,
             "os_hash_value": stream.hexdigest(algo), "virtual_size": virtual_size})
         with rt.db.write() as session, session.begin():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from glimpse.domain.diskformat import DiskFormatInspector
-from glimpse.errors import BadRequest
+from glimpse.errors import UnsupportedMediaType
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 MIB = 1024 * 1024
@@ -115,7 +115,7 @@ def test_not_inspectable_formats_are_not_judged(tmp_path):
 
 @pytest.mark.parametrize("claimed", ["qcow2", "vmdk", "vhdx", "vdi", "vhd", "iso"])
 def test_random_bytes_claimed_as_a_format_are_refused(claimed):
-    with pytest.raises(BadRequest, match="does not match"):
+    with pytest.raises(UnsupportedMediaType, match="does not match"):
         inspect(claimed, os.urandom(256 * 1024))
 
 
@@ -125,7 +125,7 @@ def test_random_bytes_claimed_as_a_format_are_refused(claimed):
 ])
 def test_real_image_claimed_as_another_format_is_refused(tmp_path, fmt, claimed):
     data = make_disk(tmp_path, fmt).read_bytes()
-    with pytest.raises(BadRequest, match="does not match"):
+    with pytest.raises(UnsupportedMediaType, match="does not match"):
         inspect(claimed, data)
 
 
@@ -136,7 +136,7 @@ def test_mismatch_is_tolerated_when_not_enforced(tmp_path):
 
 
 def test_truncated_qcow2_header_is_refused():
-    with pytest.raises(BadRequest):
+    with pytest.raises(UnsupportedMediaType):
         inspect("qcow2", b"QFI\xfb\x00\x00\x00\x03")
 
 
@@ -147,7 +147,7 @@ def test_qcow2_with_backing_file_is_refused(tmp_path):
     base = make_disk(tmp_path, "qcow2", name="base.qcow2")
     top = make_disk(tmp_path, "qcow2", options=f"backing_file={base},backing_fmt=qcow2",
                     name="top.qcow2")
-    with pytest.raises(BadRequest, match="backing_file"):
+    with pytest.raises(UnsupportedMediaType, match="backing_file"):
         inspect("qcow2", top.read_bytes())
 
 
@@ -155,7 +155,7 @@ def test_qcow2_with_external_data_file_is_refused(tmp_path):
     path = make_disk(tmp_path, "qcow2", options="data_file=external.raw",
                      name="with-data-file.qcow2")
     assert (tmp_path / "external.raw").exists()
-    with pytest.raises(BadRequest, match="data_file"):
+    with pytest.raises(UnsupportedMediaType, match="data_file"):
         inspect("qcow2", path.read_bytes())
 
 
@@ -166,7 +166,7 @@ def test_vmdk_descriptor_subformats_are_refused(tmp_path, subformat):
                      name=f"{subformat}.vmdk")
     descriptor = path.read_bytes()
     assert b"createType" in descriptor
-    with pytest.raises(BadRequest, match="unsafe"):
+    with pytest.raises(UnsupportedMediaType, match="unsafe"):
         inspect("vmdk", descriptor)
 
 
@@ -174,5 +174,5 @@ def test_vmdk_descriptor_pointing_outside_is_refused():
     descriptor = (b'# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n'
                   b'createType="monolithicSparse"\n'
                   b'RW 2048 SPARSE "/etc/shadow"\n')
-    with pytest.raises(BadRequest, match="unsafe"):
+    with pytest.raises(UnsupportedMediaType, match="unsafe"):
         inspect("vmdk", descriptor)

@@ -40,7 +40,8 @@ def stored_in(tmp_path, store: str, image_id: str) -> bytes | None:
 
 def test_discovery_with_stores(three, tmp_path):
     r = three.post("/v2/images", json={"name": "x"})
-    assert r.headers["OpenStack-image-store-ids"] == "fast,cheap,slow"
+    assert r.headers["OpenStack-image-store-ids"] == ("fast,cheap,slow,os_glance_staging_store,"
+                                                      "os_glance_tasks_store")
     stores = three.get("/v2/info/stores").json()["stores"]
     assert stores == [
         {"id": "fast", "description": "Fast store", "default": "true"},

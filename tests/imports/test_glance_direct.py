@@ -127,7 +127,7 @@ def test_unsafe_qcow2_is_refused_at_stage(make_app, tmp_path, qemu_img):
     client = make_app()
     image_id = new_image(client, disk_format="qcow2")
     r = stage(client, image_id, disk.read_bytes())
-    assert r.status_code == 400
+    assert r.status_code == 415
     assert "unsafe" in r.json()["message"].lower()
     assert image(client, image_id)["status"] == "queued"
     assert list((tmp_path / "data" / "staging").iterdir()) == []

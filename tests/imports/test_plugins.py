@@ -20,7 +20,12 @@ import pytest
 from oslo_config import cfg
 
 from glimpse.config import load_config
-from glimpse.errors import BadRequest, GlimpseError, RequestEntityTooLarge
+from glimpse.errors import (
+    BadRequest,
+    GlimpseError,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 from glimpse.imports.plugins import PLUGINS, Pipeline, build_pipeline, register_opts
 from glimpse.imports.plugins.base import ImportData
 from glimpse.imports.plugins.image_conversion import ImageConversion
@@ -167,7 +172,7 @@ def test_data_that_is_not_its_disk_format_is_refused(tmp_path, raw_disk, qemu_fo
     source, _ = raw_disk
     path = source if qemu_format == "raw" else staged(tmp_path, source, qemu_format)
     before = files_in(tmp_path)
-    with pytest.raises(BadRequest, match=f"does not match disk_format {claimed}"):
+    with pytest.raises(UnsupportedMediaType, match=f"does not match disk_format {claimed}"):
         ImageConversion(make_conf(tmp_path)).run(import_data(path, claimed))
     assert files_in(tmp_path) == before, "the input stays, no output is left behind"
 
@@ -184,7 +189,7 @@ def test_qcow2_with_a_backing_file_is_refused(tmp_path, raw_disk):
     base = staged(tmp_path, source, "qcow2", name="base.qcow2")
     top = tmp_path / "top.qcow2"
     qemu("create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(top))
-    with pytest.raises(BadRequest, match="unsafe") as caught:
+    with pytest.raises(UnsupportedMediaType, match="unsafe") as caught:
         ImageConversion(make_conf(tmp_path)).run(import_data(top, "qcow2"))
     assert "backing_file" in caught.value.message
     assert top.exists() and not Path(f"{top}.raw").exists()
@@ -194,7 +199,7 @@ def test_qcow2_with_an_external_data_file_is_refused(tmp_path):
     image = tmp_path / "df.qcow2"
     qemu("create", "-q", "-f", "qcow2", "-o", f"data_file={tmp_path / 'outside.raw'}",
          str(image), "1M")
-    with pytest.raises(BadRequest, match="data_file"):
+    with pytest.raises(UnsupportedMediaType, match="data_file"):
         ImageConversion(make_conf(tmp_path)).run(import_data(image, "qcow2"))
 
 
@@ -202,7 +207,7 @@ def test_vmdk_whose_extent_is_another_file_is_refused(tmp_path):
     image = tmp_path / "flat.vmdk"
     qemu("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", str(image), "1M",
          cwd=tmp_path)
-    with pytest.raises(BadRequest, match="unsafe"):
+    with pytest.raises(UnsupportedMediaType, match="unsafe"):
         ImageConversion(make_conf(tmp_path)).run(import_data(image, "vmdk"))
 
 
@@ -440,7 +445,7 @@ def test_conversion_before_decompression_sees_compressed_data(tmp_path, raw_disk
     packed = gzip_file(tmp_path / "staged", qcow2.read_bytes())
     conf = make_conf(tmp_path, **{"image_import_opts.image_import_plugins": [
         "image_conversion", "image_decompression"]})
-    with pytest.raises(BadRequest, match="does not match disk_format qcow2"):
+    with pytest.raises(UnsupportedMediaType, match="does not match disk_format qcow2"):
         build_pipeline(conf).run(import_data(packed, "qcow2"))
 
 

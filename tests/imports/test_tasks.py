@@ -49,7 +49,8 @@ def test_task_shapes(make_app):
     task = client.get(f"/v2/tasks/{row['id']}").json()
     assert task == {
         "id": row["id"], "type": "api_image_import", "status": "success", "owner": "tp",
-        "input": row["input"], "result": {"image_id": image_id}, "message": "",
+        "input": row["input"], "result": {"image_id": image_id},
+        "message": "Copied 0 MiB",
         "created_at": task["created_at"], "updated_at": task["updated_at"],
         "expires_at": task["expires_at"], "image_id": image_id,
         "request_id": row["request_id"], "user_id": "tu", "self": f"/v2/tasks/{row['id']}",

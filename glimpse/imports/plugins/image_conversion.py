@@ -44,7 +44,7 @@ conversion_plugin_opts: list[cfg.Opt] = [
 
 
 def _inspect(path: str, disk_format: str) -> int | None:
-    """Feed the whole file to the inspector; BadRequest if it is not safe ``disk_format``."""
+    """Feed the whole file to the inspector; refused (415) if not safe ``disk_format``."""
     inspector = DiskFormatInspector(disk_format)
     with open(path, "rb") as src:
         while chunk := src.read(_READ_CHUNK):
