@@ -93,18 +93,21 @@ GLANCE_TASK_PROPERTIES: dict[str, Any] = {
     "created_at": {"type": "string"},
     "expires_at": {"type": STRING_OR_NULL},
     "id": {"pattern": UUID_PATTERN, "type": "string"},
-    "image_id": {"type": "string"},
+    # Glance says "string" for these four; Glimpse lets them be null, which they
+    # are for the embedded noauth admin, so that `glance task-show` accepts the
+    # task (docs/decisions/0001).
+    "image_id": {"type": STRING_OR_NULL},
     "input": {"type": ["null", "object"]},
     "message": {"type": "string"},
-    "owner": {"type": "string"},
-    "request_id": {"type": "string"},
+    "owner": {"type": STRING_OR_NULL},
+    "request_id": {"type": STRING_OR_NULL},
     "result": {"type": ["null", "object"]},
     "schema": READ_ONLY_STRING,
     "self": READ_ONLY_STRING,
     "status": {"enum": ["pending", "processing", "success", "failure"], "type": "string"},
     "type": {"enum": ["import", "api_image_import", "location_import"], "type": "string"},
     "updated_at": {"type": "string"},
-    "user_id": {"type": "string"},
+    "user_id": {"type": STRING_OR_NULL},
 }
 
 

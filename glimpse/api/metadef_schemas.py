@@ -96,9 +96,10 @@ def _tag_fields() -> dict[str, Any]:
 
 @cache
 def _namespace() -> dict[str, Any]:
+    # Glance's shape: no top-level "type", self/schema read-only, the nested
+    # association fields plain strings.
     return {
         "name": "namespace",
-        "type": "object",
         "additionalProperties": False,
         "required": ["namespace"],
         "definitions": _definitions(),
@@ -112,8 +113,8 @@ def _namespace() -> dict[str, Any]:
                                            "namespace."},
             "visibility": {"type": "string", "enum": ["public", "private"],
                            "description": "Scope of namespace accessibility."},
-            "self": {"type": "string"},
-            "schema": {"type": "string"},
+            "self": {"type": "string", "readOnly": True},
+            "schema": {"type": "string", "readOnly": True},
             "protected": {"type": "boolean",
                           "description": "If true, namespace will not be deletable."},
             "owner": {"type": "string", "maxLength": 255,
@@ -123,8 +124,7 @@ def _namespace() -> dict[str, Any]:
             "resource_type_associations": {
                 "type": "array",
                 "items": {"type": "object", "properties": {
-                    k: v for k, v in _association_fields().items()
-                    if k in ("name", "prefix", "properties_target")}},
+                    k: {"type": "string"} for k in ("name", "prefix", "properties_target")}},
             },
             "properties": {"$ref": "#/definitions/property"},
             "objects": {"type": "array", "items": {"type": "object", "properties": {
@@ -231,8 +231,15 @@ def get(name: str) -> dict[str, Any] | None:
     return builder() if builder else None
 
 
-def validate(doc: Any, name: str) -> None:
-    """Raise BadRequest unless ``doc`` matches the schema ``metadefs/<name>``."""
+@cache
+def _for_validation(name: str) -> dict[str, Any]:
+    # A served schema may leave out the top-level type (Glance's namespace
+    # schema does); request bodies must be objects all the same.
     schema = get(f"metadefs/{name}")
     assert schema is not None
-    schemas.validate(doc, schema)
+    return schema if "type" in schema else {**schema, "type": "object"}
+
+
+def validate(doc: Any, name: str) -> None:
+    """Raise BadRequest unless ``doc`` matches the schema ``metadefs/<name>``."""
+    schemas.validate(doc, _for_validation(name))

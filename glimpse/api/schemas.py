@@ -469,14 +469,17 @@ def _task_properties() -> dict[str, Any]:
             "type": ["null", "object"],
             "description": "What the task produced",
         },
-        "owner": {"type": "string", "description": "Project that owns the task"},
+        # Null without a project (the embedded noauth admin), so clients that check
+        # a task against this schema (glance task-show) accept it.
+        "owner": {"type": ["null", "string"], "description": "Project that owns the task"},
         "message": {
             "type": "string",
             "description": "Human-readable note, usually set when the task failed",
         },
-        "image_id": {"type": "string", "description": "Image the task works on"},
-        "request_id": {"type": "string", "description": "Request that started the task"},
-        "user_id": {"type": "string", "description": "User who started the task"},
+        "image_id": {"type": ["null", "string"], "description": "Image the task works on"},
+        "request_id": {"type": ["null", "string"],
+                       "description": "Request that started the task"},
+        "user_id": {"type": ["null", "string"], "description": "User who started the task"},
         "expires_at": {
             "type": ["null", "string"],
             "description": "When the task record may be removed",

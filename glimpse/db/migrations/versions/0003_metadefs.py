@@ -5,7 +5,6 @@ Revises: 0002
 Create Date: 2026-11-22 01:45:00
 """
 
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,9 +19,10 @@ MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 LONG_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
-# The resource types Glance's own schema migration seeds.
-SEEDED_RESOURCE_TYPES = ("OS::Glance::Image", "OS::Cinder::Volume", "OS::Nova::Flavor",
-                         "OS::Nova::Aggregate", "OS::Nova::Server")
+# No resource types are seeded: as with Glance's schema, a fresh database lists
+# none until a catalogue is loaded (glimpse db load-metadefs) or an association
+# names one. (Databases migrated by an earlier version of this revision keep
+# the five rows it seeded; they are harmless.)
 
 
 def _stamps() -> list[sa.Column]:
@@ -73,7 +73,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("namespace_id", "name", name="uq_metadef_properties_name"),
         **MYSQL_TABLE,
     )
-    resource_types = op.create_table(
+    op.create_table(
         "metadef_resource_types",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(80), nullable=False),
@@ -104,11 +104,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("namespace_id", "name", name="uq_metadef_tags_name"),
         **MYSQL_TABLE,
     )
-    now = datetime.now(UTC).replace(tzinfo=None)
-    assert resource_types is not None
-    op.bulk_insert(resource_types, [
-        {"name": name, "protected": True, "created_at": now, "updated_at": now}
-        for name in SEEDED_RESOURCE_TYPES])
 
 
 def downgrade() -> None:
