@@ -29,6 +29,7 @@ END = "<!-- END GENERATED OPTIONS -->"
 # options attribute). Missing modules are left out, so the script runs at every stage.
 EXTRA_GROUPS = [
     ("glimpse.api.keystone", "GROUP", "opts"),
+    ("glimpse.domain.uri_filter", "GROUP", "import_filtering_opts"),
 ]
 
 GLIMPSE_ONLY = "no (Glimpse only)"

@@ -93,9 +93,12 @@ import_filtering_opts: list[cfg.Opt] = [
     list_opt("disallowed_schemes", _Scheme(), [],
              "URI schemes web-download refuses (only when allowed_schemes is empty)."),
     list_opt("allowed_hosts", _Host(), [],
-             "Hosts web-download may fetch from. When set, disallowed_hosts is ignored."),
+             "Hosts web-download may fetch from. When set, disallowed_hosts is ignored. "
+             "A host that resolves to a loopback, link-local or unspecified address is "
+             "refused unless it is listed here."),
     list_opt("disallowed_hosts", _Host(), [],
-             "Hosts web-download refuses (only when allowed_hosts is empty)."),
+             "Hosts web-download refuses (only when allowed_hosts is empty), by name and "
+             "by the addresses names resolve to."),
     list_opt("allowed_ports", _PORT, [80, 443],
              "Ports a web-download URI may name explicitly. When set, disallowed_ports is "
              "ignored. A URI without a port (the scheme's default) is not port-filtered."),
