@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import time
 
+import httpx
 import pytest
 
+from tests.clients.conftest import GlanceCLI, find_program
 from tests.clients.test_glance_cli import write_random
+from tests.conftest import start_server
 from tests.imports.test_container_formats import make_ova
 
 pytestmark = pytest.mark.clients
@@ -68,6 +71,31 @@ def test_task_show_and_list_work_for_the_noauth_admin(glance, api, suite):
     assert shown["owner"] == "None"
     listed = glance.rows("task-list")
     assert task_id in [row["ID"] for row in listed]
+
+
+def test_image_tasks_with_multi_store(tmp_path, suite):
+    """With enabled_backends the versions document lists v2.12, which glanceclient
+    needs for image-tasks (as with Glance)."""
+    config = (f"[DEFAULT]\nenabled_backends = fast:file\n[glance_store]\n"
+              f"default_backend = fast\n[fast]\nfilesystem_store_datadir = {tmp_path / 'fast'}\n")
+    live = start_server(tmp_path, f"sqlite:///{tmp_path / 'multi.sqlite'}", config)
+    try:
+        glance = GlanceCLI(find_program("glance"), live.url)
+        with httpx.Client(base_url=live.url, timeout=30) as api:
+            ids = [v["id"] for v in api.get("/versions").json()["versions"]]
+            assert "v2.12" in ids
+            image_id = api.post("/v2/images", json={"name": f"mt-{suite}",
+                                                    "disk_format": "raw",
+                                                    "container_format": "bare"}).json()["id"]
+            assert api.put(f"/v2/images/{image_id}/stage", content=b"m" * 1000,
+                           headers={"Content-Type": "application/octet-stream"}
+                           ).status_code == 204
+            assert api.post(f"/v2/images/{image_id}/import",
+                            json={"method": {"name": "glance-direct"}}).status_code == 202
+        rows = glance.rows("image-tasks", image_id)
+        assert len(rows) == 1, rows
+    finally:
+        live.stop()
 
 
 def test_fresh_database_has_no_resource_types(glance):
