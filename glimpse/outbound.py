@@ -18,6 +18,7 @@ would be the proxy's, and the destination could not be checked.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -52,8 +53,6 @@ resolver: Resolver = system_resolver
 
 def _literal(host: str) -> str | None:
     """The address itself when ``host`` is an IP literal (no lookup needed)."""
-    import ipaddress
-
     try:
         return str(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))
     except ValueError:
