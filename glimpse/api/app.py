@@ -16,6 +16,7 @@ from glimpse.api import metadefs as metadefs_api
 from glimpse.api import v2
 from glimpse.api.http import ContextMiddleware, error_response, json_response, tune_allocator
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
+from glimpse.notify import audit
 from glimpse.services import runtime as runtime_mod
 
 LOG = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     )
     # "/v2/images/" is not "/v2/images": Glance answers 404, never a redirect.
     app.router.redirect_slashes = False
+    audit_settings = audit.middleware_settings(conf, rt.notifier)
+    if audit_settings is not None:  # inside ContextMiddleware: it reads who is asking
+        app.add_middleware(audit.AuditMiddleware, **audit_settings)
     app.add_middleware(ContextMiddleware, runtime=rt)
     app.state.runtime = rt
     return app
