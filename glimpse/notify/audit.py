@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,16 +59,9 @@ def find_map_file(conf: cfg.ConfigOpts, name: str) -> str | None:
     found = conf.find_file(name)
     if found:
         return found
-    candidates = [name, os.path.join("/etc/pycadf", name), os.path.join("/etc/glance", name)]
-    try:
-        import pycadf
-
-        # pip installs pycadf's sample map files under <prefix>/etc/pycadf.
-        prefix = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.dirname(pycadf.__file__)))))
-        candidates.append(os.path.join(prefix, "etc", "pycadf", name))
-    except ImportError:  # pragma: no cover - pycadf is a dependency
-        pass
+    # pip installs pycadf's sample map files (glance's among them) in <prefix>/etc/pycadf.
+    candidates = [name, os.path.join("/etc/pycadf", name), os.path.join("/etc/glance", name),
+                  os.path.join(sys.prefix, "etc", "pycadf", name)]
     return next((c for c in candidates if os.path.isfile(c)), None)
 
 

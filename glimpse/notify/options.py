@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import warnings
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from oslo_config import cfg
 
@@ -160,12 +160,11 @@ def transport_url(conf: cfg.ConfigOpts, override: str | None = None) -> str | No
     """[oslo_messaging_notifications] transport_url, else [DEFAULT] transport_url
     (oslo.messaging's own fallback), else a URL made of the old rabbit_* options."""
     url = override or conf[NOTIFICATIONS_GROUP].transport_url or conf.transport_url
-    if url:
-        return url
     hosts = list(conf.rabbit_hosts) or ([f"{conf.rabbit_host}:{conf.rabbit_port}"]
                                         if conf.rabbit_host else [])
-    if not hosts:
-        return None
+    # oslo.messaging's default [DEFAULT] transport_url is "rabbit://": no host named.
+    if (url and urlsplit(url).netloc) or not hosts:
+        return url or None
     LOG.warning("The rabbit_host, rabbit_hosts, rabbit_port, rabbit_userid, rabbit_password "
                 "and rabbit_virtual_host options are deprecated: set transport_url instead")
     user = quote(conf.rabbit_userid or "", safe="")
