@@ -17,6 +17,7 @@ them.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import os
@@ -24,6 +25,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +59,12 @@ def safe_url(url: str | None) -> str:
     parts = urlsplit(url)
     hosts = [h.rpartition("@")[2] for h in parts.netloc.split(",")]
     return f"{parts.scheme}://{','.join(hosts)}{parts.path}"
+
+
+def _close_at_exit(ref: weakref.ReferenceType[Sender]) -> None:
+    sender = ref()
+    if sender is not None and not sender._closing:
+        sender.close()
 
 
 class _QuietDuringOutage(logging.Filter):
@@ -113,6 +121,7 @@ class Sender:
         self._pid = os.getpid()
         self._targets: list[tuple[str, Any]] | None = None
         self._transport: Any = None
+        self._exit_hook = False
 
     # ------------------------------------------------------------ request side
 
@@ -151,6 +160,10 @@ class Sender:
             self._thread = threading.Thread(target=self._run, name=f"glimpse-{self.name}",
                                             daemon=True)
             self._thread.start()
+            if not self._exit_hook:
+                # A worker that stops sends what it still holds (up to 5 s) first.
+                self._exit_hook = True
+                atexit.register(_close_at_exit, weakref.ref(self))
 
     # ------------------------------------------------------------ waiting (tests, shutdown)
 

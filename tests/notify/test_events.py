@@ -325,3 +325,26 @@ def test_metadef_events(notify_app, consumer) -> None:
     for deleted in (p[13], p[15], p[16], p[17], p[19]):
         assert deleted["deleted"] is True and _iso(deleted["deleted_at"])
     assert p[18]["deleted"] is False and p[18]["namespace"] == "OS::Test2"
+
+
+def test_live_server_with_two_workers(tmp_path, db_url, consumer) -> None:
+    """`glimpse serve --workers 2`: each worker process has its own sender."""
+    import httpx
+
+    from tests.conftest import start_server
+
+    server = start_server(tmp_path, db_url, workers=2,
+                          config_text=notify_config(consumer.topic).replace("[DEFAULT]\n", ""))
+    try:
+        ids = []
+        with httpx.Client(base_url=server.url, headers=OWNER, timeout=10) as http:
+            for i in range(6):  # new connections: both workers get some
+                r = http.post("/v2/images", json={"name": f"live-{i}"},
+                              headers={"Connection": "close"})
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["id"])
+        consumer.wait_count(6)
+    finally:
+        server.stop()
+    consumer.settle()
+    assert sorted(m["payload"]["id"] for m in consumer.of("image.create")) == sorted(ids)
