@@ -168,8 +168,9 @@ class Sender:
     # ------------------------------------------------------------ waiting (tests, shutdown)
 
     def pending(self) -> int:
+        """Messages not yet handed over (the one being sent stays at the head)."""
         with self._cond:
-            return len(self._queue) + (1 if self._busy else 0)
+            return len(self._queue)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued was handed over; False on timeout."""
