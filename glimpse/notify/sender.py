@@ -103,6 +103,10 @@ class Stats:
 class Sender:
     """One transport, its drivers, the queue and the thread that empties it."""
 
+    # RabbitMQ URLs are published with glimpse.notify.rabbit (False: through
+    # oslo.messaging's transport, as every other URL is).
+    direct_rabbit = True
+
     def __init__(self, conf: cfg.ConfigOpts, drivers: list[str], topics: list[str],
                  url: str | None, maxsize: int, name: str = "notifications"):
         self.conf = conf
@@ -121,6 +125,7 @@ class Sender:
         self._pid = os.getpid()
         self._targets: list[tuple[str, Any]] | None = None
         self._transport: Any = None
+        self._rabbit: Any = None  # glimpse.notify.rabbit.RabbitPublisher
         self._exit_hook = False
 
     # ------------------------------------------------------------ request side
@@ -147,15 +152,16 @@ class Sender:
     def _drop(self, event_type: str) -> None:
         self.stats.dropped += 1
         self.stats.outage_dropped += 1
-        if self.stats.outage_dropped == 1:
+        if self.stats.outage_dropped % 1000 == 1:  # the first, then every thousandth
             LOG.warning("The %s queue is full (%d waiting): new notifications are dropped "
-                        "(counted) until the broker takes messages again; first dropped: %s",
-                        self.name, self.maxsize, event_type)
+                        "(counted: %d so far) until the broker takes messages again; last "
+                        "dropped: %s", self.name, self.maxsize, self.stats.dropped, event_type)
 
     def _ensure_thread(self) -> None:
         if os.getpid() != self._pid:
             # A forked worker: the parent's thread and connections are not ours.
-            self._pid, self._thread, self._targets, self._transport = os.getpid(), None, None, None
+            self._pid, self._thread, self._targets = os.getpid(), None, None
+            self._transport = self._rabbit = None
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name=f"glimpse-{self.name}",
                                             daemon=True)
@@ -194,6 +200,8 @@ class Sender:
         thread = self._thread
         if thread is not None and thread.is_alive():
             thread.join(1.0)
+        if self._rabbit is not None:
+            self._rabbit.close()
         if self._transport is not None:
             try:
                 self._transport.cleanup()
@@ -272,6 +280,8 @@ class Sender:
             try:
                 if kind == "driver":
                     target.notify({}, message, priority, 0)
+                elif kind == "rabbit":
+                    self._rabbit.publish(message, priority, target)
                 else:
                     self._send_via_transport(target, message, priority)
             except Exception as exc:  # noqa: BLE001 - kept and retried
@@ -292,8 +302,13 @@ class Sender:
         om = _import_oslo_messaging()
         from stevedore import named
 
+        from glimpse.notify import rabbit
+
         targets: list[tuple[str, Any]] = []
-        needs_transport = any(d in _MESSAGING_VERSIONS or d == "routing"
+        direct = self.direct_rabbit and rabbit.is_rabbit(self.url or self.conf.transport_url)
+        if direct and any(d in _MESSAGING_VERSIONS for d in self.driver_names):
+            self._rabbit = rabbit.RabbitPublisher(self.conf, self.url, self.topics)
+        needs_transport = any((d in _MESSAGING_VERSIONS and not direct) or d == "routing"
                               for d in self.driver_names)
         if needs_transport and self._transport is None:
             self._transport = om.get_notification_transport(self.conf, url=self.url)
@@ -304,7 +319,7 @@ class Sender:
                 invoke_args=[self.conf],
                 invoke_kwds={"topics": self.topics, "transport": self._transport})
             targets += [("driver", ext.obj) for ext in manager.extensions]
-        targets += [("transport", _MESSAGING_VERSIONS[d]) for d in self.driver_names
-                    if d in _MESSAGING_VERSIONS]
+        targets += [("rabbit" if direct else "transport", _MESSAGING_VERSIONS[d])
+                    for d in self.driver_names if d in _MESSAGING_VERSIONS]
         self._targets = targets
         return targets

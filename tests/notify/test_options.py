@@ -124,3 +124,16 @@ def test_ssl_in_the_url(notify_app, consumer) -> None:
     _create(client)
     assert notifier.flush(2) is False and notifier.sender.pending() == 1
     assert consumer.settle(quiet=0.5) == []
+
+
+def test_oslo_transport_path_delivers_too(notify_app, consumer, monkeypatch) -> None:
+    """Non-RabbitMQ URLs go through oslo.messaging's transport: same messages."""
+    from glimpse.notify.sender import Sender
+
+    monkeypatch.setattr(Sender, "direct_rabbit", False)
+    client = notify_app(notify_config(consumer.topic))
+    image_id = _create(client)
+    assert client.app.state.runtime.notifier.flush(10)
+    message = consumer.wait_count(1)[0]
+    assert message["event_type"] == "image.create" and message["payload"]["id"] == image_id
+    assert message["publisher_id"] == "image.localhost"
