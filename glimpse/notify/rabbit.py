@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -100,29 +101,32 @@ class RabbitPublisher:
         self.durable = bool(self.settings["amqp_durable_queues"]
                             or self.settings["rabbit_quorum_queue"])
         self._connection: Any = None
-        self._producer: Any = None
+        self._channel: Any = None
+        self._published = self._acked = 0
+        self._nacked = False
         self._declared: set[str] = set()
 
     # ------------------------------------------------------------ connection
 
     def _connect(self) -> Any:
+        """The confirm-mode channel, connecting (one attempt per host) if needed."""
         import kombu
         from amqp.exceptions import PreconditionFailed
 
-        if self._producer is not None:
-            return self._producer
+        if self._channel is not None:
+            return self._channel
         self._connection = kombu.Connection(
             self.urls, ssl=self.ssl, login_method=self.settings["rabbit_login_method"],
             failover_strategy=self.settings["kombu_failover_strategy"], heartbeat=0,
-            connect_timeout=5, transport_options={"confirm_publish": True})
+            connect_timeout=5)
         # One attempt per host: the sender's own loop retries later.
         self._connection.ensure_connection(max_retries=max(len(self.hosts), 1),
                                            interval_start=0, interval_step=0)
+        channel = self._connection.channel()
         self.exchange = kombu.Exchange(self.exchange_name, type="topic", durable=self.durable,
                                        auto_delete=self.settings["amqp_auto_delete"])
-        self._producer = self._connection.Producer(exchange=self.exchange, auto_declare=False)
         try:
-            self.exchange(self._producer.channel).declare()
+            self.exchange(channel).declare()
         except PreconditionFailed:
             # Declared before with the other durability: use it as it is (oslo.messaging
             # retries as non-durable the same way).
@@ -131,11 +135,23 @@ class RabbitPublisher:
             self.durable = False
             self.reset()
             return self._connect()
+        # Publisher confirms, waited for once per batch rather than once per message.
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._channel, self._published, self._acked, self._nacked = channel, 0, 0, False
         self._declared = set()
-        return self._producer
+        return channel
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        # Tags count publishes on the channel; acks may come cumulatively (multiple).
+        self._acked = max(self._acked, delivery_tag)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked = True
 
     def reset(self) -> None:
-        connection, self._connection, self._producer = self._connection, None, None
+        connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             try:
                 connection.release()
@@ -144,7 +160,7 @@ class RabbitPublisher:
 
     close = reset
 
-    def _declare_queue(self, producer: Any, name: str) -> None:
+    def _declare_queue(self, name: str) -> None:
         """oslo.messaging's default queue of a routing key (once per connection)."""
         import kombu
         from amqp.exceptions import PreconditionFailed
@@ -160,31 +176,54 @@ class RabbitPublisher:
                             auto_delete=self.settings["amqp_auto_delete"],
                             queue_arguments=arguments or None)
         try:
-            queue(producer.channel).declare()
+            queue(self._channel).declare()
         except PreconditionFailed:
-            # The queue exists with other arguments (declared by another service):
-            # it is there, which is all that matters; the channel must be reopened.
+            # The queue exists with other arguments (declared by another service): it
+            # is there, which is all that matters; the channel closed, so reconnect.
             LOG.info("Queue %s exists with other arguments; publishing to it as it is", name)
             self.reset()
-            producer = self._connect()
+            self._connect()
         self._declared.add(name)
 
     # ------------------------------------------------------------ publishing
 
-    def publish(self, message: dict[str, Any], priority: str, version: float) -> None:
-        """Send ``message`` to every topic; raises unless the broker confirmed each."""
-        body = dict(message, _unique_id=uuid.uuid4().hex)
-        if version >= 2.0:
-            body = {"oslo.version": "2.0", "oslo.message": json.dumps(body)}
+    def publish_many(self, items: list[tuple[dict[str, Any], str, float]]) -> None:
+        """Send each (message, priority, format version) to every topic; returns once
+        the broker confirmed them all, raises otherwise (then none counts as sent)."""
+        import amqp
+
         try:
-            producer = self._connect()
-            for topic in self.topics:
-                routing_key = f"{topic}.{priority.lower()}"
-                self._declare_queue(producer, routing_key)
-                producer = self._producer
-                producer.publish(body, routing_key=routing_key, serializer="json",
-                                 retry=False, timeout=CONFIRM_TIMEOUT,
-                                 confirm_timeout=CONFIRM_TIMEOUT)
+            channel = self._connect()
+            for message, priority, version in items:
+                body: dict[str, Any] = dict(message, _unique_id=uuid.uuid4().hex)
+                if version >= 2.0:
+                    body = {"oslo.version": "2.0", "oslo.message": json.dumps(body)}
+                data = json.dumps(body).encode()
+                for topic in self.topics:
+                    routing_key = f"{topic}.{priority.lower()}"
+                    self._declare_queue(routing_key)
+                    channel = self._channel
+                    channel.basic_publish(
+                        amqp.Message(data, content_type="application/json",
+                                     content_encoding="utf-8", delivery_mode=2),
+                        exchange=self.exchange_name, routing_key=routing_key)
+                    self._published += 1
+            self._wait_confirms()
         except BaseException:
             self.reset()
             raise
+
+    def publish(self, message: dict[str, Any], priority: str, version: float) -> None:
+        self.publish_many([(message, priority, version)])
+
+    def _wait_confirms(self) -> None:
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while self._acked < self._published:
+            if self._nacked:
+                raise ConnectionError("The broker refused (nack) a notification")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"The broker did not confirm within {CONFIRM_TIMEOUT} s")
+            self._connection.drain_events(timeout=left)
+        if self._nacked:
+            raise ConnectionError("The broker refused (nack) a notification")

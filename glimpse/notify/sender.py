@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -106,6 +107,9 @@ class Sender:
     # RabbitMQ URLs are published with glimpse.notify.rabbit (False: through
     # oslo.messaging's transport, as every other URL is).
     direct_rabbit = True
+    # Seconds the sender waits for a burst to gather, and the most sent at once.
+    linger = 0.02
+    batch_max = 200
 
     def __init__(self, conf: cfg.ConfigOpts, drivers: list[str], topics: list[str],
                  url: str | None, maxsize: int, name: str = "notifications"):
@@ -220,15 +224,23 @@ class Sender:
                     self._cond.wait()
                 if self._closing:
                     return
-                item = self._queue[0]
+                if self.linger and len(self._queue) < self.batch_max:
+                    # Let a burst gather: one confirm wait per batch instead of per
+                    # message (notifications are not latency-sensitive).
+                    self._cond.wait_for(
+                        lambda: self._closing or len(self._queue) >= self.batch_max,
+                        timeout=self.linger)
+                batch = list(itertools.islice(self._queue, self.batch_max))
                 self._busy = True
-            error = self._deliver(item)
+            error = self._deliver(batch)
             with self._cond:
                 self._busy = False
-                if error is None:
+                # Messages at the head that every target took leave the queue.
+                while self._queue and self._queue[0][2] is not None \
+                        and len(self._queue[0][2]) == len(self._targets or ()):
                     self._queue.popleft()
                     self.stats.sent += 1
-                    self._cond.notify_all()
+                self._cond.notify_all()
             if error is None:
                 if self.stats.outage_since is not None:
                     self._outage_ended()
@@ -265,28 +277,32 @@ class Sender:
                     time.monotonic() - since, waiting + 1, self.stats.outage_dropped)
         self.stats.outage_dropped = 0
 
-    def _deliver(self, item: list[Any]) -> BaseException | None:
-        """Hand one message to every target not yet done; the error, if any."""
-        message, priority, done = item
+    def _deliver(self, batch: list[list[Any]]) -> BaseException | None:
+        """Hand the messages to every target that does not have them yet; the error,
+        if any (what was handed over is remembered per message, never sent twice)."""
         try:
             targets = self._load_targets()
         except Exception as exc:  # noqa: BLE001 - a bad transport URL is an outage too
             return exc
-        done = done if done is not None else set()
-        item[2] = done
+        for item in batch:
+            if item[2] is None:
+                item[2] = set()
         for index, (kind, target) in enumerate(targets):
-            if index in done:
-                continue
+            todo = [item for item in batch if index not in item[2]]
             try:
-                if kind == "driver":
-                    target.notify({}, message, priority, 0)
-                elif kind == "rabbit":
-                    self._rabbit.publish(message, priority, target)
-                else:
-                    self._send_via_transport(target, message, priority)
+                if kind == "rabbit":
+                    self._rabbit.publish_many([(m, p, target) for m, p, _ in todo])
+                    for item in todo:
+                        item[2].add(index)
+                    continue
+                for message, priority, done in todo:
+                    if kind == "driver":
+                        target.notify({}, message, priority, 0)
+                    else:
+                        self._send_via_transport(target, message, priority)
+                    done.add(index)
             except Exception as exc:  # noqa: BLE001 - kept and retried
                 return exc
-            done.add(index)
         return None
 
     def _send_via_transport(self, version: float, message: dict[str, Any],
