@@ -335,6 +335,9 @@ class Sender:
                 invoke_args=[self.conf],
                 invoke_kwds={"topics": self.topics, "transport": self._transport})
             targets += [("driver", ext.obj) for ext in manager.extensions]
+            missing = sorted(set(others) - {ext.name for ext in manager.extensions})
+            if missing:  # kept queued (and warned about once), never silently dropped
+                raise ValueError(f"Unknown notification driver(s): {', '.join(missing)}")
         targets += [("rabbit" if direct else "transport", _MESSAGING_VERSIONS[d])
                     for d in self.driver_names if d in _MESSAGING_VERSIONS]
         self._targets = targets

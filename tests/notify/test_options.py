@@ -137,3 +137,21 @@ def test_oslo_transport_path_delivers_too(notify_app, consumer, monkeypatch) -> 
     message = consumer.wait_count(1)[0]
     assert message["event_type"] == "image.create" and message["payload"]["id"] == image_id
     assert message["publisher_id"] == "image.localhost"
+
+
+def test_log_driver_writes_notifications_to_the_log(notify_app, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="oslo.messaging.notification")
+    client = notify_app("[oslo_messaging_notifications]\ndriver = log\n")
+    image_id = _create(client)
+    assert client.app.state.runtime.notifier.flush(10)
+    logged = [r for r in caplog.records if r.name == "oslo.messaging.notification.image.create"]
+    assert len(logged) == 1 and image_id in logged[0].getMessage()
+
+
+def test_unknown_driver_keeps_messages_and_warns(notify_app, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    client = notify_app("[oslo_messaging_notifications]\ndriver = carrier_pigeon\n")
+    _create(client)
+    notifier = client.app.state.runtime.notifier
+    assert notifier.flush(1) is False and notifier.sender.pending() == 1
+    assert any("carrier_pigeon" in r.getMessage() for r in caplog.records)
