@@ -172,8 +172,10 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     try:
         stored = _add(store, image.id, source, stream)
     except GlimpseError as exc:
+        rt.notifier.upload_failed(image.id, exc)
         raise ImportFailed(exc.message) from exc
     except (StoreError, OSError) as exc:
+        rt.notifier.upload_failed(image.id, exc)
         raise ImportFailed(f"Error storing image data in store {store.name}: {exc}") from exc
     try:
         values: dict[str, Any] = staged or {}

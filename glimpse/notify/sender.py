@@ -233,6 +233,8 @@ class Sender:
                 batch = list(itertools.islice(self._queue, self.batch_max))
                 self._busy = True
             error = self._deliver(batch)
+            if error is None and self.stats.outage_since is not None:
+                self._outage_ended()  # before flush() can see an empty queue
             with self._cond:
                 self._busy = False
                 # Messages at the head that every target took leave the queue.
@@ -242,8 +244,6 @@ class Sender:
                     self.stats.sent += 1
                 self._cond.notify_all()
             if error is None:
-                if self.stats.outage_since is not None:
-                    self._outage_ended()
                 pause = self.retry_min
                 continue
             self.stats.failures += 1
@@ -274,7 +274,7 @@ class Sender:
             waiting = len(self._queue)
         LOG.warning("The broker at %s takes %s again after %.1f s: sending the %d queued; "
                     "%d dropped while it was unreachable", safe_url(self.url), self.name,
-                    time.monotonic() - since, waiting + 1, self.stats.outage_dropped)
+                    time.monotonic() - since, waiting, self.stats.outage_dropped)
         self.stats.outage_dropped = 0
 
     def _deliver(self, batch: list[list[Any]]) -> BaseException | None:

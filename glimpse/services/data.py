@@ -152,12 +152,11 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                             inspector=inspector, hash_algos=("md5", algo))
         stored = store.add(image_id, stream)
         virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
-        measured = {"size": stream.size, "checksum": stream.hexdigest("md5"),
-                    "os_hash_algo": algo, "os_hash_value": stream.hexdigest(algo),
-                    "virtual_size": virtual_size}
-        active = transition(saving, Event.UPLOAD_DONE)
         with rt.db.write() as session, session.begin():
-            done = repo.set_status(session, image_id, saving, active, **measured)
+            done = repo.set_status(
+                session, image_id, saving, transition(saving, Event.UPLOAD_DONE),
+                size=stream.size, checksum=stream.hexdigest("md5"), os_hash_algo=algo,
+                os_hash_value=stream.hexdigest(algo), virtual_size=virtual_size)
             if not done:
                 # Glance's answer when the image was deleted mid-upload.
                 raise Gone(f"Image {image_id} could not be found after upload. The image "
@@ -171,7 +170,9 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         if isinstance(exc, StoreError):
             raise ServiceUnavailable(f"Error storing image data: {exc}") from exc
         raise
-    rt.notifier.image_uploaded(replace(image, status=active, **measured), backend)
+    rt.notifier.image_uploaded(replace(
+        image, status=transition(saving, Event.UPLOAD_DONE), size=stream.size,
+        checksum=stream.hexdigest("md5"), virtual_size=virtual_size), backend)
 
 
 def _abort_upload(rt: Runtime, image_id: str, saving: str, url: str | None, store) -> None:  # noqa: ANN001
