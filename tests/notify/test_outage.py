@@ -13,17 +13,40 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from glimpse.api.app import create_app
+from glimpse.config import load_config
+from glimpse.services import runtime as runtime_mod
 from tests.conftest import as_project
-from tests.notify.conftest import BROKER_HOST, BROKER_PORT, notify_config, rabbit_url
+from tests.notify.conftest import BROKER_HOST, BROKER_PORT, conf_file, notify_config, rabbit_url
 from tests.notify.proxy import TcpProxy
 
 OWNER = as_project("proj-o", user="user-o")
 PATCH = {**OWNER, "Content-Type": "application/openstack-images-v2.1-json-patch"}
 REQUESTS = 200
+
+
+@pytest.fixture
+def notify_app(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """As tests/notify/conftest.py's, on a SQLite database of the test's own."""
+    runtimes: list[runtime_mod.Runtime] = []
+
+    def make(config_text: str) -> TestClient:
+        conf = load_config([conf_file(tmp_path, config_text)], {
+            "data_dir": str(tmp_path / "data"),
+            "database.connection": f"sqlite:///{tmp_path / 'outage.sqlite'}"})
+        rt = runtime_mod.build(conf, migrate=True)
+        runtimes.append(rt)
+        return TestClient(create_app(conf, rt), headers={"Accept": "application/json"})
+
+    yield make
+    for rt in runtimes:
+        rt.close()
 
 
 @pytest.fixture
