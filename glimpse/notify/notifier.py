@@ -10,8 +10,9 @@ happens in the background (glimpse.notify.sender). With the ``noop`` driver
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from oslo_config import cfg
@@ -23,6 +24,18 @@ from glimpse.notify.sender import Sender
 LOG = logging.getLogger(__name__)
 
 INFO, ERROR, WARN = "INFO", "ERROR", "WARN"
+
+
+def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
+    """A notification must never fail the request whose change already committed."""
+    @functools.wraps(method)
+    def safe(*args: Any, **kwargs: Any) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - logged, the request goes on
+            LOG.exception("Could not build or queue the notification of %s", method.__name__)
+
+    return safe
 
 
 def is_enabled(disabled: Iterable[str], event_type: str) -> bool:
@@ -44,6 +57,7 @@ class Notifier:
     def wants(self, event_type: str) -> bool:
         return self.enabled and (not self.disabled or is_enabled(self.disabled, event_type))
 
+    @_never_raises
     def emit(self, event_type: str, payload: Any, priority: str = INFO) -> None:
         if self.wants(event_type):
             self.sender.put(event_type, payload, priority, self.publisher_id)  # type: ignore[union-attr]
@@ -53,6 +67,7 @@ class Notifier:
 
     # ------------------------------------------------------------ images
 
+    @_never_raises
     def image_event(self, event_type: str, image: ImageRecord, *, backend: str | None = None,
                     touched: bool = False, **fields: Any) -> None:
         """image.create / update / delete / prepare / upload / activate.
@@ -75,11 +90,13 @@ class Notifier:
             payload["backend"] = backend
         self.emit(event_type, payload)
 
+    @_never_raises
     def upload_started(self, image: ImageRecord, status: str, backend: str | None) -> None:
         """Glance's image.update (status saving), then image.prepare."""
         self.image_event("image.update", image, status=status, touched=True)
         self.image_event("image.prepare", image, status=status, backend=backend)
 
+    @_never_raises
     def image_uploaded(self, image: ImageRecord, backend: str | None = None,
                        was_active: bool = False) -> None:
         """What Glance sends when data was stored: image.upload, image.activate
@@ -89,6 +106,7 @@ class Notifier:
             self.image_event("image.activate", image)
         self.image_event("image.update", image)
 
+    @_never_raises
     def upload_failed(self, image_id: str, error: BaseException) -> None:
         """image.upload at ERROR priority; the payload is a message, as Glance's."""
         reason = getattr(error, "message", None) or str(error) or type(error).__name__
@@ -113,11 +131,17 @@ class Notifier:
                 sent += len(chunk)
                 yield chunk
         finally:
-            payload = payloads.image_send(image, sent, project_id, user_id)
-            self.emit("image.send", payload, INFO if sent == expected else ERROR)
+            self._sent(image, sent, expected, project_id, user_id)
+
+    @_never_raises
+    def _sent(self, image: ImageRecord, sent: int, expected: int, project_id: str | None,
+              user_id: str | None) -> None:
+        payload = payloads.image_send(image, sent, project_id, user_id)
+        self.emit("image.send", payload, INFO if sent == expected else ERROR)
 
     # ------------------------------------------------------------ members, tasks, metadefs
 
+    @_never_raises
     def member_event(self, event_type: str, member: Any) -> None:
         if self.wants(event_type):
             payload = payloads.member(member)
@@ -125,6 +149,7 @@ class Notifier:
                 payload.update(payloads.deleted_fields())
             self.emit(event_type, payload)
 
+    @_never_raises
     def task_event(self, event_type: str, task: Any) -> None:
         if self.wants(event_type):
             payload = payloads.task(task)
@@ -132,17 +157,20 @@ class Notifier:
                 payload.update(payloads.deleted_fields())
             self.emit(event_type, payload)
 
+    @_never_raises
     def task_started(self, task: Any) -> None:
         """Glance's task.create, then task.run (the task is handed to its executor)."""
         self.task_event("task.create", task)
         self.task_event("task.run", task)
 
+    @_never_raises
     def metadef_event(self, event_type: str, namespace: str, doc: dict[str, Any],
                       old_name: str | None = None) -> None:
         """Any metadef_* event; ``doc`` is the API document of what changed."""
         if self.wants(event_type):
             self.emit(event_type, payloads.metadef(event_type, namespace, doc, old_name))
 
+    @_never_raises
     def metadef_namespace_created(self, doc: dict[str, Any]) -> None:
         """metadef_namespace.create, then the create event of everything the
         namespace document brought along (Glance adds each through its repository)."""

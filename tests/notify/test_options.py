@@ -155,3 +155,16 @@ def test_unknown_driver_keeps_messages_and_warns(notify_app, caplog) -> None:
     notifier = client.app.state.runtime.notifier
     assert notifier.flush(1) is False and notifier.sender.pending() == 1
     assert any("carrier_pigeon" in r.getMessage() for r in caplog.records)
+
+
+def test_a_broken_payload_never_fails_the_caller(tmp_path, caplog) -> None:
+    conf = load_config([conf_file(tmp_path, "[oslo_messaging_notifications]\ndriver = log\n")],
+                       {"data_dir": str(tmp_path)})
+    notifier = notifier_mod.build(conf)
+    try:
+        assert notifier.enabled
+        notifier.image_event("image.create", None)  # type: ignore[arg-type] - no image
+        notifier.metadef_event("metadef_tag.create", "ns", {})  # no name
+        assert sum("Could not build or queue" in r.getMessage() for r in caplog.records) == 2
+    finally:
+        notifier.close()
