@@ -284,9 +284,11 @@ def glimpse_config(root: Path, port: int, workers: int, db_url: str) -> str:
 
 
 def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
-                  port: int = 0, keep_db: bool = False) -> GlimpseServer:
+                  port: int = 0, keep_db: bool = False,
+                  extra_config: str = "") -> GlimpseServer:
     """Configure, migrate and start ``glimpse serve``; wait until it answers.
-    A PostgreSQL database is dropped at stop unless ``keep_db``."""
+    A PostgreSQL database is dropped at stop unless ``keep_db``; ``extra_config``
+    is appended to the generated configuration file."""
     if db not in ("sqlite", "postgresql"):
         raise ValueError(f"unknown database kind {db!r}")
     root = Path(workdir).resolve()
@@ -299,7 +301,7 @@ def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
         db_url = f"sqlite:///{root / 'glimpse.sqlite'}"
     try:
         conf = root / "glance-api.conf"
-        conf.write_text(glimpse_config(root, port, workers, db_url))
+        conf.write_text(glimpse_config(root, port, workers, db_url) + extra_config)
         log = root / "server.log"
         cmd = _glimpse_command()
         sync = subprocess.run([*cmd, "db", "sync", "--config-file", str(conf)],

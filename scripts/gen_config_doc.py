@@ -5,8 +5,9 @@
 
 Options come from glimpse.config (every [DEFAULT], [image_format], [database],
 [glance_store], [paste_deploy] option), from the modules that register their own
-groups ([keystone_authtoken]) and from oslo.policy ([oslo_policy], with the defaults
-Glimpse sets). The "Glance" column says whether glance-api.conf has an option of the
+groups ([keystone_authtoken]), from glimpse.notify.options (notifications and audit,
+with oslo.messaging's own options) and from oslo.policy ([oslo_policy], with the
+defaults Glimpse sets). The "Glance" column says whether glance-api.conf has an option of the
 same name; options whose help text starts with "(Glimpse)" are Glimpse's own.
 """
 
@@ -41,6 +42,15 @@ GLANCE_NOTES: dict[tuple[str, str], str] = {
     ("DEFAULT", "node_staging_uri"): "yes; Glance's default is file:///tmp/staging/",
     ("DEFAULT", "delayed_delete"): "yes (Glance's scrubber options)",
     ("DEFAULT", "scrub_time"): "yes (Glance's scrubber options)",
+    ("DEFAULT", "transport_url"): "yes (oslo.messaging)",
+    ("DEFAULT", "control_exchange"): "yes (oslo.messaging); Glimpse's default is glance",
+    ("DEFAULT", "notification_driver"): "yes (before Liberty; read with a warning)",
+    ("DEFAULT", "rabbit_host"): "yes (before Liberty; read with a warning)",
+    ("DEFAULT", "rabbit_hosts"): "yes (before Liberty; read with a warning)",
+    ("DEFAULT", "rabbit_port"): "yes (before Liberty; read with a warning)",
+    ("DEFAULT", "rabbit_userid"): "yes (before Liberty; read with a warning)",
+    ("DEFAULT", "rabbit_password"): "yes (before Liberty; read with a warning)",
+    ("DEFAULT", "rabbit_virtual_host"): "yes (before Liberty; read with a warning)",
     ("database", "connection"): "yes (oslo.db)",
     ("database", "max_pool_size"): "yes (oslo.db, whose default is 5)",
     ("database", "max_overflow"): "yes (oslo.db, whose default is 50)",
@@ -77,6 +87,9 @@ FALLBACK_HELP: dict[tuple[str, str], str] = {
 SOURCE_NOTES = {
     "keystone_authtoken": "yes (keystonemiddleware)",
     "oslo_policy": "yes (oslo.policy)",
+    "oslo_messaging_notifications": "yes (oslo.messaging)",
+    "oslo_messaging_rabbit": "yes (oslo.messaging)",
+    "audit_middleware_notifications": "yes (keystonemiddleware.audit)",
 }
 
 
@@ -93,6 +106,14 @@ def _groups() -> list[tuple[str, list[cfg.Opt]]]:
             continue
         group, opts = getattr(module, group_attr, None), getattr(module, opts_attr, None)
         if group and opts:
+            groups.append((group, list(opts)))
+    from glimpse.notify import options as notify_options
+
+    for group, opts in notify_options.doc_groups():
+        known = dict(groups)
+        if group in known:  # [DEFAULT]: one table
+            known[group].extend(o for o in opts if o not in known[group])
+        else:
             groups.append((group, list(opts)))
     for group, opts in policy_opts.list_opts():
         groups.append((group, list(opts)))

@@ -17,6 +17,7 @@ from glimpse.api import v2
 from glimpse.api import versions as versions_mod
 from glimpse.api.http import ContextMiddleware, error_response, json_response, tune_allocator
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
+from glimpse.notify import audit
 from glimpse.services import runtime as runtime_mod
 
 LOG = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         # (HEAD /v2/images/{id} is 405 with Allow, like any other method).
         if isinstance(route, Route) and route.methods and "GET" in route.methods:
             route.methods.discard("HEAD")
+    audit_settings = audit.middleware_settings(conf, rt.notifier)
+    if audit_settings is not None:  # inside ContextMiddleware: it reads who is asking
+        app.add_middleware(audit.AuditMiddleware, **audit_settings)
     app.add_middleware(ContextMiddleware, runtime=rt)
     # Outermost: version discovery answers before authentication and request ids.
     app.add_middleware(versions_mod.VersionNegotiation, conf=conf)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -172,11 +172,15 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     stream = DataStream(_with_progress(_chunks(rt, source), progress, phase, source.size),
                         limit=limit, limit_error=RequestEntityTooLarge(message),
                         inspector=inspector, hash_algos=("md5", algo) if hashed else ())
+    backend = store.name if rt.conf.enabled_backends else None
+    rt.notifier.image_event("image.prepare", image, backend=backend)
     try:
         stored = _add(store, image.id, source, stream)
     except GlimpseError as exc:
+        rt.notifier.upload_failed(image.id, exc)
         raise ImportFailed(exc.message) from exc
     except (StoreError, OSError) as exc:
+        rt.notifier.upload_failed(image.id, exc)
         raise ImportFailed(f"Error storing image data in store {store.name}: {exc}") from exc
     try:
         # A linked file is not read: report what it holds as copied.
@@ -196,16 +200,19 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
             repo.add_location(session, image.id, stored.url, {"store": store.name})
             if rt.conf.enabled_backends:
                 update_store_lists(session, current, remove_importing=[store.name])
+            status = current.status
             if activate_from is not None and current.status == activate_from:
                 event = Event.IMPORT_DONE if activate_from == "importing" else Event.UPLOAD_DONE
-                if not repo.set_status(session, image.id, activate_from,
-                                       transition(activate_from, event), **values):
+                status = transition(activate_from, event)
+                if not repo.set_status(session, image.id, activate_from, status, **values):
                     raise TaskAborted(f"Image {image.id} changed status during the import")
             elif values:
                 repo.update_image(session, image.id, values)
     except BaseException:
         _delete_quietly(rt, stored.url)
         raise
+    rt.notifier.image_event("image.upload", replace(current, status=status, **values),
+                            backend=backend)
     return stored.url
 
 
@@ -466,8 +473,8 @@ def run_api_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> 
         with rt.db.write() as session, session.begin():
             current = _locked(session, image_id, task.id)
             if not copy and current.status == "importing" and added:
-                repo.set_status(session, image_id, "importing",
-                                transition("importing", Event.IMPORT_DONE))
+                current.status = transition("importing", Event.IMPORT_DONE)
+                repo.set_status(session, image_id, "importing", current.status)
             elif not copy and current.status != "active":
                 raise ImportFailed("None of the uploads finished!")
             if STAGE_HOST in current.properties:
@@ -477,6 +484,7 @@ def run_api_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> 
             tasks_repo.update_task(session, task.id, {
                 "status": "success", "result": {"image_id": image_id},
                 "expires_at": _expiry(rt)}, expected_status="processing")
+        rt.notifier.image_event("image.update", current, touched=True)
         if method == "glance-direct":
             runner.staging.remove(image_id)
     except TaskAborted:
@@ -648,8 +656,6 @@ def run_legacy_import(runner: TaskRunner, task: TaskRecord, progress: Progress) 
 
 
 def _replace_image_id(task: TaskRecord, image_id: str) -> TaskRecord:
-    from dataclasses import replace
-
     return replace(task, image_id=image_id)
 
 

@@ -168,6 +168,7 @@ class TaskRunner:
         if not started or task is None:
             LOG.warning("Task %s was not pending any more; not run", task_id)
             return
+        self.rt.notifier.task_event("task.processing", task)
         progress = Progress(self.rt, task_id, self.stopping)
         try:
             if task.type == "api_image_import":
@@ -176,6 +177,7 @@ class TaskRunner:
                 methods.run_legacy_import(self, task, progress)
             else:
                 raise ImportFailed(f"Task type {task.type} cannot be run by this service")
+            self._notify(task_id, "task.success")
         except Exception as exc:  # noqa: BLE001 - a task records every failure
             if isinstance(exc, ImportFailed | TaskAborted):
                 LOG.warning("Task %s failed: %s", task_id, exc)
@@ -191,9 +193,20 @@ class TaskRunner:
 
     def fail(self, task_id: str, message: str) -> None:
         with self.rt.db.write() as session, session.begin():
-            tasks_repo.update_task(session, task_id, {
+            failed = tasks_repo.update_task(session, task_id, {
                 "status": "failure", "message": message, "result": None,
                 "expires_at": expiry(self.rt)}, expected_status=("pending", "processing"))
+        if failed:
+            self._notify(task_id, "task.failure")
+
+    def _notify(self, task_id: str, event_type: str) -> None:
+        """Send ``event_type`` with the task as now stored (read only when it is sent)."""
+        if not self.rt.notifier.wants(event_type):
+            return
+        with self.rt.db.read() as session:
+            task = tasks_repo.get_task(session, task_id)
+        if task is not None:
+            self.rt.notifier.task_event(event_type, task)
 
     # ------------------------------------------------------------ recovery
 

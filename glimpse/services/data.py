@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from glimpse.context import RequestContext
@@ -142,6 +142,8 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         if not repo.set_status(session, image_id, image.status, saving):
             raise Conflict("Image status transition from queued to saving is not allowed")
         limit, message = _size_limit(rt, session, image.owner, image_id)
+    backend = store.name if rt.conf.enabled_backends else None
+    rt.notifier.upload_started(image, saving, backend)
     stored = None
     try:
         # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
@@ -163,12 +165,16 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                            "may have been deleted during the upload.")
             repo.add_location(session, image_id, stored.url, {"store": store.name})
     except BaseException as exc:
+        rt.notifier.upload_failed(image_id, exc)
         _abort_upload(rt, image_id, saving, stored.url if stored else None, store)
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc
         if isinstance(exc, StoreError):
             raise ServiceUnavailable(f"Error storing image data: {exc}") from exc
         raise
+    rt.notifier.image_uploaded(replace(
+        image, status=transition(saving, Event.UPLOAD_DONE), size=stream.size,
+        checksum=stream.hexdigest("md5"), virtual_size=virtual_size), backend)
 
 
 def _abort_upload(rt: Runtime, image_id: str, saving: str, url: str | None, store) -> None:  # noqa: ANN001
@@ -208,13 +214,17 @@ class Download:
     checksum: str | None
     url: str | None              # None: no data (204)
     local_path: str | None = None
+    image: Any = None            # the ImageRecord and who asks, for image.send
+    receiver: tuple[str | None, str | None] = (None, None)
 
     def open(self, rt: Runtime, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         assert self.url is not None
         try:
-            return rt.stores.for_url(self.url).get(self.url, offset, length)
+            chunks = rt.stores.for_url(self.url).get(self.url, offset, length)
         except DataNotFound as exc:
             raise NotFound(f"Image data for {self.image_id} is missing") from exc
+        expected = length if length is not None else self.size - offset
+        return rt.notifier.watch_send(self.image, *self.receiver, chunks, expected)
 
 
 def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Download:
@@ -234,4 +244,5 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
         raise NotFound(f"Image data for {image_id} is missing") from exc
     except StoreError as exc:
         raise GlimpseError(f"Could not read image data: {exc}") from exc
-    return Download(image_id, size, image.checksum, url, store.local_path(url))
+    return Download(image_id, size, image.checksum, url, store.local_path(url), image,
+                    (ctx.project_id, ctx.user_id))

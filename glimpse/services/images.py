@@ -129,6 +129,7 @@ def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> Image
         if repo.image_exists_any(session, image_id):
             raise Conflict(f"Image ID {image_id} already exists!")
         image = repo.create_image(session, values, props, tags)
+    rt.notifier.image_event("image.create", image)
     return readable(rt, ctx, image)
 
 
@@ -251,6 +252,7 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         updated = repo.get_image(session, image_id)
     if updated is None:
         raise NotFound(f"No image found with ID {image_id}")
+    rt.notifier.image_event("image.update", updated)
     return readable(rt, ctx, updated)
 
 
@@ -324,6 +326,7 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
         repo.set_location_status(session, image_id,
                                  "pending_delete" if event is Event.DELETE_DELAYED else "deleted")
         repo.delete_all_members(session, image_id)
+    rt.notifier.image_event("image.delete", image, status=new_status)
     if rt.runner is not None:
         rt.runner.staging.remove(image_id)
     if event is Event.DELETE:
@@ -363,6 +366,7 @@ def _set_active_flag(rt: Runtime, ctx: RequestContext, image_id: str, event: Eve
         if new_status != image.status and not repo.set_status(
                 session, image_id, image.status, new_status):
             raise Conflict(f"Image {image_id} changed status concurrently; retry.")
+    rt.notifier.image_event("image.update", image, status=new_status, touched=True)
 
 
 # ---------------------------------------------------------------- tags
@@ -379,6 +383,7 @@ def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
             rules.check_quota("image tags", len(image.tags) + 1, rt.conf.image_tag_quota)
             repo.add_tag(session, image_id, tag)
         repo.touch(session, image_id)
+    rt.notifier.image_event("image.update", image, tags=sorted({*image.tags, tag}), touched=True)
 
 
 def delete_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
@@ -388,6 +393,8 @@ def delete_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> Non
         if tag not in image.tags or not repo.remove_tag(session, image_id, tag):
             raise NotFound(f"Tag {tag} not found on image {image_id}")
         repo.touch(session, image_id)
+    rt.notifier.image_event("image.update", image, tags=sorted(set(image.tags) - {tag}),
+                            touched=True)
 
 
 def is_gone(image: ImageRecord) -> bool:

@@ -104,6 +104,8 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
             url = self_url(rt)
             if url:
                 repo.set_properties(session, image_id, {STAGE_HOST: url}, ())
+        rt.notifier.image_event("image.update", image, status="uploading", size=stream.size,
+                                touched=True)
     except BaseException as exc:
         _unstage(rt, image_id)
         if isinstance(exc, StoreFull):
@@ -268,9 +270,10 @@ def import_image(rt: Runtime, ctx: RequestContext, image_id: str, body: Any,
     if method == WEB_DOWNLOAD:
         _check_uri(rt, body["method"].get("uri"))
     _validation_data(body, method)
-    task_id = _start(rt, ctx, image, body, method, stores)
-    rt.runner.submit(task_id)
-    return ImportOutcome(task_id=task_id)
+    task = _start(rt, ctx, image, body, method, stores)
+    rt.notifier.task_started(task)
+    rt.runner.submit(task.id)
+    return ImportOutcome(task_id=task.id)
 
 
 def _lock_is_stale(rt: Runtime, session, image: ImageRecord) -> TaskRecord | None:  # noqa: ANN001
@@ -299,7 +302,7 @@ def _lock_is_stale(rt: Runtime, session, image: ImageRecord) -> TaskRecord | Non
 
 
 def _start(rt: Runtime, ctx: RequestContext, image: ImageRecord, body: dict[str, Any],
-           method: str, stores: list[str | None]) -> str:
+           method: str, stores: list[str | None]) -> TaskRecord:
     task_id = str(uuid.uuid4())
     with rt.db.write() as session, session.begin():
         current = repo.get_image(session, image.id)
@@ -324,7 +327,7 @@ def _start(rt: Runtime, ctx: RequestContext, image: ImageRecord, body: dict[str,
         if not tasks_repo.acquire_import_lock(session, image.id, task_id):
             raise Conflict(f"New operation on image '{image.id}' is not permitted as prior "
                            "operation is still in progress")
-        tasks_repo.create_task(session, {
+        task = tasks_repo.create_task(session, {
             "id": task_id, "type": "api_image_import", "status": "pending",
             "owner": ctx.owner, "image_id": image.id, "request_id": ctx.request_id,
             "user_id": ctx.user_id, "roles": ctx.roles,
@@ -345,4 +348,4 @@ def _start(rt: Runtime, ctx: RequestContext, image: ImageRecord, body: dict[str,
             raise Conflict(f"Image {image.id} changed status during the request; retry")
         if rt.conf.enabled_backends:
             update_store_lists(session, current, add_importing=stores, remove_failed=stores)
-    return task_id
+    return task

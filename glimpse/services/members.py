@@ -53,7 +53,9 @@ def add_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str) 
         count = repo.count_members(session, image_id)
         rules.check_quota("image members for this image", count + 1,
                           rt.conf.image_member_quota)
-        return repo.add_member(session, image_id, member_id)
+        member = repo.add_member(session, image_id, member_id)
+    rt.notifier.member_event("image.member.create", member)
+    return member
 
 
 def list_members(rt: Runtime, ctx: RequestContext, image_id: str) -> list[MemberRecord]:
@@ -96,6 +98,7 @@ def update_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: st
         repo.update_member_status(session, image_id, member_id, str(status))
         updated = repo.get_member(session, image_id, member_id)
     assert updated is not None
+    rt.notifier.member_event("image.member.update", updated)
     return updated
 
 
@@ -103,8 +106,9 @@ def delete_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: st
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         _require_shared(image.visibility, f"Not allowed to delete members for image {image_id}")
-        _lookup(session, ctx, image, member_id)
+        member = _lookup(session, ctx, image, member_id)
         enforce_on_image(rt, ctx, image, is_member, "delete_member")
         if not rules.can_change(ctx, image):
             raise Forbidden("Only the image owner may remove members.")
         repo.delete_member(session, image_id, member_id)
+    rt.notifier.member_event("image.member.delete", member)

@@ -245,9 +245,11 @@ def create_namespace(rt: Runtime, ctx: RequestContext, body: dict[str, Any],
                          f"metadef namespaces of project {values['owner']}")
             _add_contents(session, ns, body)
             _check_contents_limits(rt, session, ns)
-            return _full_doc(session, ns)
+            doc = _full_doc(session, ns)
     except IntegrityError:
         raise conflict from None
+    rt.notifier.metadef_namespace_created(doc)
+    return doc
 
 
 def update_namespace(rt: Runtime, ctx: RequestContext, name: str, body: dict[str, Any],
@@ -263,16 +265,20 @@ def update_namespace(rt: Runtime, ctx: RequestContext, name: str, body: dict[str
                     session, values["namespace"]) is not None:
                 raise conflict
             repo.update_namespace(session, ns, values)
-            return _full_doc(session, ns)
+            doc = _full_doc(session, ns)
     except IntegrityError:
         raise conflict from None
+    rt.notifier.metadef_event("metadef_namespace.update", doc["namespace"], doc, old_name=name)
+    return doc
 
 
 def delete_namespace(rt: Runtime, ctx: RequestContext, name: str) -> None:
     with rt.db.write() as session, session.begin():
         ns = _load(rt, session, ctx, name, "delete_metadef_namespace")
         _check_unprotected(ns)
+        doc = dom.namespace_doc(ns)
         repo.delete_namespace(session, ns)
+    rt.notifier.metadef_event("metadef_namespace.delete", name, doc)
 
 
 def delete_contents(rt: Runtime, ctx: RequestContext, name: str, kind: str) -> None:
@@ -285,6 +291,8 @@ def delete_contents(rt: Runtime, ctx: RequestContext, name: str, kind: str) -> N
             rt.policy.enforce(ctx, "delete_metadef_tags", metadef_target(ctx, _target(ns)))
         _check_unprotected(ns)
         repo.delete_children(session, ns.id, kind)
+        doc = dom.namespace_doc(ns)
+    rt.notifier.metadef_event(f"metadef_namespace.delete_{kind}", name, doc)
 
 
 # ---------------------------------------------------------------- objects
@@ -335,22 +343,38 @@ def _write_child(rt: Runtime, ctx: RequestContext, name: str, rule: str, kind: s
 def create_object(rt: Runtime, ctx: RequestContext, name: str, body: dict[str, Any],
                   ) -> dict[str, Any]:
     values = dom.object_values(body)
-    return dom.object_doc(_write_child(rt, ctx, name, "add_metadef_object", "objects",
-                                       body["name"], values))
+    doc = dom.object_doc(_write_child(rt, ctx, name, "add_metadef_object", "objects",
+                                      body["name"], values))
+    rt.notifier.metadef_event("metadef_object.create", name, doc)
+    return doc
 
 
 def update_object(rt: Runtime, ctx: RequestContext, name: str, obj: str,
                   body: dict[str, Any]) -> dict[str, Any]:
     values = dom.object_values(body)
-    return dom.object_doc(_write_child(rt, ctx, name, "modify_metadef_object", "objects",
-                                       body["name"], values, old_name=obj))
+    doc = dom.object_doc(_write_child(rt, ctx, name, "modify_metadef_object", "objects",
+                                      body["name"], values, old_name=obj))
+    rt.notifier.metadef_event("metadef_object.update", name, doc, old_name=obj)
+    return doc
 
 
 def _delete_child(rt: Runtime, ctx: RequestContext, name: str, rule: str, kind: str,
                   child: str) -> None:
+    render, event = _CHILD_EVENTS[kind]
     with rt.db.write() as session, session.begin():
         ns = _load(rt, session, ctx, name, rule)
-        repo.delete_child(session, _child(session, ns, kind, child))
+        row = _child(session, ns, kind, child)
+        doc = render(row)
+        repo.delete_child(session, row)
+    rt.notifier.metadef_event(f"{event}.delete", name, doc)
+
+
+# How a deleted child is described, and the group of its events.
+_CHILD_EVENTS = {
+    "objects": (dom.object_doc, "metadef_object"),
+    "properties": (dom.property_doc, "metadef_property"),
+    "tags": (dom.tag_doc, "metadef_tag"),
+}
 
 
 def delete_object(rt: Runtime, ctx: RequestContext, name: str, obj: str) -> None:
@@ -411,14 +435,18 @@ def create_property(rt: Runtime, ctx: RequestContext, name: str, body: dict[str,
                     ) -> dict[str, Any]:
     row = _write_child(rt, ctx, name, "add_metadef_property", "properties", body["name"],
                        _property_values(body))
-    return dom.property_doc(row)
+    doc = dom.property_doc(row)
+    rt.notifier.metadef_event("metadef_property.create", name, doc)
+    return doc
 
 
 def update_property(rt: Runtime, ctx: RequestContext, name: str, prop: str,
                     body: dict[str, Any]) -> dict[str, Any]:
     row = _write_child(rt, ctx, name, "modify_metadef_property", "properties",
                        body["name"], _property_values(body), old_name=prop)
-    return dom.property_doc(row)
+    doc = dom.property_doc(row)
+    rt.notifier.metadef_event("metadef_property.update", name, doc, old_name=prop)
+    return doc
 
 
 def delete_property(rt: Runtime, ctx: RequestContext, name: str, prop: str) -> None:
@@ -456,9 +484,11 @@ def create_association(rt: Runtime, ctx: RequestContext, name: str, body: dict[s
                 raise conflict
             row = repo.add_association(session, ns.id, rtype.id, body.get("prefix"),
                                        body.get("properties_target"))
-            return dom.association_doc(row, rt_name)
+            doc = dom.association_doc(row, rt_name)
     except IntegrityError:
         raise conflict from None
+    rt.notifier.metadef_event("metadef_resource_type.create", name, doc)
+    return doc
 
 
 def delete_association(rt: Runtime, ctx: RequestContext, name: str, rt_name: str) -> None:
@@ -469,7 +499,9 @@ def delete_association(rt: Runtime, ctx: RequestContext, name: str, rt_name: str
         if row is None:
             raise NotFound(f"The metadata definition resource-type association of "
                            f"resource-type={rt_name} to namespace={name}, was not found.")
+        doc = dom.association_doc(row, rt_name)
         repo.delete_association(session, row)
+    rt.notifier.metadef_event("metadef_resource_type.delete", name, doc)
 
 
 # ---------------------------------------------------------------- tags
@@ -488,8 +520,10 @@ def get_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> dict[str, 
 
 
 def create_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> dict[str, Any]:
-    return dom.tag_doc(_write_child(rt, ctx, name, "add_metadef_tag", "tags", tag,
-                                    {"name": tag}))
+    doc = dom.tag_doc(_write_child(rt, ctx, name, "add_metadef_tag", "tags", tag,
+                                   {"name": tag}))
+    rt.notifier.metadef_event("metadef_tag.create", name, doc)
+    return doc
 
 
 def create_tags(rt: Runtime, ctx: RequestContext, name: str, tags: list[str],
@@ -504,15 +538,18 @@ def create_tags(rt: Runtime, ctx: RequestContext, name: str, tags: list[str],
             ns = _load(rt, session, ctx, name, "add_metadef_tags")
             if not append:
                 repo.delete_children(session, ns.id, "tags")
+            added = []
             for tag in tags:
                 if append and repo.get_child(session, ns.id, "tags", tag) is not None:
                     raise _duplicate("tag", tag, name)
-                repo.add_child(session, ns.id, "tags", {"name": tag})
+                added.append(dom.tag_doc(repo.add_child(session, ns.id, "tags", {"name": tag})))
             _check_limit(_limits(rt.conf).tags_per_namespace,
                          repo.count_children(session, ns.id, "tags"),
                          f"metadef tags in namespace {name}")
     except IntegrityError:
         raise Conflict(f"A metadata tag already exists in namespace={name}.") from None
+    for doc in added:
+        rt.notifier.metadef_event("metadef_tag.create", name, doc)
     return [{"name": tag} for tag in tags]
 
 
@@ -527,8 +564,10 @@ def _first_duplicate(names: list[str]) -> str:
 
 def update_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str, new_name: str,
                ) -> dict[str, Any]:
-    return dom.tag_doc(_write_child(rt, ctx, name, "modify_metadef_tag", "tags", new_name,
-                                    {"name": new_name}, old_name=tag))
+    doc = dom.tag_doc(_write_child(rt, ctx, name, "modify_metadef_tag", "tags", new_name,
+                                   {"name": new_name}, old_name=tag))
+    rt.notifier.metadef_event("metadef_tag.update", name, doc, old_name=tag)
+    return doc
 
 
 def delete_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> None:

@@ -13,6 +13,7 @@ from glimpse import policy as policy_mod
 from glimpse.config import storage_quota
 from glimpse.db import engine as db_engine
 from glimpse.domain import property_protections as protections_mod
+from glimpse.notify import notifier as notifier_mod
 from glimpse.stores import registry as store_registry
 
 LOG = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class Runtime:
         default_factory=lambda: protections_mod.DISABLED)
     # glimpse.imports.tasks.TaskRunner: this worker's background import threads.
     runner: Any = None
+    # Called after a change commits; sends in the background (noop unless configured).
+    notifier: notifier_mod.Notifier = field(default_factory=notifier_mod.Notifier)
 
     @property
     def storage_quota(self) -> int:
@@ -36,6 +39,7 @@ class Runtime:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.shutdown()
+        self.notifier.close()
         self.db.dispose()
 
 
@@ -52,6 +56,7 @@ def build(conf: cfg.ConfigOpts, migrate: bool = False) -> Runtime:
         stores=store_registry.from_conf(conf),
         policy=policy,
         protections=protections,
+        notifier=notifier_mod.build(conf),
     )
     from glimpse.imports import tasks as tasks_mod  # imports use services: import late
 

@@ -73,11 +73,12 @@ def create_task(rt: Runtime, ctx: RequestContext, task_type: str, task_input: An
     task_id = str(uuid.uuid4())
     image_id = task_input.get("image_id") if isinstance(task_input, dict) else None
     with rt.db.write() as session, session.begin():
-        tasks_repo.create_task(session, {
+        created = tasks_repo.create_task(session, {
             "id": task_id, "type": task_type, "status": "pending", "owner": ctx.owner,
             "image_id": image_id if isinstance(image_id, str) else None,
             "request_id": ctx.request_id, "user_id": ctx.user_id, "roles": ctx.roles,
             "input": task_input, **rt.runner.task_values()})
+    rt.notifier.task_started(created)
     if task_type == LEGACY_TYPE:
         rt.runner.submit(task_id)
     else:
