@@ -115,6 +115,64 @@ _CHILDREN_OF_ONE = _children_of(lambda col: col == bindparam("id"))
 _CHILDREN_OF_MANY = _children_of(lambda col: col.in_(bindparam("ids", expanding=True)))
 
 
+def _aggregates(dialect: str, image_id: Any) -> list[Any]:
+    """Properties, tags and active locations of the image whose id is
+    ``image_id`` (a column of the enclosing query), as three JSON arrays: on
+    PostgreSQL and MariaDB the image row and its children come back in one
+    statement, so one round trip (and one consistent snapshot) per image or page."""
+    agg, arr = ((func.json_agg, func.json_build_array) if dialect == "postgresql"
+                else (func.json_arrayagg, func.json_array))
+    return [
+        select(agg(arr(_PROPS.c.name, _PROPS.c.value)))
+        .where(_PROPS.c.image_id == image_id).scalar_subquery().label("agg_props"),
+        select(agg(_TAGS.c.value)).where(_TAGS.c.image_id == image_id)
+        .scalar_subquery().label("agg_tags"),
+        select(agg(arr(_LOCS.c.id, _LOCS.c.value, _LOCS.c.meta_data)))
+        .where(_LOCS.c.image_id == image_id, _LOCS.c.status == "active")
+        .scalar_subquery().label("agg_locs"),
+    ]
+
+
+def _json(value: Any) -> list:
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _record_from_aggregated(row: Any, with_locations: bool = True) -> ImageRecord:
+    """An ImageRecord from a row of IMAGE_COLUMNS followed by ``_aggregates``."""
+    n = len(IMAGE_COLUMNS)
+    props, tags, locs = (_json(v) for v in row[n:n + 3])
+    locations = [{"id": i, "url": url, "metadata": json.loads(meta or "{}"), "status": "active"}
+                 for i, url, meta in sorted(locs, key=lambda loc: loc[0])] if with_locations else []
+    return ImageRecord(*row[:n], properties=dict(props), tags=sorted(tags), locations=locations)
+
+
+_AGG_BY_ID: dict[tuple[str, bool, bool, bool], Any] = {}
+
+
+def _aggregated_by_id(dialect: str, include_deleted: bool, for_update: bool,
+                      member: bool) -> Any:
+    """One image, its children and (with ``member``) whether project
+    ``:member`` is a member of it, in one statement (built once per shape)."""
+    key = (dialect, include_deleted, for_update, member)
+    stmt = _AGG_BY_ID.get(key)
+    if stmt is None:
+        cols = [*_IMAGE_COLS, *_aggregates(dialect, _IMAGES.c.id)]
+        if member:
+            cols.append(exists().where(_MEMBERS.c.image_id == _IMAGES.c.id,
+                                       _MEMBERS.c.member == bindparam("member"))
+                        .label("is_member"))
+        stmt = select(*cols).where(_IMAGES.c.id == bindparam("id"))
+        if not include_deleted:
+            stmt = stmt.where(_IMAGES.c.deleted == false())
+        if for_update:
+            stmt = stmt.with_for_update(of=_IMAGES) if dialect == "postgresql" \
+                else stmt.with_for_update()
+        _AGG_BY_ID[key] = stmt
+    return stmt
+
+
 # Read paths take a Session or, cheaper, a Connection (Database.reading()).
 Reader = Session | Connection
 
@@ -188,13 +246,40 @@ def get_image(session: Reader, image_id: str, *, with_locations: bool = True,
     ``for_update`` locks the row until the transaction ends (PostgreSQL and
     MariaDB; SQLite's write transactions are already exclusive), so concurrent
     read-modify-write changes of one image run one after the other."""
+    return find_image(session, image_id, with_locations=with_locations,
+                      include_deleted=include_deleted, for_update=for_update)[0]
+
+
+def find_image(session: Reader, image_id: str, member: str | None = None, *,
+               with_locations: bool = True, include_deleted: bool = False,
+               for_update: bool = False) -> tuple[ImageRecord | None, bool]:
+    """``get_image``, and whether project ``member`` is a consumer of the image:
+    it is shared, owned by another project, and has a membership of ``member``
+    (any status). On PostgreSQL and MariaDB that is one statement; on SQLite,
+    where a statement costs microseconds, two (three to look up a membership)."""
+    conn = _conn(session)
+    dialect = conn.dialect.name
+    if dialect != "sqlite":
+        params = {"id": image_id} if member is None else {"id": image_id, "member": member}
+        row = conn.execute(_aggregated_by_id(dialect, include_deleted, for_update,
+                                             member is not None), params).first()
+        if row is None:
+            return None, False
+        image = _record_from_aggregated(row, with_locations)
+        return image, bool(member is not None and row[-1] and _consumer(image, member))
     stmt = _BY_ID_ANY if include_deleted else (_BY_ID_FOR_UPDATE if for_update else _BY_ID)
-    row = _conn(session).execute(stmt, {"id": image_id}).first()
+    row = conn.execute(stmt, {"id": image_id}).first()
     if row is None:
-        return None
+        return None, False
     props, tags, locs = _children(session, [image_id], with_locations)
-    return _record_from_row(row, props.get(image_id), tags.get(image_id),
-                            locs.get(image_id))
+    image = _record_from_row(row, props.get(image_id), tags.get(image_id), locs.get(image_id))
+    is_member = (member is not None and _consumer(image, member)
+                 and get_member(session, image_id, member) is not None)
+    return image, is_member
+
+
+def _consumer(image: ImageRecord, project: str) -> bool:
+    return image.visibility == "shared" and image.owner != project
 
 
 def update_image(session: Session, image_id: str, values: dict[str, Any],
@@ -437,8 +522,8 @@ def _marker_row(session: Reader, ctx: RequestContext, marker_id: str) -> Any:
     return row
 
 
-def _sort_expr(key: str) -> ColumnElement[Any]:
-    col = getattr(Image, key)
+def _sort_expr(key: str, columns: Any = None) -> ColumnElement[Any]:
+    col = getattr(Image, key) if columns is None else columns[key]
     if key in _NULL_SENTINEL:
         return func.coalesce(col, literal(_NULL_SENTINEL[key]))
     return col
@@ -475,7 +560,17 @@ def list_images(session: Reader, ctx: RequestContext, q: ListQuery) -> list[Imag
         stmt = stmt.where(_after_marker(_marker_row(session, ctx, q.marker), sort))
     order = [(_sort_expr(k).desc() if d == "desc" else _sort_expr(k).asc()) for k, d in sort]
     stmt = stmt.with_only_columns(*_IMAGE_COLS).order_by(*order).limit(q.limit)
-    rows = _conn(session).execute(stmt).all()
+    conn = _conn(session)
+    if conn.dialect.name != "sqlite":
+        # The page, then its children aggregated per row of the page only.
+        page = stmt.subquery("page")
+        outer = select(*(page.c[c] for c in IMAGE_COLUMNS),
+                       *_aggregates(conn.dialect.name, page.c.id))
+        outer = outer.order_by(*(
+            _sort_expr(k, page.c).desc() if d == "desc" else _sort_expr(k, page.c).asc()
+            for k, d in sort))
+        return [_record_from_aggregated(r) for r in conn.execute(outer)]
+    rows = conn.execute(stmt).all()
     ids = [r.id for r in rows]
     props, tags, locs = _children(session, ids)
     return [_record_from_row(r, props.get(r.id), tags.get(r.id), locs.get(r.id))

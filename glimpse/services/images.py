@@ -40,13 +40,11 @@ def load_visible(rt: Runtime, session: repo.Reader, ctx: RequestContext, image_i
     # character would make PostgreSQL fail the query instead of finding nothing).
     if len(image_id) > MAX_ID_LENGTH or "\x00" in image_id:
         raise NotFound(f"No image found with ID {image_id}")
-    image = repo.get_image(session, image_id, for_update=for_update)
+    image, member = repo.find_image(session, image_id, ctx.project_id, for_update=for_update)
     # MariaDB compares strings case- and trailing-space-insensitively; ids are exact.
     if image is None or image.id != image_id:
         raise NotFound(f"No image found with ID {image_id}")
-    is_member = False
-    if ctx.project_id and image.owner != ctx.project_id and image.visibility == "shared":
-        is_member = repo.get_member(session, image_id, ctx.project_id) is not None
+    is_member = member
     if not rules.can_view(ctx, image, is_member):
         raise NotFound(f"No image found with ID {image_id}")
     return image, is_member
