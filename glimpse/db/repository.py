@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -218,7 +218,7 @@ def create_image(session: Session, values: dict[str, Any], properties: dict[str,
     try:
         conn.execute(_INSERT_IMAGE, [row])
     except IntegrityError:
-        raise Conflict(f"An image with identifier {values['id']} already exists") from None
+        raise Conflict(f"Image ID {values['id']} already exists!") from None
     image_id = values["id"]
     if properties:
         conn.execute(_INSERT_PROPERTY, [
@@ -316,13 +316,58 @@ def touch(session: Session, image_id: str) -> None:
 
 def set_properties(session: Session, image_id: str, to_set: dict[str, str],
                    to_remove: Iterable[str]) -> None:
-    remove = set(to_remove) | set(to_set)
+    """Remove ``to_remove`` and set ``to_set`` (insert or overwrite): one
+    statement each, none when there is nothing to do."""
+    conn = _conn(session)
+    remove = set(to_remove) - set(to_set)
     if remove:
-        _conn(session).execute(delete(ImageProperty).where(
+        conn.execute(delete(ImageProperty).where(
             ImageProperty.image_id == image_id, ImageProperty.name.in_(remove)))
     if to_set:
-        _conn(session).execute(insert(ImageProperty), [
+        conn.execute(_upsert_property(conn.dialect.name), [
             {"image_id": image_id, "name": k, "value": v} for k, v in to_set.items()])
+
+
+_UPSERT_PROPERTY: dict[str, Any] = {}
+
+
+def _upsert_property(dialect: str) -> Any:
+    stmt = _UPSERT_PROPERTY.get(dialect)
+    if stmt is None:
+        if dialect in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+            ins = mysql_insert(_PROPS)
+            stmt = ins.on_duplicate_key_update(value=ins.inserted.value)
+        else:
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as upsert_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as upsert_insert
+            ins = upsert_insert(_PROPS)
+            stmt = ins.on_conflict_do_update(index_elements=[_PROPS.c.image_id, _PROPS.c.name],
+                                             set_={"value": ins.excluded.value})
+        _UPSERT_PROPERTY[dialect] = stmt
+    return stmt
+
+
+def patch_image(session: Session, image: ImageRecord, core: dict[str, Any],
+                properties: dict[str, str], tags: Iterable[str]) -> ImageRecord | None:
+    """Write a PATCH's outcome over ``image`` as read in this transaction (with
+    its row locked) and return the image as now stored, without reading it back;
+    None if the image went away."""
+    now = utcnow()
+    stmt = (update(_IMAGES).where(_IMAGES.c.id == image.id, _IMAGES.c.deleted == false())
+            .values(**core, updated_at=now))
+    if _conn(session).execute(stmt).rowcount != 1:
+        return None
+    removed = set(image.properties) - set(properties)
+    to_set = {k: v for k, v in properties.items() if image.properties.get(k) != v}
+    set_properties(session, image.id, to_set, removed)
+    tag_list = sorted(set(tags))
+    if tag_list != sorted(image.tags):
+        replace_tags(session, image.id, tag_list)
+    return replace(image, **core, updated_at=now, properties=dict(properties), tags=tag_list)
 
 
 def replace_tags(session: Session, image_id: str, tags: Iterable[str]) -> None:
@@ -334,9 +379,31 @@ def replace_tags(session: Session, image_id: str, tags: Iterable[str]) -> None:
 
 
 def add_tag(session: Session, image_id: str, tag: str) -> None:
-    if session.get(ImageTag, (image_id, tag)) is None:
-        session.add(ImageTag(image_id=image_id, value=tag))
-        session.flush()
+    """Add a tag unless the image has it: one statement, whatever a concurrent
+    request did meanwhile."""
+    conn = _conn(session)
+    conn.execute(_insert_tag_if_absent(conn.dialect.name), {"image_id": image_id, "value": tag})
+
+
+_INSERT_TAG_IF_ABSENT: dict[str, Any] = {}
+
+
+def _insert_tag_if_absent(dialect: str) -> Any:
+    stmt = _INSERT_TAG_IF_ABSENT.get(dialect)
+    if stmt is None:
+        if dialect in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+            ins = mysql_insert(_TAGS)
+            stmt = ins.on_duplicate_key_update(value=ins.inserted.value)
+        else:
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as upsert_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as upsert_insert
+            stmt = upsert_insert(_TAGS).on_conflict_do_nothing()
+        _INSERT_TAG_IF_ABSENT[dialect] = stmt
+    return stmt
 
 
 def remove_tag(session: Session, image_id: str, tag: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
+from glimpse.db.retry import retry_on_conflict
 from glimpse.domain import images as rules
 from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import GONE, Event, transition
@@ -124,8 +125,7 @@ def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> Image
         "min_disk": core.get("min_disk") or 0, "min_ram": core.get("min_ram") or 0,
     }
     with rt.db.write() as session, session.begin():
-        if repo.image_exists_any(session, image_id):
-            raise Conflict(f"Image ID {image_id} already exists!")
+        # Ids are never reused: the insert fails (409) on any row, deleted or not.
         image = repo.create_image(session, values, props, tags)
     return readable(rt, ctx, image)
 
@@ -199,6 +199,7 @@ class Change:
 _BASE_ATTRIBUTES = rules.SETTABLE_CORE | {"tags"}
 
 
+@retry_on_conflict
 def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
                  changes: list[Change]) -> ImageRecord:
     with rt.db.write() as session, session.begin():
@@ -240,13 +241,7 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
             rules.check_quota("image properties", len(props), rt.conf.image_property_quota)
         if len(set(tags)) > len(set(image.tags)):
             rules.check_quota("image tags", len(set(tags)), rt.conf.image_tag_quota)
-        removed = set(image.properties) - set(props)
-        to_set = {k: v for k, v in props.items() if image.properties.get(k) != v}
-        repo.update_image(session, image_id, core)
-        repo.set_properties(session, image_id, to_set, removed)
-        if sorted(set(tags)) != sorted(image.tags):
-            repo.replace_tags(session, image_id, tags)
-        updated = repo.get_image(session, image_id)
+        updated = repo.patch_image(session, image, core, props, tags)
     if updated is None:
         raise NotFound(f"No image found with ID {image_id}")
     return readable(rt, ctx, updated)
@@ -350,6 +345,7 @@ def reactivate(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
     _set_active_flag(rt, ctx, image_id, Event.REACTIVATE, "reactivate")
 
 
+@retry_on_conflict
 def _set_active_flag(rt: Runtime, ctx: RequestContext, image_id: str, event: Event,
                      rule: str) -> None:
     with rt.db.write() as session, session.begin():
@@ -366,6 +362,7 @@ def _set_active_flag(rt: Runtime, ctx: RequestContext, image_id: str, event: Eve
 # ---------------------------------------------------------------- tags
 
 
+@retry_on_conflict
 def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
     if len(tag) > MAX_NAME_LENGTH:
         raise BadRequest("Tag value is too long (maximum 255 characters).")
@@ -379,6 +376,7 @@ def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
         repo.touch(session, image_id)
 
 
+@retry_on_conflict
 def delete_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
