@@ -355,19 +355,83 @@ def patch_image(session: Session, image: ImageRecord, core: dict[str, Any],
                 properties: dict[str, str], tags: Iterable[str]) -> ImageRecord | None:
     """Write a PATCH's outcome over ``image`` as read in this transaction (with
     its row locked) and return the image as now stored, without reading it back;
-    None if the image went away."""
+    None if the image went away. Only what changed is written: on PostgreSQL in
+    one statement (data-modifying CTEs), elsewhere one statement per kind of change."""
     now = utcnow()
-    stmt = (update(_IMAGES).where(_IMAGES.c.id == image.id, _IMAGES.c.deleted == false())
-            .values(**core, updated_at=now))
-    if _conn(session).execute(stmt).rowcount != 1:
-        return None
-    removed = set(image.properties) - set(properties)
-    to_set = {k: v for k, v in properties.items() if image.properties.get(k) != v}
-    set_properties(session, image.id, to_set, removed)
-    tag_list = sorted(set(tags))
-    if tag_list != sorted(image.tags):
-        replace_tags(session, image.id, tag_list)
-    return replace(image, **core, updated_at=now, properties=dict(properties), tags=tag_list)
+    change = _PatchChange(image, properties, sorted(set(tags)))
+    conn = _conn(session)
+    image_update = (update(_IMAGES).where(_IMAGES.c.id == image.id, _IMAGES.c.deleted == false())
+                    .values(**core, updated_at=now))
+    if conn.dialect.name == "postgresql":
+        if conn.execute(_patch_in_one_statement(image_update, change)).scalar() != 1:
+            return None
+    else:
+        if conn.execute(image_update).rowcount != 1:
+            return None
+        set_properties(session, image.id, change.props_to_set, change.props_removed)
+        if change.tags_removed:
+            conn.execute(delete(_TAGS).where(_TAGS.c.image_id == image.id,
+                                             _TAGS.c.value.in_(change.tags_removed)))
+        if change.tags_added:
+            conn.execute(_insert_tag_if_absent(conn.dialect.name),
+                         [{"image_id": image.id, "value": t} for t in change.tags_added])
+    return replace(image, **core, updated_at=now, properties=dict(properties),
+                   tags=change.tags)
+
+
+@dataclass
+class _PatchChange:
+    """What a PATCH changes in an image's properties and tags."""
+
+    props_to_set: dict[str, str]
+    props_removed: list[str]
+    tags: list[str]
+    tags_added: list[str]
+    tags_removed: list[str]
+
+    def __init__(self, image: ImageRecord, properties: dict[str, str], tags: list[str]):
+        self.props_to_set = {k: v for k, v in properties.items()
+                             if image.properties.get(k) != v}
+        self.props_removed = sorted(set(image.properties) - set(properties))
+        self.tags = tags
+        self.tags_added = sorted(set(tags) - set(image.tags))
+        self.tags_removed = sorted(set(image.tags) - set(tags))
+
+
+def _patch_in_one_statement(image_update: Any, change: _PatchChange) -> Any:
+    """PostgreSQL: the image update and every child change as CTEs of one
+    statement, which returns how many image rows were updated (the children
+    are changed only if that is 1). The CTEs touch disjoint rows."""
+    from sqlalchemy import column, values
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    updated = image_update.returning(_IMAGES.c.id).cte("updated_image")
+    target = select(updated.c.id)
+    ctes = []
+    if change.props_removed:
+        ctes.append(delete(_PROPS).where(_PROPS.c.image_id.in_(target),
+                                         _PROPS.c.name.in_(change.props_removed))
+                    .returning(_PROPS.c.name).cte("removed_props"))
+    if change.props_to_set:
+        rows = values(column("name", String), column("value", Text), name="new_props").data(
+            list(change.props_to_set.items()))
+        ins = pg_insert(_PROPS).from_select(
+            ["image_id", "name", "value"],
+            select(updated.c.id, rows.c.name, rows.c.value).select_from(updated.join(rows, true())))
+        ctes.append(ins.on_conflict_do_update(index_elements=[_PROPS.c.image_id, _PROPS.c.name],
+                                              set_={"value": ins.excluded.value})
+                    .returning(_PROPS.c.name).cte("set_props"))
+    if change.tags_removed:
+        ctes.append(delete(_TAGS).where(_TAGS.c.image_id.in_(target),
+                                        _TAGS.c.value.in_(change.tags_removed))
+                    .returning(_TAGS.c.value).cte("removed_tags"))
+    if change.tags_added:
+        rows = values(column("value", String), name="new_tags").data(
+            [(t,) for t in change.tags_added])
+        pairs = select(updated.c.id, rows.c.value).select_from(updated.join(rows, true()))
+        ctes.append(pg_insert(_TAGS).from_select(["image_id", "value"], pairs)
+                    .on_conflict_do_nothing().returning(_TAGS.c.value).cte("added_tags"))
+    return select(func.count()).select_from(updated).add_cte(*ctes)
 
 
 def replace_tags(session: Session, image_id: str, tags: Iterable[str]) -> None:
