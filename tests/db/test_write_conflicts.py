@@ -169,3 +169,18 @@ def _deadlock(url: str, kind: str) -> None:
     engine.dispose()
     assert len(errors) == 1, errors
     raise errors[0]
+
+
+def test_create_with_children_refuses_a_used_id(rt) -> None:  # noqa: ANN001
+    """Creating relies on the primary key, on every database and however the
+    insert is written (one statement on PostgreSQL): a used id is a 409 and
+    leaves the stored image as it was."""
+    from glimpse.errors import Conflict
+
+    image_id = _image(rt, tags=["first"])
+    doc = {"id": image_id, "name": "again", "other": "x", "tags": ["second"]}
+    with pytest.raises(Conflict, match=f"Image ID {image_id} already exists"):
+        image_svc.create_image(rt, OWNER, doc)
+    stored = image_svc.get_image(rt, OWNER, image_id)
+    assert (stored.name, stored.properties, stored.tags) == ("conflict", {"keep": "me"},
+                                                              ["first"])
