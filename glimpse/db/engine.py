@@ -134,8 +134,10 @@ def _ping_when_idle(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_conn)
         except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
             raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
-        # On a transactional psycopg connection the ping began a transaction;
-        # the request's statements simply run in it.
+        # On a transactional psycopg connection the ping began a transaction:
+        # the request's statements run in it, and if none comes the reset on
+        # return ends it.
+        record.info["in_transaction"] = True
 
 
 class Database:
