@@ -19,6 +19,7 @@ from sqlalchemy import event
 from glimpse.api.app import create_app
 from glimpse.services import runtime as runtime_mod
 from tests.conftest import as_project, make_conf
+from tests.db.wire import server_backends
 
 OWNER = as_project("pool-project")
 
@@ -48,7 +49,7 @@ class InUse:
             self.opened += 1
 
 
-@pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("db_url", server_backends(), indirect=True)
 def test_concurrent_requests_never_outnumber_the_pool(tmp_path: Path, db_url: str) -> None:
     conf = make_conf(tmp_path, db_url, **{"database.max_pool_size": 2})
     rt = runtime_mod.build(conf, migrate=True)

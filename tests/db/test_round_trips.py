@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from glimpse.api.app import create_app
 from glimpse.services import runtime as runtime_mod
 from tests.conftest import as_project, make_conf
-from tests.db.wire import StatementLog, WireCounter
+from tests.db.wire import StatementLog, WireCounter, server_backends
 
 OWNER = as_project("owner-project")
 
@@ -198,7 +198,7 @@ def test_round_trips_pinned(harness: Harness, calls: dict[str, Any], call: str) 
         f"{call} on {harness.kind}: {count} round trips (pinned at {limit}); sent: {entries}")
 
 
-SERVERS = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+SERVERS = pytest.mark.parametrize("db_url", server_backends(), indirect=True)
 
 
 @SERVERS

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from glimpse.api.app import create_app
 from glimpse.services import runtime as runtime_mod
 from tests.conftest import IN_CI, as_project, make_conf
+from tests.db.wire import server_backends
 
 SOCKETS = {
     "postgresql": os.environ.get("GLIMPSE_TEST_PG_SOCKET_DIR", "/var/run/postgresql"),
@@ -43,7 +44,7 @@ def _socket_url(db_url: str) -> str:
     return f"{scheme}://{user}@localhost/{url.database}?unix_socket={where}&charset=utf8mb4"
 
 
-@pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("db_url", server_backends(), indirect=True)
 def test_socket_url_serves_requests(tmp_path: Path, db_url: str) -> None:
     socket_url = _socket_url(db_url)
     conf = make_conf(tmp_path, socket_url)

@@ -26,6 +26,7 @@ from glimpse.services import members as member_svc
 from glimpse.services import runtime as runtime_mod
 from glimpse.services.images import Change
 from tests.conftest import make_conf
+from tests.db.wire import server_backends
 
 OWNER = RequestContext(user_id="u", project_id="owner", roles=("member", "reader"))
 
@@ -55,7 +56,7 @@ def _waiting_for_lock(admin, kind: str) -> bool:  # noqa: ANN001
 
 
 # SQLite has one writer at a time: no lock cycle can form there.
-SERVERS = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+SERVERS = pytest.mark.parametrize("db_url", server_backends(), indirect=True)
 
 
 @SERVERS

@@ -110,3 +110,11 @@ class StatementLog:
     @property
     def statements(self) -> int:
         return sum(1 for e in self.entries if e not in ("BEGIN", "COMMIT", "ROLLBACK"))
+
+
+def server_backends() -> list[str]:
+    """The server databases this run tests (GLIMPSE_TEST_DBS), for tests that
+    need a lock cycle, a socket or a wire: SQLite has none of them."""
+    from tests.conftest import BACKENDS
+
+    return [b for b in BACKENDS if b != "sqlite"]
