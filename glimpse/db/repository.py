@@ -148,6 +148,16 @@ def _record_from_aggregated(row: Any, with_locations: bool = True) -> ImageRecor
     return ImageRecord(*row[:n], properties=dict(props), tags=sorted(tags), locations=locations)
 
 
+_PAGE_AGGREGATES: dict[str, list[Any]] = {}
+
+
+def _page_aggregates(dialect: str) -> list[Any]:
+    aggs = _PAGE_AGGREGATES.get(dialect)
+    if aggs is None:
+        aggs = _PAGE_AGGREGATES[dialect] = _aggregates(dialect, _IMAGES.c.id)
+    return aggs
+
+
 _AGG_BY_ID: dict[tuple[str, bool, bool, bool], Any] = {}
 
 
@@ -721,14 +731,20 @@ def list_images(session: Reader, ctx: RequestContext, q: ListQuery) -> list[Imag
     stmt = stmt.with_only_columns(*_IMAGE_COLS).order_by(*order).limit(q.limit)
     conn = _conn(session)
     if conn.dialect.name != "sqlite":
-        # The page, then its children aggregated per row of the page only.
-        page = stmt.subquery("page")
-        outer = select(*(page.c[c] for c in IMAGE_COLUMNS),
-                       *_aggregates(conn.dialect.name, page.c.id))
-        outer = outer.order_by(*(
-            _sort_expr(k, page.c).desc() if d == "desc" else _sort_expr(k, page.c).asc()
-            for k, d in sort))
-        return [_record_from_aggregated(r) for r in conn.execute(outer)]
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            # The children as correlated subqueries of the page's select list:
+            # PostgreSQL evaluates them after the sort, for the rows kept only.
+            page = stmt.add_columns(*_page_aggregates(dialect))
+        else:
+            # MariaDB would evaluate them for every candidate row before a
+            # filesort; over a derived table of the page they run per page row.
+            inner = stmt.subquery("page")
+            page = select(*(inner.c[c] for c in IMAGE_COLUMNS),
+                          *_aggregates(dialect, inner.c.id)).order_by(*(
+                              _sort_expr(k, inner.c).desc() if d == "desc"
+                              else _sort_expr(k, inner.c).asc() for k, d in sort))
+        return [_record_from_aggregated(r) for r in conn.execute(page)]
     rows = conn.execute(stmt).all()
     ids = [r.id for r in rows]
     props, tags, locs = _children(session, ids)
