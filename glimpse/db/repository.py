@@ -228,45 +228,17 @@ def create_image(session: Session, values: dict[str, Any], properties: dict[str,
     image_id = values["id"]
     tag_list = sorted(set(tags))
     try:
-        if conn.dialect.name == "postgresql" and (properties or tag_list):
-            conn.execute(_create_in_one_statement(row, properties, tag_list))
-        else:
-            conn.execute(_INSERT_IMAGE, [row])
-            if properties:
-                conn.execute(_INSERT_PROPERTY, [
-                    {"image_id": image_id, "name": k, "value": v}
-                    for k, v in properties.items()])
-            if tag_list:
-                conn.execute(_INSERT_TAG, [{"image_id": image_id, "value": t} for t in tag_list])
+        conn.execute(_INSERT_IMAGE, [row])
+        if properties:
+            conn.execute(_INSERT_PROPERTY, [
+                {"image_id": image_id, "name": k, "value": v} for k, v in properties.items()])
+        if tag_list:
+            conn.execute(_INSERT_TAG, [{"image_id": image_id, "value": t} for t in tag_list])
     except IntegrityError:
         raise Conflict(f"Image ID {image_id} already exists!") from None
     stored = {c.name: row.get(c.name, c.default.arg if c.default is not None else None)
               for c in _IMAGE_COLS}
     return ImageRecord(**stored, properties=dict(properties), tags=tag_list)
-
-
-def _create_in_one_statement(row: dict[str, Any], properties: dict[str, str],
-                             tags: list[str]) -> Any:
-    """PostgreSQL: the image, its properties and its tags inserted by one
-    statement (data-modifying CTEs feeding on the new image's id)."""
-    from sqlalchemy import column, values
-
-    image = insert(_IMAGES).values(**row).returning(_IMAGES.c.id).cte("new_image")
-    ctes = []
-    if properties:
-        rows = values(column("name", String), column("value", Text), name="new_props").data(
-            list(properties.items()))
-        ctes.append(insert(_PROPS).from_select(
-            ["image_id", "name", "value"],
-            select(image.c.id, rows.c.name, rows.c.value).select_from(image.join(rows, true())))
-            .returning(_PROPS.c.name).cte("new_props_rows"))
-    if tags:
-        rows = values(column("value", String), name="new_tags").data([(t,) for t in tags])
-        ctes.append(insert(_TAGS).from_select(
-            ["image_id", "value"],
-            select(image.c.id, rows.c.value).select_from(image.join(rows, true())))
-            .returning(_TAGS.c.value).cte("new_tags_rows"))
-    return select(func.count()).select_from(image).add_cte(*ctes)
 
 
 _EXISTS_ANY = select(_IMAGES.c.id).where(_IMAGES.c.id == bindparam("id"))

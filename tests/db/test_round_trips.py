@@ -42,7 +42,7 @@ PINS: dict[str, dict[str, int]] = {
     "list_tag": {"postgresql": 1, "mysql": 1, "sqlite": 4},
     "patch": {"postgresql": 4, "mysql": 4, "sqlite": 6},
     "patch_tags": {"postgresql": 4, "mysql": 6, "sqlite": 8},
-    "create": {"postgresql": 3, "mysql": 4, "sqlite": 5},
+    "create": {"postgresql": 5, "mysql": 4, "sqlite": 5},
     "member_add": {"postgresql": 5, "mysql": 4, "sqlite": 6},
     "tag_add": {"postgresql": 5, "mysql": 4, "sqlite": 6},
 }
