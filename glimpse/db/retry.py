@@ -80,3 +80,24 @@ def retry_on_conflict(fn: Callable[P, T]) -> Callable[P, T]:
         raise AssertionError("unreachable")
 
     return run
+
+
+def retry_read_on_disconnect(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run a read-only use case once more when its connection turned out to be
+    dead (the server restarted, a proxy dropped it). SQLAlchemy has then
+    discarded that connection and every other one of the pool, so the second
+    attempt connects afresh. Connections are not pinged before each use; this
+    is what keeps a database restart invisible to reads."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            LOG.info("%s lost its database connection, retrying once: %s",
+                     fn.__qualname__, exc.orig)
+            return fn(*args, **kwargs)
+
+    return run

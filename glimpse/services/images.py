@@ -13,7 +13,7 @@ from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
-from glimpse.db.retry import retry_on_conflict
+from glimpse.db.retry import retry_on_conflict, retry_read_on_disconnect
 from glimpse.domain import images as rules
 from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import GONE, Event, transition
@@ -130,6 +130,7 @@ def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> Image
     return readable(rt, ctx, image)
 
 
+@retry_read_on_disconnect
 def get_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
     with rt.db.reading() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
@@ -168,6 +169,7 @@ class ListRequest:
     query: repo.ListQuery
 
 
+@retry_read_on_disconnect
 def list_images(rt: Runtime, ctx: RequestContext, query: repo.ListQuery) -> list[ImageRecord]:
     rt.policy.enforce(ctx, "get_images", {"project_id": ctx.project_id,
                                           "owner": ctx.project_id})

@@ -226,13 +226,33 @@ def test_idle_connection_is_pinged_and_replaced(harness: Harness, calls: dict[st
                                                 db_url: str, monkeypatch) -> None:  # noqa: ANN001
     """Connections in use are never pinged; one idle past the limit is, and
     when the server has dropped it the request gets a new connection."""
-    from sqlalchemy import create_engine, text
-
     from glimpse.db import engine as engine_mod
 
     assert harness.measure(calls["get"])[1] == 1
     monkeypatch.setattr(engine_mod, "IDLE_PING_SECONDS", 0.0)
     assert harness.measure(calls["get"])[1] == 2  # the ping, then the read
+    assert _drop_connections(harness, db_url) >= 1
+    for name in ("get", "list", "patch", "tag_add"):
+        calls[name]()  # each asserts its own success
+
+
+@SERVERS
+def test_read_survives_a_dropped_connection(harness: Harness, calls: dict[str, Any],
+                                            db_url: str) -> None:
+    """Without a ping (the connection was in use a moment ago), a read whose
+    connection the server dropped runs again on a new one: no error reaches
+    the client."""
+    assert harness.measure(calls["get"])[1] == 1  # no ping
+    assert _drop_connections(harness, db_url) >= 1
+    calls["get"]()
+    assert _drop_connections(harness, db_url) >= 1
+    calls["list"]()
+
+
+def _drop_connections(harness: Harness, db_url: str) -> int:
+    """The server closes every connection to the test database but ours."""
+    from sqlalchemy import create_engine, text
+
     admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         if harness.kind == "postgresql":
@@ -247,6 +267,4 @@ def test_idle_connection_is_pinged_and_replaced(harness: Harness, calls: dict[st
                 conn.execute(text(f"KILL {int(pid)}"))
             killed = len(ids)
     admin.dispose()
-    assert killed >= 1
-    for name in ("get", "list", "patch", "tag_add"):
-        calls[name]()  # each asserts its own success
+    return killed
