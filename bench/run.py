@@ -341,8 +341,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="small sizes (about 1-2 min a server)")
     ap.add_argument("--glance", action="store_true",
                     help="also start real Glance (start_glance.sh; GLANCE_VENV, GLANCE_START)")
-    ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
-                    help="Glimpse's database (PostgreSQL: a fresh database, $BENCH_PG_URL)")
+    ap.add_argument("--db", choices=("sqlite", "postgresql", "mariadb"), default="sqlite",
+                    help="the database: a fresh one on the PostgreSQL ($BENCH_PG_URL) or "
+                    "MariaDB ($BENCH_MYSQL_URL) server, for Glimpse and (with --glance) "
+                    "another for Glance on the same server")
     ap.add_argument("--rounds", type=int, default=1, help="rounds of every section (default 1)")
     ap.add_argument("--sections", default=",".join(ALL_SECTIONS),
                     help=f"comma-separated subset of {','.join(ALL_SECTIONS)}")
@@ -398,7 +400,7 @@ def _start_servers(args: argparse.Namespace, stack: contextlib.ExitStack, workdi
         info["glimpse"] = glimpse.info
         targets.append(Target("glimpse", glimpse.endpoint, glimpse.headers, glimpse.pids))
     if args.glance:
-        glance = _start_glance(workdir, notes)
+        glance = _start_glance(workdir, notes, args.db)
         if glance is not None:
             stack.enter_context(glance)
             info["glance"] = glance.info
@@ -406,11 +408,11 @@ def _start_servers(args: argparse.Namespace, stack: contextlib.ExitStack, workdi
     return targets, glimpse
 
 
-def _start_glance(workdir: str, notes: list[str]) -> servers.GlanceServer | None:
+def _start_glance(workdir: str, notes: list[str], db: str) -> servers.GlanceServer | None:
     venv = os.environ.get("GLANCE_VENV") or os.path.join(workdir, "glance-venv")
     _say(f"starting Glance (venv {venv}; created first if missing, which takes a while) ...")
     try:
-        return servers.start_glance(os.path.join(workdir, "glance"), venv=venv)
+        return servers.start_glance(os.path.join(workdir, "glance"), venv=venv, db=db)
     except servers.GlanceUnavailable as exc:
         notes.append(f"Glance skipped: {exc}")
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:

@@ -46,6 +46,7 @@ class Seeder:
         self.writer = (self.engine.execution_options(sqlite_write=True)
                        if db_url.startswith("sqlite") else self.engine)
         self.is_postgresql = db_url.startswith("postgresql")
+        self.is_mariadb = db_url.startswith("mysql")
         self.images_dir = images_dir.rstrip("/")
         self.project = project
         self.owners = (project, *OTHER_PROJECTS)
@@ -74,6 +75,10 @@ class Seeder:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.execute(text("ANALYZE images, image_properties, image_tags, "
                                "image_locations, image_members"))
+        elif self.is_mariadb:
+            with self.engine.connect() as c:
+                c.execute(text("ANALYZE TABLE images, image_properties, image_tags, "
+                               "image_locations, image_members")).all()
         return time.perf_counter() - t0
 
     def _insert_batch(self, count: int) -> None:
@@ -199,8 +204,9 @@ def run(endpoint: str, headers: dict[str, str], db_url: str, images_dir: str, pr
     seeder = Seeder(db_url, images_dir, project)
     rng = random.Random(7)
     out: dict[str, Any] = {"levels": list(levels), "reps": reps,
-                           "db": "postgresql" if seeder.is_postgresql else "sqlite",
-                           "analyzed": seeder.is_postgresql}
+                           "db": ("postgresql" if seeder.is_postgresql else
+                                  "mariadb" if seeder.is_mariadb else "sqlite"),
+                           "analyzed": seeder.is_postgresql or seeder.is_mariadb}
     try:
         with LeanClient(endpoint, headers, timeout=60) as client:
             for level in levels:

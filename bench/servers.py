@@ -1,9 +1,10 @@
 """Start and stop the servers under test: Glimpse (``glimpse serve``) and real
 OpenStack Glance (through the reference harness's start_glance.sh).
 
-Both are set up alike: loopback only, 2 worker processes, SQLite (or, for
-Glimpse, PostgreSQL) and a file store under the work directory, identity
-taken from trusted headers so no Keystone is needed.
+Both are set up alike: loopback only, 2 worker processes, SQLite (or, with
+--db, a fresh database each on the same PostgreSQL or MariaDB server) and a
+file store under the work directory, identity taken from trusted headers so
+no Keystone is needed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLANCE_START = REPO_ROOT.parent / "shared" / "anchors" / "bench" / "start_glance.sh"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MYSQL_ADMIN_URL = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+SERVER_DBS = ("postgresql", "mariadb")
 
 # The project and user the workload acts as, on every server (a project
 # member, as a regular cloud user would be).
@@ -166,12 +169,13 @@ class Server:
 
 class GlimpseServer(Server):
     def __init__(self, endpoint: str, info: dict, proc: subprocess.Popen, workers: int,
-                 db_url: str, drop_db: str | None):
+                 db_url: str, drop_db: str | None, db: str = "sqlite"):
         super().__init__("glimpse", endpoint, info)
         self.proc = proc
         self.workers = workers
         self.db_url = db_url
         self._drop_db = drop_db
+        self._db = db
 
     def pids(self) -> list[int]:
         if self.proc.poll() is not None:
@@ -188,7 +192,7 @@ class GlimpseServer(Server):
             self._stop_processes()
         finally:
             if self._drop_db:
-                drop_database(self._drop_db)
+                drop_database(self._drop_db, self._db)
                 self._drop_db = None
 
     def _stop_processes(self) -> None:
@@ -208,15 +212,25 @@ class GlimpseServer(Server):
 
 
 class GlanceServer(Server):
-    def __init__(self, endpoint: str, info: dict, master: int):
+    def __init__(self, endpoint: str, info: dict, master: int,
+                 drop_db: tuple[str, str] | None = None):
         super().__init__("glance", endpoint, info)
         self.master = master
+        self._drop_db = drop_db  # (name, kind) of the database made for it
 
     def pids(self) -> list[int]:
         # uWSGI runs with master = true: its children are the worker processes.
         return children(self.master) if alive(self.master) else []
 
     def stop(self) -> None:
+        try:
+            self._stop_processes()
+        finally:
+            if self._drop_db:
+                drop_database(*self._drop_db)
+                self._drop_db = None
+
+    def _stop_processes(self) -> None:
         if not alive(self.master):
             return
         workers = self.pids()
@@ -235,11 +249,12 @@ def _glimpse_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "glimpse.cli"]
 
 
-def _admin(statement: str) -> None:
-    """Run one statement on the PostgreSQL server outside a transaction."""
+def _admin(statement: str, kind: str = "postgresql") -> None:
+    """Run one statement on the PostgreSQL or MariaDB server outside a transaction."""
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = PG_ADMIN_URL if kind == "postgresql" else MYSQL_ADMIN_URL
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             conn.execute(text(statement))
@@ -247,17 +262,35 @@ def _admin(statement: str) -> None:
         engine.dispose()
 
 
-def create_database() -> tuple[str, str]:
-    """A fresh PostgreSQL database: (name, URL)."""
+def create_database(kind: str = "postgresql", prefix: str = "bench_") -> tuple[str, str]:
+    """A fresh database on the PostgreSQL or MariaDB server: (name, SQLAlchemy URL)."""
     from sqlalchemy.engine import make_url
 
-    name = "bench_" + uuid.uuid4().hex[:12]
-    _admin(f'CREATE DATABASE "{name}"')
-    return name, make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    name = prefix + uuid.uuid4().hex[:12]
+    if kind == "postgresql":
+        _admin(f'CREATE DATABASE "{name}"')
+        url = make_url(PG_ADMIN_URL).set(database=name)
+    else:
+        _admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4", kind)
+        url = make_url(MYSQL_ADMIN_URL).set(database=name, query={"charset": "utf8mb4"})
+    return name, url.render_as_string(hide_password=False)
 
 
-def drop_database(name: str) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def drop_database(name: str, kind: str = "postgresql") -> None:
+    if kind == "postgresql":
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        _admin(f"DROP DATABASE IF EXISTS `{name}`", kind)
+
+
+def oslo_db_url(url: str) -> str:
+    """The same database as Glance's oslo.db names it (psycopg2 for PostgreSQL)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
 
 
 def glimpse_config(root: Path, port: int, workers: int, db_url: str) -> str:
@@ -287,16 +320,16 @@ def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
                   port: int = 0, keep_db: bool = False,
                   extra_config: str = "") -> GlimpseServer:
     """Configure, migrate and start ``glimpse serve``; wait until it answers.
-    A PostgreSQL database is dropped at stop unless ``keep_db``; ``extra_config``
-    is appended to the generated configuration file."""
-    if db not in ("sqlite", "postgresql"):
+    A PostgreSQL or MariaDB database is dropped at stop unless ``keep_db``;
+    ``extra_config`` is appended to the generated configuration file."""
+    if db not in ("sqlite", *SERVER_DBS):
         raise ValueError(f"unknown database kind {db!r}")
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     pg_name = None
-    if db == "postgresql":
-        pg_name, db_url = create_database()
+    if db in SERVER_DBS:
+        pg_name, db_url = create_database(db)
     else:
         db_url = f"sqlite:///{root / 'glimpse.sqlite'}"
     try:
@@ -316,12 +349,12 @@ def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
         info = {"kind": "glimpse", "endpoint": endpoint, "workers": workers, "db": db,
                 "config": str(conf), "log": str(log), "data_dir": str(root),
                 "images_dir": str(root / "images"),
-                "db_url": db_url if db == "sqlite" else f"postgresql database {pg_name}"}
+                "db_url": db_url if db == "sqlite" else f"{db} database {pg_name}"}
         server = GlimpseServer(endpoint, info, proc, workers, db_url,
-                               None if keep_db else pg_name)
+                               None if keep_db else pg_name, db)
     except BaseException:
         if pg_name:
-            drop_database(pg_name)
+            drop_database(pg_name, db)
         raise
     try:
         wait_up(endpoint + "/versions", proc, log)
@@ -348,9 +381,11 @@ def glance_start_script() -> Path | None:
 
 
 def start_glance(workdir: str, port: int = 0, workers: int = 2,
-                 venv: str | None = None) -> GlanceServer:
+                 venv: str | None = None, db: str = "sqlite") -> GlanceServer:
     """Real Glance under uWSGI via start_glance.sh (which creates its venv
-    when GLANCE_VENV does not point at one: that takes a while)."""
+    when GLANCE_VENV does not point at one: that takes a while). With ``db``
+    PostgreSQL or MariaDB, Glance gets a fresh database of its own on the same
+    server as Glimpse's (GLANCE_DB_URL), dropped at stop."""
     script = glance_start_script()
     if script is None:
         where = os.environ.get("GLANCE_START") or DEFAULT_GLANCE_START
@@ -361,19 +396,29 @@ def start_glance(workdir: str, port: int = 0, workers: int = 2,
     env = dict(os.environ)
     if venv:
         env["GLANCE_VENV"] = venv
-    log = root / "start_glance.log"
-    with log.open("wb") as err:
-        done = subprocess.run(["bash", str(script), str(root), str(port), str(workers)],
-                              stdout=subprocess.PIPE, stderr=err, env=env, timeout=900)
-    lines = done.stdout.decode().split()
-    if done.returncode != 0 or not lines or not lines[-1].isdigit():
-        raise RuntimeError(f"start_glance.sh failed ({done.returncode}):\n{_tail(log)}")
+    made = None
+    if db in SERVER_DBS:
+        name, url = create_database(db, prefix="bench_glance_")
+        made = (name, db)
+        env["GLANCE_DB_URL"] = oslo_db_url(url)
+    try:
+        log = root / "start_glance.log"
+        with log.open("wb") as err:
+            done = subprocess.run(["bash", str(script), str(root), str(port), str(workers)],
+                                  stdout=subprocess.PIPE, stderr=err, env=env, timeout=900)
+        lines = done.stdout.decode().split()
+        if done.returncode != 0 or not lines or not lines[-1].isdigit():
+            raise RuntimeError(f"start_glance.sh failed ({done.returncode}):\n{_tail(log)}")
+    except BaseException:
+        if made:
+            drop_database(*made)
+        raise
     master = int(lines[-1])
     endpoint = f"http://127.0.0.1:{port}"
-    info = {"kind": "glance", "endpoint": endpoint, "workers": workers, "db": "sqlite",
+    info = {"kind": "glance", "endpoint": endpoint, "workers": workers, "db": db,
             "workdir": str(root), "venv": env.get("GLANCE_VENV", str(root / "venv")),
             "log": str(root / "log"), "version": _glance_version(env, root)}
-    server = GlanceServer(endpoint, info, master)
+    server = GlanceServer(endpoint, info, master, made)
     try:
         _wait_glance_workers(server, workers)
     except BaseException:

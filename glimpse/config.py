@@ -141,8 +141,20 @@ database_opts = [
         help="SQLAlchemy URL of the database. Defaults to SQLite at <data_dir>/glimpse.sqlite. "
         "mysql:// and mysql+pymysql:// use PyMySQL, postgresql:// uses psycopg 3.",
     ),
-    cfg.IntOpt("max_pool_size", default=10, help="Connection pool size (server databases)."),
-    cfg.IntOpt("max_overflow", default=20, help="Connections allowed beyond the pool size."),
+    cfg.IntOpt("max_pool_size", default=10, min=1,
+               help="Connections each worker process keeps open per pool (server databases; "
+               "a worker has two pools, one for transactions and one for autocommit reads). "
+               "Size it to the requests one worker serves at once: a request beyond it "
+               "opens and closes an overflow connection."),
+    cfg.IntOpt("max_overflow", default=20, min=0,
+               help="Connections a pool may open beyond max_pool_size under a burst; they "
+               "are closed when returned."),
+    cfg.IntOpt("pool_timeout", default=30, min=1,
+               help="Seconds a request waits for a free connection before it fails."),
+    cfg.IntOpt("connection_recycle_time", default=3600, min=-1,
+               deprecated_opts=[cfg.DeprecatedOpt("idle_timeout", group="database")],
+               help="Seconds after which a connection is replaced on its next use (-1: "
+               "never). Keep it below the server's idle timeout (MariaDB wait_timeout)."),
 ]
 
 glance_store_opts = [

@@ -10,6 +10,7 @@ import json
 import logging
 import platform
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -160,7 +161,35 @@ async def call_read(rt: Runtime, fn: Callable[..., T], *args: Any) -> T:
     database's round trips must not hold up the event loop."""
     if rt.db.is_sqlite:
         return fn(*args)
-    return await run_in_threadpool(fn, *args)
+    return await _in_db_thread(rt, fn, *args)
+
+
+# One limiter per event loop (each worker has one; tests start many).
+_DB_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary())
+
+
+async def call_db(fn: Callable[..., T], rt: Runtime, *args: Any) -> T:
+    """Run ``fn(rt, *args)``, a short service function that uses the database, in a thread.
+
+    On PostgreSQL and MariaDB at most ``[database] max_pool_size`` of them run
+    at once per worker; the others wait their turn, in order, on the event
+    loop. So no thread ever waits for a pooled connection (each pool holds
+    that many), and a handful of threads, not dozens, take turns on the
+    interpreter lock after each database round trip: more threads add no
+    throughput to one process, only latency to the slowest requests. Calls that
+    stream data (uploads) use ``call`` and do not count here."""
+    if rt.db.is_sqlite:
+        return await run_in_threadpool(fn, rt, *args)
+    return await _in_db_thread(rt, fn, rt, *args)
+
+
+async def _in_db_thread(rt: Runtime, fn: Callable[..., T], *args: Any) -> T:
+    loop = asyncio.get_running_loop()
+    limiter = _DB_LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _DB_LIMITERS[loop] = anyio.CapacityLimiter(rt.conf.database.max_pool_size)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
 
 
 async def read_json(request: Request, max_bytes: int = 1024 * 1024) -> Any:

@@ -13,6 +13,7 @@ from glimpse.api import listing, metadef_schemas, render, schemas
 from glimpse.api.http import (
     body_chunks,
     call,
+    call_db,
     call_read,
     ctx_of,
     iterate_in_thread,
@@ -86,7 +87,7 @@ async def get_schema(request: Request) -> Response:
 async def create_image(request: Request) -> Response:
     doc = await read_json(request)
     schemas.check_create_attributes(doc, _image_schema(request))
-    image = await call(image_svc.create_image, rt_of(request), ctx_of(request), doc)
+    image = await call_db(image_svc.create_image, rt_of(request), ctx_of(request), doc)
     # WebOb makes Glance's Location absolute, from the URL the client used.
     headers = {"Location": f"{str(request.base_url).rstrip('/')}/v2/images/{image.id}"}
     methods = rt_of(request).conf.enabled_import_methods
@@ -201,7 +202,7 @@ async def update_image(request: Request) -> Response:
             headers={"Accept-Patch": accepted})
     body = await read_json(request)
     changes = _parse_patch(media_type, body, _image_schema(request))
-    image = await call(image_svc.update_image, rt_of(request), ctx_of(request),
+    image = await call_db(image_svc.update_image, rt_of(request), ctx_of(request),
                        request.path_params["image_id"], changes)
     return json_response(_image_doc(request, image))
 
@@ -225,25 +226,25 @@ async def delete_image(request: Request) -> Response:
 
 
 async def deactivate(request: Request) -> Response:
-    await call(image_svc.deactivate, rt_of(request), ctx_of(request),
+    await call_db(image_svc.deactivate, rt_of(request), ctx_of(request),
                request.path_params["image_id"])
     return Response(status_code=204)
 
 
 async def reactivate(request: Request) -> Response:
-    await call(image_svc.reactivate, rt_of(request), ctx_of(request),
+    await call_db(image_svc.reactivate, rt_of(request), ctx_of(request),
                request.path_params["image_id"])
     return Response(status_code=204)
 
 
 async def add_tag(request: Request) -> Response:
-    await call(image_svc.add_tag, rt_of(request), ctx_of(request),
+    await call_db(image_svc.add_tag, rt_of(request), ctx_of(request),
                request.path_params["image_id"], request.path_params["tag"])
     return Response(status_code=204)
 
 
 async def delete_tag(request: Request) -> Response:
-    await call(image_svc.delete_tag, rt_of(request), ctx_of(request),
+    await call_db(image_svc.delete_tag, rt_of(request), ctx_of(request),
                request.path_params["image_id"], request.path_params["tag"])
     return Response(status_code=204)
 
@@ -349,34 +350,34 @@ async def download(request: Request) -> Response:
 
 async def create_member(request: Request) -> Response:
     member_id = schemas.parse_member_create(await read_json(request))
-    member = await call(member_svc.add_member, rt_of(request), ctx_of(request),
+    member = await call_db(member_svc.add_member, rt_of(request), ctx_of(request),
                         request.path_params["image_id"], member_id)
     return json_response(render.member(member))
 
 
 async def list_members(request: Request) -> Response:
-    members = await call(member_svc.list_members, rt_of(request), ctx_of(request),
+    members = await call_db(member_svc.list_members, rt_of(request), ctx_of(request),
                          request.path_params["image_id"])
     return json_response({"members": [render.member(m) for m in members],
                           "schema": "/v2/schemas/members"})
 
 
 async def show_member(request: Request) -> Response:
-    member = await call(member_svc.get_member, rt_of(request), ctx_of(request),
+    member = await call_db(member_svc.get_member, rt_of(request), ctx_of(request),
                         request.path_params["image_id"], request.path_params["member_id"])
     return json_response(render.member(member))
 
 
 async def update_member(request: Request) -> Response:
     status = schemas.parse_member_update(await read_json(request))
-    member = await call(member_svc.update_member, rt_of(request), ctx_of(request),
+    member = await call_db(member_svc.update_member, rt_of(request), ctx_of(request),
                         request.path_params["image_id"], request.path_params["member_id"],
                         status)
     return json_response(render.member(member))
 
 
 async def delete_member(request: Request) -> Response:
-    await call(member_svc.delete_member, rt_of(request), ctx_of(request),
+    await call_db(member_svc.delete_member, rt_of(request), ctx_of(request),
                request.path_params["image_id"], request.path_params["member_id"])
     return Response(status_code=204)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from oslo_config import cfg
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from glimpse.config import database_url
@@ -44,10 +46,98 @@ def make_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
             conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    pool_size = conf.database.max_pool_size if conf is not None else 10
-    overflow = conf.database.max_overflow if conf is not None else 20
-    return create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True,
-                         pool_recycle=3600)
+    return _server_engine(url, conf)
+
+
+# A connection that sat idle this long is pinged before use; one in steady use
+# never is. Dead connections found in use are thrown away with their whole pool
+# (SQLAlchemy invalidates the pool on a disconnect error), so a database
+# restart costs the requests in flight, not a ping on every checkout.
+IDLE_PING_SECONDS = 30.0
+
+
+def _server_engine(url: str, conf: cfg.ConfigOpts | None, autocommit: bool = False) -> Engine:
+    """A pooled engine for PostgreSQL or MariaDB, sized by [database].
+
+    ``autocommit`` engines run each statement as its own transaction: no BEGIN
+    and no COMMIT round trip, and nothing to roll back when a connection goes
+    back to the pool. They serve single-statement reads only."""
+    db = conf.database if conf is not None else None
+    options: dict[str, Any] = {
+        "pool_size": db.max_pool_size if db else 10,
+        "max_overflow": db.max_overflow if db else 20,
+        "pool_timeout": db.pool_timeout if db else 30,
+        "pool_recycle": db.connection_recycle_time if db else 3600,
+        # The connection most recently returned is the one handed out next, so
+        # a worker's spare connections go idle (and are recycled) instead of
+        # all being kept barely alive.
+        "pool_use_lifo": True,
+    }
+    # The pool's reset (a ROLLBACK when a connection comes back) costs a round
+    # trip on MariaDB even after a COMMIT; _reset_when_needed does it only
+    # for a connection whose transaction was not ended.
+    options["pool_reset_on_return"] = None
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
+        options["skip_autocommit_rollback"] = True
+    engine = create_engine(url, **options)
+    _ping_when_idle(engine)
+    if not autocommit:
+        _reset_when_needed(engine)
+    if engine.dialect.name in ("mysql", "mariadb"):
+        _long_aggregates(engine)
+    return engine
+
+
+def _reset_when_needed(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _began(conn):  # noqa: ANN001
+        conn.connection.info["in_transaction"] = True
+
+    def _ended(conn) -> None:  # noqa: ANN001
+        conn.connection.info["in_transaction"] = False
+
+    event.listen(engine, "commit", _ended)
+    event.listen(engine, "rollback", _ended)
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_conn, record, state):  # noqa: ANN001
+        if state.terminate_only or record is None:
+            return
+        if record.info.get("in_transaction", True) and not state.transaction_was_reset:
+            dbapi_conn.rollback()
+            record.info["in_transaction"] = False
+
+
+def _long_aggregates(engine: Engine) -> None:
+    """MariaDB cuts JSON_ARRAYAGG results at group_concat_max_len (1 MiB by
+    default); an image's properties may be longer (values up to 16 MiB)."""
+    @event.listens_for(engine, "connect")
+    def _session_settings(dbapi_conn, _record):  # noqa: ANN001
+        cur = dbapi_conn.cursor()
+        cur.execute("SET SESSION group_concat_max_len = 1073741824")
+        cur.close()
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record):  # noqa: ANN001
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy):  # noqa: ANN001
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+            raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
+        # On a transactional psycopg connection the ping began a transaction:
+        # the request's statements run in it, and if none comes the reset on
+        # return ends it.
+        record.info["in_transaction"] = True
 
 
 class Database:
@@ -62,16 +152,27 @@ class Database:
             self.engine.execution_options(sqlite_write=True) if self.is_sqlite else self.engine
         )
         self._writers = sessionmaker(writer_engine, expire_on_commit=False)
+        # Server databases read through a second pool of autocommit connections:
+        # a read that is one statement needs no transaction around it.
+        self.read_engine = (self.engine if self.is_sqlite
+                            else _server_engine(url, conf, autocommit=True))
+        self.engines = [self.engine] if self.is_sqlite else [self.engine, self.read_engine]
 
     def read(self) -> Session:
         return self._readers()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A Core connection in a read transaction: for the hot read paths, which
-        need none of a Session's bookkeeping."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A Core connection for the hot read paths, which need none of a
+        Session's bookkeeping: in a read transaction on SQLite, in autocommit
+        on PostgreSQL and MariaDB (each statement sees one committed state;
+        the repository reads an image, or a page, in one statement there)."""
+        if self.is_sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        else:
+            with self.read_engine.connect() as conn:
+                yield conn
 
     def write(self) -> Session:
         """A session whose transaction takes SQLite's write lock up front, so
@@ -79,7 +180,8 @@ class Database:
         return self._writers()
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        for engine in self.engines:
+            engine.dispose()
 
 
 def from_conf(conf: cfg.ConfigOpts) -> Database:

@@ -13,6 +13,7 @@ from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
+from glimpse.db.retry import retry_on_conflict, retry_read_on_disconnect
 from glimpse.domain import images as rules
 from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import GONE, Event, transition
@@ -40,13 +41,11 @@ def load_visible(rt: Runtime, session: repo.Reader, ctx: RequestContext, image_i
     # character would make PostgreSQL fail the query instead of finding nothing).
     if len(image_id) > MAX_ID_LENGTH or "\x00" in image_id:
         raise NotFound(f"No image found with ID {image_id}")
-    image = repo.get_image(session, image_id, for_update=for_update)
+    image, member = repo.find_image(session, image_id, ctx.project_id, for_update=for_update)
     # MariaDB compares strings case- and trailing-space-insensitively; ids are exact.
     if image is None or image.id != image_id:
         raise NotFound(f"No image found with ID {image_id}")
-    is_member = False
-    if ctx.project_id and image.owner != ctx.project_id and image.visibility == "shared":
-        is_member = repo.get_member(session, image_id, ctx.project_id) is not None
+    is_member = member
     if not rules.can_view(ctx, image, is_member):
         raise NotFound(f"No image found with ID {image_id}")
     return image, is_member
@@ -126,13 +125,13 @@ def create_image(rt: Runtime, ctx: RequestContext, doc: dict[str, Any]) -> Image
         "min_disk": core.get("min_disk") or 0, "min_ram": core.get("min_ram") or 0,
     }
     with rt.db.write() as session, session.begin():
-        if repo.image_exists_any(session, image_id):
-            raise Conflict(f"Image ID {image_id} already exists!")
+        # Ids are never reused: the insert fails (409) on any row, deleted or not.
         image = repo.create_image(session, values, props, tags)
     rt.notifier.image_event("image.create", image)
     return readable(rt, ctx, image)
 
 
+@retry_read_on_disconnect
 def get_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
     with rt.db.reading() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
@@ -171,6 +170,7 @@ class ListRequest:
     query: repo.ListQuery
 
 
+@retry_read_on_disconnect
 def list_images(rt: Runtime, ctx: RequestContext, query: repo.ListQuery) -> list[ImageRecord]:
     rt.policy.enforce(ctx, "get_images", {"project_id": ctx.project_id,
                                           "owner": ctx.project_id})
@@ -202,6 +202,7 @@ class Change:
 _BASE_ATTRIBUTES = rules.SETTABLE_CORE | {"tags"}
 
 
+@retry_on_conflict
 def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
                  changes: list[Change]) -> ImageRecord:
     with rt.db.write() as session, session.begin():
@@ -243,13 +244,7 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
             rules.check_quota("image properties", len(props), rt.conf.image_property_quota)
         if len(set(tags)) > len(set(image.tags)):
             rules.check_quota("image tags", len(set(tags)), rt.conf.image_tag_quota)
-        removed = set(image.properties) - set(props)
-        to_set = {k: v for k, v in props.items() if image.properties.get(k) != v}
-        repo.update_image(session, image_id, core)
-        repo.set_properties(session, image_id, to_set, removed)
-        if sorted(set(tags)) != sorted(image.tags):
-            repo.replace_tags(session, image_id, tags)
-        updated = repo.get_image(session, image_id)
+        updated = repo.patch_image(session, image, core, props, tags)
     if updated is None:
         raise NotFound(f"No image found with ID {image_id}")
     rt.notifier.image_event("image.update", updated)
@@ -355,6 +350,7 @@ def reactivate(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
     _set_active_flag(rt, ctx, image_id, Event.REACTIVATE, "reactivate")
 
 
+@retry_on_conflict
 def _set_active_flag(rt: Runtime, ctx: RequestContext, image_id: str, event: Event,
                      rule: str) -> None:
     with rt.db.write() as session, session.begin():
@@ -372,6 +368,7 @@ def _set_active_flag(rt: Runtime, ctx: RequestContext, image_id: str, event: Eve
 # ---------------------------------------------------------------- tags
 
 
+@retry_on_conflict
 def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
     if len(tag) > MAX_NAME_LENGTH:
         raise BadRequest("Tag value is too long (maximum 255 characters).")
@@ -386,6 +383,7 @@ def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
     rt.notifier.image_event("image.update", image, tags=sorted({*image.tags, tag}), touched=True)
 
 
+@retry_on_conflict
 def delete_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)

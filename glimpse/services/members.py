@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
 from glimpse.db.repository import MemberRecord
+from glimpse.db.retry import retry_on_conflict
 from glimpse.domain import images as rules
 from glimpse.domain.images import ImageRecord
 from glimpse.errors import BadRequest, Forbidden, NotFound
@@ -40,6 +41,7 @@ def _lookup(session: Session, ctx: RequestContext, image: ImageRecord,
     return member
 
 
+@retry_on_conflict
 def add_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str) -> MemberRecord:
     if not isinstance(member_id, str) or not member_id or len(member_id) > MAX_MEMBER_LENGTH:
         raise BadRequest("Member must be a project id of at most 255 characters.")
@@ -83,6 +85,7 @@ def get_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str) 
     return member
 
 
+@retry_on_conflict
 def update_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str,
                   status: object) -> MemberRecord:
     with rt.db.write() as session, session.begin():
@@ -102,6 +105,7 @@ def update_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: st
     return updated
 
 
+@retry_on_conflict
 def delete_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str) -> None:
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
