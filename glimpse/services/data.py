@@ -23,14 +23,13 @@ from glimpse.domain.status import READABLE, Event, transition
 from glimpse.errors import (
     Conflict,
     Forbidden,
-    GlimpseError,
     Gone,
     NotFound,
     RequestEntityTooLarge,
-    ServiceUnavailable,
 )
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
+from glimpse.services.store_errors import http_error
 from glimpse.stores.base import DataNotFound, StoreError, StoreFull
 
 LOG = logging.getLogger(__name__)
@@ -159,13 +158,14 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                 # Glance's answer when the image was deleted mid-upload.
                 raise Gone(f"Image {image_id} could not be found after upload. The image "
                            "may have been deleted during the upload.")
-            repo.add_location(session, image_id, stored.url, {"store": store.name})
+            repo.add_location(session, image_id, stored.url,
+                              {**stored.metadata, "store": store.name})
     except BaseException as exc:
         _abort_upload(rt, image_id, saving, stored.url if stored else None, store)
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc
         if isinstance(exc, StoreError):
-            raise ServiceUnavailable(f"Error storing image data: {exc}") from exc
+            raise http_error(exc, "Error storing image data") from exc
         raise
 
 
@@ -213,6 +213,8 @@ class Download:
             return rt.stores.for_url(self.url).get(self.url, offset, length)
         except DataNotFound as exc:
             raise NotFound(f"Image data for {self.image_id} is missing") from exc
+        except StoreError as exc:
+            raise http_error(exc, "Could not read image data") from exc
 
 
 def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Download:
@@ -231,5 +233,5 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     except (DataNotFound, NotFound) as exc:
         raise NotFound(f"Image data for {image_id} is missing") from exc
     except StoreError as exc:
-        raise GlimpseError(f"Could not read image data: {exc}") from exc
+        raise http_error(exc, "Could not read image data") from exc
     return Download(image_id, size, image.checksum, url, store.local_path(url))
