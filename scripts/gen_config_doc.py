@@ -29,6 +29,7 @@ END = "<!-- END GENERATED OPTIONS -->"
 # options attribute). Missing modules are left out, so the script runs at every stage.
 EXTRA_GROUPS = [
     ("glimpse.api.keystone", "GROUP", "opts"),
+    ("glimpse.stores.registry", "DOC_GROUP", "DOC_OPTS"),
 ]
 
 GLIMPSE_ONLY = "no (Glimpse only)"

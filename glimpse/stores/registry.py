@@ -157,3 +157,8 @@ def documented_opts() -> list[cfg.Opt]:
         for opt in opts:
             seen.setdefault(opt.name, opt)
     return list(seen.values())
+
+
+# For docs/configuration.md (scripts/gen_config_doc.py): the options of a store section.
+DOC_GROUP = "<store name> (or glance_store)"
+DOC_OPTS = documented_opts()
