@@ -45,6 +45,7 @@ PARTIAL_PREFIX = "glimpse-partial."
 # OSDs busy while the next chunk arrives, bounded so memory stays flat.
 WRITE_WINDOW = 4
 READ_SIZE = 4 * MIB
+READ_AHEAD = 4
 
 OPTS = [
     cfg.StrOpt("rbd_store_pool", default="images", help="RADOS pool the images are kept in."),
@@ -253,16 +254,7 @@ class RbdStore(Store):
     def _read(self, name: str, offset: int, end: int) -> Iterator[bytes]:
         with self._ioctx() as ioctx, self._rbd.Image(ioctx, name, snapshot=SNAPSHOT,
                                                       read_only=True) as image:
-            position = offset
-            piece = min(self.chunk_size, READ_SIZE)
-            while position < end:
-                # Reads in line with the objects, so no read spans two of them.
-                step = min(piece - position % piece, end - position)
-                data = image.read(position, step)
-                if not data:
-                    return
-                position += len(data)
-                yield data
+            yield from _Reader(image, min(self.chunk_size, READ_SIZE), offset, end).pieces()
 
     def size(self, url: str) -> int:
         name = self._image_of(url)
@@ -295,6 +287,46 @@ class RbdStore(Store):
                 "thin_provisioning": self.sparse_writes}
 
 
+class _Reader:
+    """Reads [offset, end) in pieces in line with the RBD objects, READ_AHEAD of them
+    in flight, so the OSDs work while the caller sends the previous piece."""
+
+    def __init__(self, image: Any, piece: int, offset: int, end: int):
+        self.image, self.piece, self.position, self.end = image, piece, offset, end
+        self.pending: collections.deque = collections.deque()
+
+    def _submit(self) -> None:
+        step = min(self.piece - self.position % self.piece, self.end - self.position)
+        box: dict[str, bytes] = {}
+
+        def done(_completion: Any, data: bytes | None, box: dict = box) -> None:
+            if data is not None:
+                box["data"] = data
+
+        self.pending.append((self.image.aio_read(self.position, step, done), box))
+        self.position += step
+
+    def pieces(self) -> Iterator[bytes]:
+        try:
+            while self.position < self.end and len(self.pending) < READ_AHEAD:
+                self._submit()
+            while self.pending:
+                completion, box = self.pending.popleft()
+                completion.wait_for_complete_and_cb()
+                result = completion.get_return_value()
+                if result < 0:
+                    raise _errno_error(-result, "read")
+                if self.position < self.end:
+                    self._submit()
+                data = box.get("data", b"")
+                if not data:
+                    return
+                yield data
+        finally:
+            for completion, _box in self.pending:  # the image must not close under them
+                completion.wait_for_complete_and_cb()
+
+
 class _Writer:
     """Writes a stream into an RBD image in chunk_size pieces, several in flight,
     growing the image ahead of the data and trimming it to the exact size last."""
@@ -306,19 +338,23 @@ class _Writer:
         self.in_flight: collections.deque = collections.deque()
 
     def write(self, chunks: Iterable[bytes]) -> int:
-        buffer = bytearray()
-        offset = 0
+        parts: list[memoryview] = []
+        have = offset = 0
         try:
             for chunk in chunks:
-                buffer += chunk
-                while len(buffer) >= self.chunk_size:
-                    piece = bytes(buffer[:self.chunk_size])
-                    del buffer[:self.chunk_size]
-                    self._put(piece, offset)
-                    offset += len(piece)
-            if buffer:
-                self._put(bytes(buffer), offset)
-                offset += len(buffer)
+                view = memoryview(chunk).cast("B")
+                while view:
+                    take = min(len(view), self.chunk_size - have)
+                    parts.append(view[:take])
+                    have += take
+                    view = view[take:]
+                    if have == self.chunk_size:
+                        self._put(b"".join(parts), offset)  # the only copy
+                        offset += have
+                        parts, have = [], 0
+            if have:
+                self._put(b"".join(parts), offset)
+                offset += have
             self._drain(0)
         finally:
             self._drain(0, check=False)
@@ -348,8 +384,8 @@ class _Writer:
                 raise _errno_error(-result)
 
 
-def _errno_error(code: int) -> StoreError:
-    message = f"RBD write failed: {os.strerror(code)}"
+def _errno_error(code: int, what: str = "write") -> StoreError:
+    message = f"RBD {what} failed: {os.strerror(code)}"
     if code in (errno.ENOSPC, errno.EDQUOT):
         return StoreFull(message)
     if code in (errno.EPERM, errno.EACCES):
