@@ -16,8 +16,11 @@ skips its tests with the reason outside CI and fails them in CI.
 
 from __future__ import annotations
 
+import importlib
 import os
+import site
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,17 +153,34 @@ def file_driver() -> StoreDriver:
 # ---------------------------------------------------------------- rbd
 
 
-@driver("rbd")
-def rbd_driver() -> StoreDriver:
+def _ceph_bindings() -> tuple[object, object]:
+    """rados and rbd, linked into this venv by scripts/ceph-bindings.sh when missing."""
     try:
         import rados
         import rbd
-    except ImportError as exc:
-        raise BackendMissing(f"Ceph python bindings not importable ({exc}): run "
-                             "scripts/ceph-bindings.sh") from exc
+    except ImportError:
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "ceph-bindings.sh"),
+                               sys.prefix], capture_output=True, text=True, timeout=600,
+                              check=False)
+        site.addsitedir(os.path.join(sys.prefix, "lib", "ceph-bindings"))
+        importlib.invalidate_caches()
+        try:
+            import rados
+            import rbd
+        except ImportError as exc:
+            raise BackendMissing(f"Ceph python bindings not importable ({exc}); "
+                                 f"scripts/ceph-bindings.sh said: {proc.stderr.strip()}"
+                                 ) from exc
+    return rados, rbd
+
+
+
+@driver("rbd")
+def rbd_driver() -> StoreDriver:
+    env = backend_env("ceph")  # installs python3-rados / python3-rbd with Ceph
+    rados, rbd = _ceph_bindings()
     from glimpse.stores.rbd import RbdStore
 
-    env = backend_env("ceph")
     conffile, user = env["CEPH_CONF"], env["CEPH_TEST_USER"]
     admin = rados.Rados(conffile=conffile, rados_id=env["CEPH_ADMIN_USER"])
     admin.connect(timeout=30)
