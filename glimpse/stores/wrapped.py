@@ -53,6 +53,8 @@ class WrappedStore(Store):
             raise _tag(self.name, exc) from exc.__cause__
         except _FromCaller as exc:
             raise exc.original from None
+        except NotImplementedError:
+            raise  # a capability the driver lacks (list_data), not a failure
         except Exception as exc:  # noqa: BLE001 - a driver bug must not be a bare 500
             LOG.exception("store %s: %s failed unexpectedly", self.name, what)
             raise _tag(self.name, StoreError(f"{what} failed: {exc}")) from exc

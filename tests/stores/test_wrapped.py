@@ -72,3 +72,8 @@ def test_timings_are_logged(tmp_path, caplog):
     assert any(line.startswith("store fs: add 1000 bytes") for line in lines)
     assert any(line.startswith("store fs: get 1000 bytes") for line in lines)
     assert store.datadir == str(tmp_path / "fs")  # driver attributes stay reachable
+
+
+def test_a_driver_that_cannot_list_says_so():
+    with pytest.raises(NotImplementedError):
+        WrappedStore(Flaky("ceph-a")).list_data()
