@@ -120,6 +120,9 @@ class RbdStore(Store):
                     cluster.conf_read_file(self.conffile)
                 else:
                     cluster.conf_read_file()
+                # Data streams through once: librbd's cache would only hold a copy of
+                # what is in flight and delay the final flush (measured faster without).
+                cluster.conf_set("rbd_cache", "false")
                 if self.connect_timeout:
                     cluster.conf_set("rados_mon_op_timeout", str(self.connect_timeout))
                     cluster.connect(timeout=self.connect_timeout)
