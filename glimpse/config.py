@@ -159,11 +159,16 @@ database_opts = [
 
 glance_store_opts = [
     list_opt("stores", default=["file", "http"], help="Store types enabled (single store)."),
-    cfg.StrOpt("default_store", default="file", help="Store type used for new data."),
+    cfg.StrOpt("default_store", default="file", deprecated_group="DEFAULT",
+               help="Store type used for new data (single store). The old spelling in "
+               "[DEFAULT] is read with a deprecation warning."),
     cfg.StrOpt("default_backend", help="Name of the default store when enabled_backends is set."),
-    cfg.StrOpt("filesystem_store_datadir",
+    cfg.StrOpt("filesystem_store_datadir", deprecated_group="DEFAULT",
                help="Directory of the file store. Defaults to <data_dir>/images."),
 ]
+
+# The oldest single-store spelling kept these in [DEFAULT] (read with a warning).
+glance_store_opts[0].deprecated_opts = [cfg.DeprecatedOpt("stores", group="DEFAULT")]
 
 task_opts = [
     cfg.IntOpt("task_time_to_live", default=48, min=0,

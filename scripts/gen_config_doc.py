@@ -31,6 +31,7 @@ END = "<!-- END GENERATED OPTIONS -->"
 EXTRA_GROUPS = [
     ("glimpse.api.keystone", "GROUP", "opts"),
     ("glimpse.domain.uri_filter", "GROUP", "import_filtering_opts"),
+    ("glimpse.stores.registry", "DOC_GROUP", "DOC_OPTS"),
 ]
 
 GLIMPSE_ONLY = "no (Glimpse only)"

@@ -197,7 +197,8 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
                       "virtual_size": virtual_size}
         with rt.db.write() as session, session.begin():
             current = _locked(session, image.id, task.id if lock else None)
-            repo.add_location(session, image.id, stored.url, {"store": store.name})
+            repo.add_location(session, image.id, stored.url,
+                              {**stored.metadata, "store": store.name})
             if rt.conf.enabled_backends:
                 update_store_lists(session, current, remove_importing=[store.name])
             status = current.status

@@ -24,14 +24,13 @@ from glimpse.domain.status import READABLE, Event, transition
 from glimpse.errors import (
     Conflict,
     Forbidden,
-    GlimpseError,
     Gone,
     NotFound,
     RequestEntityTooLarge,
-    ServiceUnavailable,
 )
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
+from glimpse.services.store_errors import http_error
 from glimpse.stores.base import DataNotFound, StoreError, StoreFull
 
 LOG = logging.getLogger(__name__)
@@ -163,14 +162,15 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                 # Glance's answer when the image was deleted mid-upload.
                 raise Gone(f"Image {image_id} could not be found after upload. The image "
                            "may have been deleted during the upload.")
-            repo.add_location(session, image_id, stored.url, {"store": store.name})
+            repo.add_location(session, image_id, stored.url,
+                              {**stored.metadata, "store": store.name})
     except BaseException as exc:
         rt.notifier.upload_failed(image_id, exc)
         _abort_upload(rt, image_id, saving, stored.url if stored else None, store)
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc
         if isinstance(exc, StoreError):
-            raise ServiceUnavailable(f"Error storing image data: {exc}") from exc
+            raise http_error(exc, "Error storing image data") from exc
         raise
     rt.notifier.image_uploaded(replace(
         image, status=transition(saving, Event.UPLOAD_DONE), size=stream.size,
@@ -223,6 +223,8 @@ class Download:
             chunks = rt.stores.for_url(self.url).get(self.url, offset, length)
         except DataNotFound as exc:
             raise NotFound(f"Image data for {self.image_id} is missing") from exc
+        except StoreError as exc:
+            raise http_error(exc, "Could not read image data") from exc
         expected = length if length is not None else self.size - offset
         return rt.notifier.watch_send(self.image, *self.receiver, chunks, expected)
 
@@ -243,6 +245,6 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     except (DataNotFound, NotFound) as exc:
         raise NotFound(f"Image data for {image_id} is missing") from exc
     except StoreError as exc:
-        raise GlimpseError(f"Could not read image data: {exc}") from exc
+        raise http_error(exc, "Could not read image data") from exc
     return Download(image_id, size, image.checksum, url, store.local_path(url), image,
                     (ctx.project_id, ctx.user_id))

@@ -32,7 +32,6 @@ from glimpse.errors import (
     Gone,
     NotFound,
     RequestEntityTooLarge,
-    ServiceUnavailable,
 )
 from glimpse.imports import staging as staging_mod
 from glimpse.imports.methods import merged, update_store_lists
@@ -40,6 +39,7 @@ from glimpse.imports.tasks import FAILED_STORES, IMPORTING_STORES, STAGE_HOST, e
 from glimpse.services.data import DataStream
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
+from glimpse.services.store_errors import http_error
 from glimpse.stores.base import StoreError, StoreFull
 
 LOG = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(f"Image storage media is full: {exc}") from exc
         if isinstance(exc, StoreError):
-            raise ServiceUnavailable(f"Error staging image data: {exc}") from exc
+            raise http_error(exc, "Error staging image data") from exc
         raise
 
 

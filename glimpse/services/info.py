@@ -8,11 +8,8 @@ from glimpse.context import RequestContext
 from glimpse.db import tasks_repo
 from glimpse.errors import NotFound
 from glimpse.services.runtime import Runtime
-from glimpse.stores.file import FileStore
 
 MIB = 1024 * 1024
-# glance_store's file store reads and writes in 64 KiB chunks; reported as is.
-FILE_CHUNK_SIZE = 65536
 
 
 def import_info(rt: Runtime) -> dict[str, Any]:
@@ -47,11 +44,7 @@ def stores_detail(rt: Runtime, ctx: RequestContext) -> dict[str, Any]:
     for entry in doc["stores"]:
         store = rt.stores.stores[entry["id"]]
         entry["type"] = store.type
-        if isinstance(store, FileStore):
-            entry["properties"] = {"data_dir": store.datadir, "chunk_size": FILE_CHUNK_SIZE,
-                                   "thin_provisioning": False}
-        else:
-            entry["properties"] = {}
+        entry["properties"] = store.properties()
         entry["weight"] = rt.conf[entry["id"]].weight
     return doc
 

@@ -102,3 +102,7 @@ class Store(abc.ABC):
     def local_path(self, url: str) -> str | None:
         """A local file holding the data, for zero-copy serving; None if not local."""
         return None
+
+    def properties(self) -> dict:
+        """What /v2/info/stores/detail shows of this store (Glance's per-type keys)."""
+        return {}

@@ -1,75 +1,36 @@
 """Builds the configured stores: Glance's single-store ([glance_store] stores,
-default_store) and multi-store (enabled_backends) configurations."""
+default_store) and multi-store (enabled_backends) configurations.
+
+Each driver module (table ``DRIVERS``) offers ``OPTS`` (Glance's option names) and
+``build(StoreConfig) -> Store``; it is imported only when a store of its type is
+configured, so a driver's client library is needed only where it is used. Every
+store built is wrapped once in ``WrappedStore`` (error tagging, timing logs).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import copy
+import importlib
+import logging
+from types import ModuleType
 
-import httpx
 from oslo_config import cfg
 
-from glimpse import outbound
-from glimpse.config import data_path
 from glimpse.errors import BadRequest, NotFound
-from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError, StoreForbidden
-from glimpse.stores.file import FileStore
+from glimpse.stores.base import Store
+from glimpse.stores.options import COMMON_OPTS, StoreConfig
+from glimpse.stores.wrapped import WrappedStore
 
+LOG = logging.getLogger(__name__)
 
-class HttpStore(Store):
-    """Glance's read-only http store: data stays at an http(s) URL, nothing is written.
-
-    A minimal stand-in until a full driver exists: enough to be configured,
-    listed as read-only and read from."""
-
-    type = "http"
-    read_only = True
-
-    def __init__(self, name: str, description: str = "", conf: cfg.ConfigOpts | None = None):
-        super().__init__(name, description)
-        # Locations are user-supplied URLs: every connection goes through the
-        # address guard of glimpse.outbound (no loopback or link-local unless
-        # [import_filtering_opts] allowed_hosts names the host).
-        self.conf = conf if conf is not None else cfg.ConfigOpts()
-
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
-        raise StoreError(f"Store {self.name} is read-only")
-
-    def owns(self, url: str) -> bool:
-        return url.startswith(("http://", "https://"))
-
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        headers = {}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            headers["Range"] = f"bytes={offset}-{end}"
-        return self._stream(url, headers)
-
-    def _stream(self, url: str, headers: dict[str, str]) -> Iterator[bytes]:
-        try:
-            with outbound.client(self.conf, timeout=60, follow_redirects=True) as client, \
-                    client.stream("GET", url, headers=headers) as r:
-                if r.status_code == 404:
-                    raise DataNotFound(f"Image data not found at {url}")
-                if r.status_code >= 400:
-                    raise StoreError(f"HTTP store answered {r.status_code} for {url}")
-                yield from r.iter_bytes()
-        except outbound.DestinationRefused as exc:
-            raise StoreForbidden(f"HTTP store refuses {url}: {exc.reason}") from None
-
-    def size(self, url: str) -> int:
-        try:
-            with outbound.client(self.conf, timeout=60, follow_redirects=True) as client:
-                r = client.head(url)
-        except outbound.DestinationRefused as exc:
-            raise StoreForbidden(f"HTTP store refuses {url}: {exc.reason}") from None
-        except httpx.HTTPError as exc:
-            raise StoreError(f"HTTP store request failed: {exc}") from exc
-        if r.status_code == 404:
-            raise DataNotFound(f"Image data not found at {url}")
-        return int(r.headers.get("content-length") or 0)
-
-    def delete(self, url: str) -> None:
-        raise StoreError(f"Store {self.name} is read-only")
+# Store type (as Glance names it) -> the module implementing it.
+DRIVERS: dict[str, str] = {
+    "file": "glimpse.stores.file",
+    "http": "glimpse.stores.http",
+    "rbd": "glimpse.stores.rbd",
+    "cinder": "glimpse.stores.glance_store_adapter",
+    "vmware": "glimpse.stores.glance_store_adapter",
+}
 
 
 class StoreRegistry:
@@ -107,18 +68,43 @@ class StoreRegistry:
 RESERVED_STORES = ("os_glance_staging_store", "os_glance_tasks_store")
 RESERVED_PREFIX = "os_glance_"
 
-_STORE_OPTS = [
-    cfg.StrOpt("filesystem_store_datadir"),
-    cfg.StrOpt("store_description", default=""),
-    cfg.IntOpt("weight", default=0),
-]
+
+def driver_module(kind: str) -> ModuleType:
+    try:
+        return importlib.import_module(DRIVERS[kind])
+    except KeyError:
+        raise ValueError(f"Unknown store type '{kind}' (known: "
+                         f"{', '.join(sorted(DRIVERS))})") from None
+
+
+def driver_opts(kind: str) -> list[cfg.Opt]:
+    module = driver_module(kind)
+    opts = getattr(module, "OPTS", [])
+    return list(opts(kind) if callable(opts) else opts)
 
 
 def from_conf(conf: cfg.ConfigOpts) -> StoreRegistry:
     if conf.enabled_backends:
         return _multi_store(conf)
-    datadir = conf.glance_store.filesystem_store_datadir or data_path(conf, "images")
-    return StoreRegistry({"file": FileStore("file", datadir)}, "file")
+    return _single_store(conf)
+
+
+def _single_store(conf: cfg.ConfigOpts) -> StoreRegistry:
+    """Glance's legacy form: [glance_store] stores = file, http, rbd; default_store;
+    every driver's options in [glance_store] (or, deprecated, in [DEFAULT])."""
+    kinds = list(dict.fromkeys(conf.glance_store.stores)) or ["file"]
+    default = conf.glance_store.default_store
+    if default not in kinds:
+        kinds.append(default)
+    stores: dict[str, Store] = {}
+    for kind in kinds:
+        _register(conf, "glance_store", driver_opts(kind), legacy=True)
+        driver = driver_module(kind).build(
+            StoreConfig(kind, conf.glance_store, conf, legacy=True))
+        stores[kind] = WrappedStore(driver)
+    if stores[default].read_only:
+        raise ValueError(f"[glance_store] default_store '{default}' is a read-only store")
+    return StoreRegistry(stores, default)
 
 
 def _multi_store(conf: cfg.ConfigOpts) -> StoreRegistry:
@@ -128,15 +114,9 @@ def _multi_store(conf: cfg.ConfigOpts) -> StoreRegistry:
             # Glance refuses to start too: the prefix belongs to its internal stores.
             raise ValueError(f"Store name '{name}' in enabled_backends: the '{RESERVED_PREFIX}' "
                              "prefix is reserved for internal use only")
-        register_store_opts(conf, name)
-        section = conf[name]
-        if kind == "file":
-            datadir = section.filesystem_store_datadir or data_path(conf, "stores", name)
-            stores[name] = FileStore(name, datadir, section.store_description)
-        elif kind == "http":
-            stores[name] = HttpStore(name, section.store_description, conf)
-        else:
-            raise ValueError(f"Store type '{kind}' of backend '{name}' is not supported yet")
+        register_store_opts(conf, name, kind)
+        driver = driver_module(kind).build(StoreConfig(name, conf[name], conf))
+        stores[name] = WrappedStore(driver)
     default = conf.glance_store.default_backend or next(iter(stores))
     if default not in stores:
         raise ValueError(f"[glance_store] default_backend '{default}' is not in enabled_backends")
@@ -145,7 +125,40 @@ def _multi_store(conf: cfg.ConfigOpts) -> StoreRegistry:
     return StoreRegistry(stores, default)
 
 
-def register_store_opts(conf: cfg.ConfigOpts, name: str) -> None:
+def register_store_opts(conf: cfg.ConfigOpts, name: str, kind: str = "file") -> None:
     """The options of one named store's section ([<name>] in glance-api.conf)."""
     if name not in conf:
-        conf.register_opts(_STORE_OPTS, group=cfg.OptGroup(name))
+        conf.register_group(cfg.OptGroup(name))
+    _register(conf, name, [*COMMON_OPTS, *driver_opts(kind)])
+
+
+def _register(conf: cfg.ConfigOpts, group: str, opts: list[cfg.Opt],
+              legacy: bool = False) -> None:
+    for opt in opts:
+        if legacy:
+            # The oldest spelling kept these in [DEFAULT]; oslo.config reads them there
+            # and logs a deprecation warning naming [glance_store].
+            opt = copy.deepcopy(opt)
+            opt.deprecated_opts = [*opt.deprecated_opts, cfg.DeprecatedOpt(opt.name, "DEFAULT")]
+        try:
+            conf.register_opt(opt, group=group)
+        except cfg.DuplicateOptError:
+            pass  # already there (glimpse.config's [glance_store] options)
+
+
+def documented_opts() -> list[cfg.Opt]:
+    """Every driver's options once, for docs/configuration.md."""
+    seen: dict[str, cfg.Opt] = {opt.name: opt for opt in COMMON_OPTS}
+    for kind in DRIVERS:
+        try:
+            opts = driver_opts(kind)
+        except ImportError:
+            continue
+        for opt in opts:
+            seen.setdefault(opt.name, opt)
+    return list(seen.values())
+
+
+# For docs/configuration.md (scripts/gen_config_doc.py): the options of a store section.
+DOC_GROUP = "<store name> (or glance_store)"
+DOC_OPTS = documented_opts()

@@ -1,58 +1,52 @@
 """The conformance suite every store driver passes (DESIGN.md rule 5).
 
-One suite, parametrized by driver name through the ``store`` fixture. To add a
-driver (s3, swift, rbd, ...), add a ``StoreDriver`` to ``DRIVERS`` whose
-``make`` builds a fresh, empty store (skipping with a reason when its back end
-is not reachable) and whose ``leftovers`` lists everything the store holds
-(finished or partial), so the suite can prove nothing is left behind.
+One suite, parametrized by driver name. Each driver is a fixture factory in
+tests/stores/backends.py (``@driver("name")``) that starts its real server once
+per session and says how to make a fresh store and list what its back end holds,
+so the suite can prove nothing is left behind. Stores are used as the registry
+builds them: wrapped once in WrappedStore. Read-only drivers (http) run the read
+tests on data ``seed`` put on their server.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from glimpse.stores.base import DataNotFound, Store, StoreError
+from glimpse.stores.base import DataNotFound, Store, StoreError, StoreUnavailable
 from glimpse.stores.file import READ_SIZE, FileStore
+from glimpse.stores.wrapped import WrappedStore
+from tests.stores.backends import FACTORIES, READ_ONLY, SERVERLESS, StoreDriver, get_driver
 
 MIB = 1024 * 1024
+ALL = sorted(FACTORIES)
+WRITABLE = [name for name in ALL if name not in READ_ONLY]
+WITH_SERVER = [name for name in ALL if name not in SERVERLESS]
 
 
-@dataclass
-class StoreDriver:
-    make: Callable[[Path], Store]
-    leftovers: Callable[[Store], list[str]]
-    # URLs of the driver's own scheme that name things outside the store.
-    foreign_urls: tuple[str, ...] = ()
-
-
-def _file_leftovers(store: Store) -> list[str]:
-    assert isinstance(store, FileStore)
-    return sorted(os.listdir(store.datadir))
-
-
-DRIVERS: dict[str, StoreDriver] = {
-    "file": StoreDriver(
-        make=lambda tmp: FileStore("file", str(tmp / "store"), "conformance"),
-        leftovers=_file_leftovers,
-        foreign_urls=("file:///etc/passwd", "file:///etc/", "file:///", "file://"),
-    ),
-}
-
-
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=ALL)
 def driver(request: pytest.FixtureRequest) -> StoreDriver:
-    return DRIVERS[request.param]
+    return get_driver(request.param)
+
+
+@pytest.fixture(params=WRITABLE)
+def wdriver(request: pytest.FixtureRequest) -> StoreDriver:
+    return get_driver(request.param)
 
 
 @pytest.fixture
 def store(driver: StoreDriver, tmp_path: Path) -> Store:
-    return driver.make(tmp_path)
+    return WrappedStore(driver.make(tmp_path))
+
+
+@pytest.fixture
+def wstore(wdriver: StoreDriver, tmp_path: Path) -> Store:
+    return WrappedStore(wdriver.make(tmp_path))
 
 
 def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
@@ -70,72 +64,115 @@ def _add(store: Store, image_id: str, data: bytes) -> str:
     return stored.url
 
 
+def _put(driver: StoreDriver, store: Store, image_id: str, data: bytes) -> str:
+    """Data the store can read: added through it, or seeded on a read-only store's server."""
+    if driver.seed is not None:
+        return driver.seed(store, image_id, data)
+    return _add(store, image_id, data)
+
+
 # ---------------------------------------------------------------- add / get / size
 
 
-def test_add_then_get_whole(store):
-    data = os.urandom(300_000)
-    url = _add(store, "img-1", data)
+@pytest.mark.parametrize("size", [0, 1, 12_345])
+def test_small_sizes_round_trip(store, driver, size):
+    data = os.urandom(size)
+    url = _put(driver, store, f"img-{size}", data)
     assert store.owns(url)
-    assert store.size(url) == len(data)
+    assert store.size(url) == size
     assert _read(store.get(url)) == data
 
 
-def test_add_empty_data(store):
-    url = _add(store, "img-empty", b"")
-    assert store.size(url) == 0
-    assert _read(store.get(url)) == b""
+def test_data_above_the_chunk_size_round_trips(store, driver):
+    data = os.urandom(2 * driver.chunk_size + 17)
+    url = _put(driver, store, "img-big", data)
+    assert store.size(url) == len(data)
+    assert hashlib.sha256(_read(store.get(url))).digest() == hashlib.sha256(data).digest()
 
 
-def test_add_accepts_bytes_like_chunks(store):
-    stored = store.add("img-views", iter([b"ab", bytearray(b"cd"), memoryview(b"ef")]))
+def test_add_accepts_bytes_like_chunks(wstore):
+    stored = wstore.add("img-views", iter([b"ab", bytearray(b"cd"), memoryview(b"ef")]))
     assert stored.size == 6
-    assert _read(store.get(stored.url)) == b"abcdef"
+    assert _read(wstore.get(stored.url)) == b"abcdef"
 
 
 @pytest.mark.parametrize(("offset", "length"), [
     (0, None), (0, 1), (1, 10), (99_990, None), (99_990, 10), (99_999, 1), (0, 100_000),
     (100_000, None), (50_000, 0),
 ])
-def test_get_offset_and_length(store, offset, length):
+def test_get_offset_and_length(store, driver, offset, length):
     data = os.urandom(100_000)
-    url = _add(store, "img-range", data)
+    url = _put(driver, store, "img-range", data)
     end = None if length is None else offset + length
     assert _read(store.get(url, offset, length)) == data[offset:end]
 
 
-def test_get_length_past_the_end_stops_at_the_end(store):
+@pytest.mark.parametrize(("at", "length"), [
+    (-1, 1), (-1, 2), (0, 1), (-10, 20), (-1, None), (1, 1), (0, "chunk"), (-5, "chunk+10"),
+])
+def test_range_reads_at_and_across_chunk_boundaries(store, driver, at, length):
+    chunk = driver.chunk_size
+    data = os.urandom(3 * chunk + 101)
+    url = _put(driver, store, "img-boundary", data)
+    for boundary in (chunk, 2 * chunk):
+        offset = boundary + at
+        size = {"chunk": chunk, "chunk+10": chunk + 10}.get(length, length)  # type: ignore[arg-type]
+        end = None if size is None else offset + size
+        assert _read(store.get(url, offset, size)) == data[offset:end], (offset, size)
+
+
+def test_get_length_past_the_end_stops_at_the_end(store, driver):
     data = os.urandom(1000)
-    url = _add(store, "img-short", data)
+    url = _put(driver, store, "img-short", data)
     assert _read(store.get(url, 900, 500)) == data[900:]
 
 
-def test_distinct_images_do_not_collide(store):
+def test_distinct_images_do_not_collide(store, driver):
     a, b = os.urandom(5000), os.urandom(7000)
-    url_a, url_b = _add(store, "img-a", a), _add(store, "img-b", b)
+    url_a, url_b = _put(driver, store, "img-a", a), _put(driver, store, "img-b", b)
     assert url_a != url_b
     assert _read(store.get(url_a)) == a
     assert _read(store.get(url_b)) == b
 
 
+def test_concurrent_writes_of_different_images(wstore, wdriver):
+    blobs = {f"img-c{i}": os.urandom(wdriver.chunk_size + 1000 * i) for i in range(4)}
+    with ThreadPoolExecutor(4) as pool:
+        urls = dict(zip(blobs, pool.map(lambda i: _add(wstore, i, blobs[i]), blobs),
+                        strict=True))
+    assert len(set(urls.values())) == 4
+    for image_id, data in blobs.items():
+        assert _read(wstore.get(urls[image_id])) == data
+    assert len(wdriver.leftovers(wstore)) == 4
+
+
 # ---------------------------------------------------------------- delete
 
 
-def test_delete_removes_data(store, driver):
-    url = _add(store, "img-del", b"x" * 1000)
-    store.delete(url)
+def test_delete_removes_data(wstore, wdriver):
+    url = _add(wstore, "img-del", b"x" * 1000)
+    wstore.delete(url)
     with pytest.raises(DataNotFound):
-        store.size(url)
+        wstore.size(url)
     with pytest.raises(DataNotFound):
-        _read(store.get(url))
-    assert driver.leftovers(store) == []
+        _read(wstore.get(url))
+    assert wdriver.leftovers(wstore) == []
 
 
-def test_delete_missing_raises_data_not_found(store):
-    url = _add(store, "img-twice", b"x")
-    store.delete(url)
+def test_delete_missing_raises_data_not_found(wstore):
+    url = _add(wstore, "img-twice", b"x")
+    wstore.delete(url)
     with pytest.raises(DataNotFound):
-        store.delete(url)
+        wstore.delete(url)
+
+
+def test_missing_data_is_data_not_found(store, driver):
+    url = _put(driver, store, "img-there", b"x")
+    gone = url.replace("img-there", "img-never-written")
+    with pytest.raises(DataNotFound):
+        store.size(gone)
+    with pytest.raises(DataNotFound):
+        _read(store.get(gone))
 
 
 def test_data_not_found_is_a_store_error():
@@ -156,51 +193,66 @@ def _failing(after: int) -> Iterator[bytes]:
 
 
 @pytest.mark.parametrize("after", [0, 1, 3])
-def test_add_whose_iterator_raises_leaves_nothing(store, driver, after):
+def test_add_whose_iterator_raises_leaves_nothing(wstore, wdriver, after):
     with pytest.raises(Boom):
-        store.add("img-fail", _failing(after))
-    assert driver.leftovers(store) == []
+        wstore.add("img-fail", _failing(after))
+    assert wdriver.leftovers(wstore) == []
 
 
-def test_failed_add_does_not_disturb_other_data(store, driver):
+def test_failed_add_does_not_disturb_other_data(wstore, wdriver):
     data = os.urandom(4096)
-    url = _add(store, "img-keep", data)
+    url = _add(wstore, "img-keep", data)
     with pytest.raises(Boom):
-        store.add("img-fail", _failing(2))
-    assert _read(store.get(url)) == data
-    assert len(driver.leftovers(store)) == 1
+        wstore.add("img-fail", _failing(2))
+    assert _read(wstore.get(url)) == data
+    assert len(wdriver.leftovers(wstore)) == 1
 
 
-def test_add_interrupted_by_generator_close_leaves_nothing(store, driver):
+def test_add_interrupted_by_generator_close_leaves_nothing(wstore, wdriver):
     """A BaseException (GeneratorExit, KeyboardInterrupt) must clean up too."""
     def interrupted() -> Iterator[bytes]:
         yield b"a" * 1000
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.add("img-interrupted", interrupted())
-    assert driver.leftovers(store) == []
+        wstore.add("img-interrupted", interrupted())
+    assert wdriver.leftovers(wstore) == []
 
 
 # ---------------------------------------------------------------- URLs it must refuse
+
+# One URL of each kind; a driver's own schemes are left out (its foreign_urls cover them).
+OTHER_STORES_URLS = {
+    "file": ("file:///etc/passwd",),
+    "http": ("http://127.0.0.1:9/img-inside", "https://127.0.0.1:9/img-inside"),
+    "rbd": ("rbd://00000000-0000-0000-0000-000000000000/images/img-inside/snap",),
+    "swift": ("swift+https://127.0.0.1:9/v1/c/img-inside", "swift://a:b@127.0.0.1/c/img"),
+    "s3": ("s3://key:secret@127.0.0.1:9/bucket/img-inside",
+           "s3+https://127.0.0.1:9/bucket/img-inside"),
+    "cinder": ("cinder://00000000-0000-0000-0000-000000000000",),
+    "vsphere": ("vsphere://127.0.0.1:9/folder/img-inside?dsName=d",),
+}
 
 
 def test_urls_outside_the_store_are_refused(store, driver, tmp_path):
     outside = tmp_path / "outside"
     outside.write_bytes(b"secret")
-    url = _add(store, "img-inside", b"inside")
+    url = _put(driver, store, "img-inside", b"inside")
     foreign = [
         *driver.foreign_urls,
-        "file://" + str(outside),
+        *(u for urls in OTHER_STORES_URLS.values() for u in urls
+          if u.split(":", 1)[0].split("+")[0] not in driver.schemes),
         url + "/../../outside",
         url.rsplit("/", 1)[0] + "/../outside",
         url.rsplit("/", 1)[0] + "/%2e%2e/outside",
-        "http://example.com/img-inside",
-        "swift+https://example.com/v1/c/img-inside",
         "not a url",
         "",
     ]
+    if driver.writable:
+        foreign.append("file://" + str(outside))
     for bad in foreign:
+        if driver.seed is not None and store.owns(bad):
+            continue  # a read-only http store owns every http URL: only scheme matters
         assert not store.owns(bad), bad
         with pytest.raises(StoreError):
             _read(store.get(bad))
@@ -213,25 +265,58 @@ def test_urls_outside_the_store_are_refused(store, driver, tmp_path):
 
 
 @pytest.mark.parametrize("image_id", ["../escape", "a/b", "", ".", ".."])
-def test_add_refuses_image_ids_that_are_not_plain_names(store, driver, image_id, tmp_path):
+def test_add_refuses_image_ids_that_are_not_plain_names(wstore, wdriver, image_id, tmp_path):
     with pytest.raises(StoreError):
-        store.add(image_id, iter([b"data"]))
-    assert driver.leftovers(store) == []
+        wstore.add(image_id, iter([b"data"]))
+    assert wdriver.leftovers(wstore) == []
     assert not (tmp_path / "escape").exists()
 
 
-def test_owns_its_own_urls_only(store, driver, tmp_path):
-    url = _add(store, "img-own", b"1")
-    assert store.owns(url)
-    other = driver.make(tmp_path / "other")
+def test_owns_its_own_urls_only(wstore, wdriver, tmp_path):
+    url = _add(wstore, "img-own", b"1")
+    assert wstore.owns(url)
+    make_other = wdriver.make_other or (lambda tmp: wdriver.make(tmp / "other"))
+    other = WrappedStore(make_other(tmp_path))
     assert not other.owns(url)
-    assert not store.owns(_add(other, "img-own", b"2"))
+    assert not wstore.owns(_add(other, "img-own", b"2"))
+
+
+def test_read_only_store_refuses_writes(store, driver):
+    if driver.writable:
+        assert not store.read_only
+        return
+    assert store.read_only
+    with pytest.raises(StoreError):
+        store.add("img-ro", iter([b"data"]))
+
+
+# ---------------------------------------------------------------- the server is gone
+
+
+@pytest.mark.parametrize("name", WITH_SERVER)
+def test_stopped_server_is_store_unavailable(name, tmp_path):
+    """A server that is not there is StoreUnavailable (503), not a hang or a 500. A
+    throw-away address nobody listens on stands in: the shared server keeps running."""
+    driver = get_driver(name)
+    assert driver.make_unreachable is not None
+    raw, url = driver.make_unreachable(tmp_path)
+    store = WrappedStore(raw)
+    with pytest.raises(StoreUnavailable) as raised:
+        _read(store.get(url))
+    assert store.name in str(raised.value)
+    with pytest.raises(StoreUnavailable):
+        store.size(url)
+    if driver.writable:
+        with pytest.raises(StoreUnavailable):
+            store.add("img-unreachable", iter([b"data"]))
+        with pytest.raises(StoreUnavailable):
+            store.delete(url)
 
 
 # ---------------------------------------------------------------- streaming
 
 
-def test_large_data_streams_in_chunks(store):
+def test_large_data_streams_in_chunks(wstore):
     """Neither add nor get holds the data whole: add consumes a lazy iterator,
     get yields several bounded chunks."""
     chunk = os.urandom(MIB)
@@ -244,12 +329,12 @@ def test_large_data_streams_in_chunks(store):
             produced += 1
             yield chunk
 
-    stored = store.add("img-big", source())
+    stored = wstore.add("img-big", source())
     assert produced == count and stored.size == count * MIB
     expected = hashlib.sha256(chunk * count).hexdigest()
     digest = hashlib.sha256()
     sizes = []
-    for piece in store.get(stored.url):
+    for piece in wstore.get(stored.url):
         sizes.append(len(piece))
         digest.update(piece)
     assert digest.hexdigest() == expected
@@ -258,9 +343,9 @@ def test_large_data_streams_in_chunks(store):
     assert sum(sizes) == count * MIB
 
 
-def test_get_is_lazy(store):
+def test_get_is_lazy(store, driver):
     """get returns an iterator that reads as it is consumed; closing it early is fine."""
-    url = _add(store, "img-lazy", os.urandom(3 * MIB))
+    url = _put(driver, store, "img-lazy", os.urandom(3 * MIB))
     chunks = store.get(url)
     first = next(iter(chunks))
     assert 0 < len(first) < 3 * MIB
@@ -269,7 +354,7 @@ def test_get_is_lazy(store):
         close()
 
 
-def test_add_consumes_chunks_one_at_a_time(store):
+def test_add_consumes_chunks_one_at_a_time(wstore):
     """The iterator is pulled lazily: add must not list() it first."""
     seen: list[int] = []
 
@@ -278,16 +363,16 @@ def test_add_consumes_chunks_one_at_a_time(store):
             seen.append(i)
             yield bytes([i]) * 1000
 
-    stored = store.add("img-lazy-add", source())
+    stored = wstore.add("img-lazy-add", source())
     assert seen == [0, 1, 2, 3]
-    assert _read(store.get(stored.url)) == b"".join(bytes([i]) * 1000 for i in range(4))
+    assert _read(wstore.get(stored.url)) == b"".join(bytes([i]) * 1000 for i in range(4))
 
 
 # ---------------------------------------------------------------- file-store specifics
 
 
 def test_file_store_local_path(tmp_path):
-    store = DRIVERS["file"].make(tmp_path)
+    store = get_driver("file").make(tmp_path)
     url = _add(store, "img-local", b"abc")
     path = store.local_path(url)
     assert path is not None and Path(path).read_bytes() == b"abc"
@@ -296,7 +381,7 @@ def test_file_store_local_path(tmp_path):
 
 
 def test_file_store_refuses_symlink_escaping_the_directory(tmp_path):
-    store = DRIVERS["file"].make(tmp_path)
+    store = get_driver("file").make(tmp_path)
     assert isinstance(store, FileStore)
     secret = tmp_path / "secret"
     secret.write_bytes(b"secret")
@@ -312,7 +397,7 @@ def test_file_store_refuses_symlink_escaping_the_directory(tmp_path):
 
 def test_file_store_os_errors_are_store_errors(tmp_path):
     """Anything the OS refuses becomes a StoreError callers handle, never a bare OSError."""
-    store = DRIVERS["file"].make(tmp_path)
+    store = get_driver("file").make(tmp_path)
     assert isinstance(store, FileStore)
     blocker = Path(store.datadir) / "img-dir"
     blocker.mkdir()
@@ -327,7 +412,7 @@ def test_file_store_os_errors_are_store_errors(tmp_path):
 
 
 def test_file_store_add_file_links_without_copying(tmp_path):
-    store = DRIVERS["file"].make(tmp_path)
+    store = get_driver("file").make(tmp_path)
     assert isinstance(store, FileStore)
     source = tmp_path / "staged"
     data = os.urandom(300_000)
@@ -340,14 +425,14 @@ def test_file_store_add_file_links_without_copying(tmp_path):
     source.unlink()
     assert _read(store.get(stored.url)) == data
     store.delete(stored.url)
-    assert _file_leftovers(store) == []
+    assert get_driver("file").leftovers(store) == []
 
 
 def test_file_store_add_file_across_filesystems_declines(tmp_path, monkeypatch):
     """Where a link is impossible the store declines (None) and leaves nothing."""
     import errno
 
-    store = DRIVERS["file"].make(tmp_path)
+    store = get_driver("file").make(tmp_path)
     source = tmp_path / "elsewhere"
     source.write_bytes(b"data")
 
@@ -356,16 +441,16 @@ def test_file_store_add_file_across_filesystems_declines(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "link", cross_device)
     assert store.add_file("img-x", str(source)) is None
-    assert _file_leftovers(store) == []
+    assert get_driver("file").leftovers(store) == []
 
 
 def test_file_store_add_file_refuses_bad_ids(tmp_path):
-    store = DRIVERS["file"].make(tmp_path)
+    store = get_driver("file").make(tmp_path)
     source = tmp_path / "staged"
     source.write_bytes(b"data")
     with pytest.raises(StoreError):
         store.add_file("../escape", str(source))
-    assert _file_leftovers(store) == []
+    assert get_driver("file").leftovers(store) == []
 
 
 def test_file_store_flushes_large_writes_as_it_goes(tmp_path, monkeypatch):
@@ -381,7 +466,7 @@ def test_file_store_flushes_large_writes_as_it_goes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(file_mod, "FLUSH_EVERY", MIB)
     monkeypatch.setattr(os, "fdatasync", counting)
-    store = DRIVERS["file"].make(tmp_path)
+    store = get_driver("file").make(tmp_path)
     data = os.urandom(5 * MIB)
     stored = store.add("img-flushed", _chunks(data, 256 * 1024))
     assert _read(store.get(stored.url)) == data
