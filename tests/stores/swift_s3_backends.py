@@ -1,0 +1,142 @@
+"""Real Swift and S3 (SeaweedFS) servers for the store tests, and their drivers' hooks
+for the conformance suite.
+
+The servers are started once per machine by scripts/backends/<name>.sh into
+.tmp/backends of the checkout (GLIMPSE_TEST_BACKENDS_DIR overrides it) and reused by
+later runs and by every xdist worker (a file lock serialises the start). With CI=true
+a server that does not come up fails the test; elsewhere the test is skipped with the
+reason.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+import swiftclient
+from botocore.config import Config
+
+from glimpse.stores.base import Store
+from glimpse.stores.s3 import S3Store
+
+ROOT = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS_DIR = Path(os.environ.get("GLIMPSE_TEST_BACKENDS_DIR", ROOT / ".tmp" / "backends"))
+MIB = 1024 * 1024
+
+
+def _unavailable(name: str, detail: str) -> None:
+    message = f"{name} did not come up: {detail}"
+    if IN_CI:
+        pytest.fail(message + " - CI requires every store back end", pytrace=False)
+    pytest.skip(message)
+
+
+@functools.cache
+def backend_env(name: str) -> dict[str, str]:
+    """Start (or find running) the back end ``name`` and return its KEY=VALUE lines."""
+    BACKENDS_DIR.mkdir(parents=True, exist_ok=True)
+    script = ROOT / "scripts" / "backends" / f"{name}.sh"
+    with open(BACKENDS_DIR / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            done = subprocess.run([str(script), "up", str(BACKENDS_DIR)], capture_output=True,
+                                  text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _unavailable(name, f"{script} up: {exc}")
+    if done.returncode != 0:
+        _unavailable(name, f"{script} up exited {done.returncode}:\n{done.stderr[-3000:]}")
+    env = {}
+    for line in done.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isupper():
+            env[key] = value
+    return env
+
+
+def unique_name(prefix: str, tmp_path: Path) -> str:
+    """A bucket / container name of its own for each test's store."""
+    digest = hashlib.sha1(f"{tmp_path}:{os.getpid()}".encode()).hexdigest()[:20]
+    return f"{prefix}-{digest}"
+
+
+# ---------------------------------------------------------------- S3 on SeaweedFS
+
+
+def s3_client():  # noqa: ANN201
+    env = backend_env("seaweedfs")
+    return boto3.client(
+        "s3", endpoint_url=env["S3_SEAWEEDFS_ENDPOINT"], aws_access_key_id=env["S3_ACCESS_KEY"],
+        aws_secret_access_key=env["S3_SECRET_KEY"], region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+def make_s3(tmp_path: Path, **options) -> S3Store:  # noqa: ANN003
+    env = backend_env("seaweedfs")
+    settings = {"large_object_size": 5 * MIB, "large_object_chunk_size": 5 * MIB,
+                "thread_pools": 3, "bucket_url_format": "path", "create_bucket_on_put": True,
+                **options}
+    return S3Store("s3", host=env["S3_SEAWEEDFS_ENDPOINT"], access_key=env["S3_ACCESS_KEY"],
+                   secret_key=env["S3_SECRET_KEY"], bucket=unique_name("glimpse", tmp_path),
+                   description="conformance", **settings)
+
+
+def s3_leftovers(store: Store) -> list[str]:
+    """Every object and every unfinished multipart upload in the store's bucket, listed
+    with a client of its own (not through the driver)."""
+    assert isinstance(store, S3Store)
+    client = s3_client()
+    try:
+        objects = client.list_objects_v2(Bucket=store.bucket).get("Contents", [])
+        uploads = client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+    except client.exceptions.NoSuchBucket:
+        return []
+    return sorted([o["Key"] for o in objects] + [f"upload:{u['Key']}" for u in uploads])
+
+
+S3_FOREIGN_URLS = ("s3://127.0.0.1:1/glimpse-x/img-inside", "s3://example.com/b/img-inside",
+                   "s3+https://127.0.0.1/b/img-inside", "s3://", "s3:///img-inside")
+
+
+# ---------------------------------------------------------------- Swift (tempauth)
+
+
+def swift_connection() -> swiftclient.Connection:
+    env = backend_env("swift")
+    return swiftclient.Connection(authurl=env["SWIFT_AUTH_URL"], user=env["SWIFT_USER"],
+                                  key=env["SWIFT_KEY"], auth_version="1", retries=1)
+
+
+def make_swift(tmp_path: Path, **options) -> Store:  # noqa: ANN003
+    from glimpse.stores.swift import SwiftStore
+
+    env = backend_env("swift")
+    settings = {"large_object_size": 4 * MIB, "large_object_chunk_size": 2 * MIB,
+                "create_container_on_put": True, **options}
+    return SwiftStore("swift", auth_address=env["SWIFT_AUTH_URL"], user=env["SWIFT_USER"],
+                      key=env["SWIFT_KEY"], auth_version="1",
+                      container=unique_name("glimpse", tmp_path), description="conformance",
+                      **settings)
+
+
+def swift_leftovers(store: Store) -> list[str]:
+    """Every object (images, manifests, segments) in the store's container."""
+    assert store.type == "swift"
+    try:
+        _, objects = swift_connection().get_container(store.container, full_listing=True)
+    except swiftclient.ClientException as exc:
+        if exc.http_status == 404:
+            return []
+        raise
+    return sorted(o["name"] for o in objects)
+
+
+SWIFT_FOREIGN_URLS = ("swift+http://127.0.0.1:1/auth/v1.0/glimpse/img-inside",
+                      "swift+config://no-such-ref/glimpse/img-inside",
+                      "swift://", "swift+http:///img-inside")
