@@ -19,6 +19,7 @@ import pytest
 
 from glimpse.stores.base import DataNotFound, Store, StoreError
 from glimpse.stores.file import READ_SIZE, FileStore
+from tests.stores import swift_s3_backends as swift_s3
 
 MIB = 1024 * 1024
 
@@ -42,6 +43,10 @@ DRIVERS: dict[str, StoreDriver] = {
         leftovers=_file_leftovers,
         foreign_urls=("file:///etc/passwd", "file:///etc/", "file:///", "file://"),
     ),
+    "s3": StoreDriver(make=swift_s3.make_s3, leftovers=swift_s3.s3_leftovers,
+                      foreign_urls=swift_s3.S3_FOREIGN_URLS),
+    "swift": StoreDriver(make=swift_s3.make_swift, leftovers=swift_s3.swift_leftovers,
+                         foreign_urls=swift_s3.SWIFT_FOREIGN_URLS),
 }
 
 
