@@ -16,6 +16,8 @@ from typing import Any
 
 from oslo_config import cfg, types
 
+from glimpse.stores.object_opts import S3_OPTS, SWIFT_OPTS, legacy_spelling
+
 
 class BracketedList(types.List):
     """A list option read with or without Glance's surrounding brackets.
@@ -147,7 +149,8 @@ database_opts = [
 
 glance_store_opts = [
     list_opt("stores", default=["file", "http"], help="Store types enabled (single store)."),
-    cfg.StrOpt("default_store", default="file", help="Store type used for new data."),
+    cfg.StrOpt("default_store", default="file", deprecated_group="DEFAULT",
+               help="Store type used for new data (single store): file, swift or s3."),
     cfg.StrOpt("default_backend", help="Name of the default store when enabled_backends is set."),
     cfg.StrOpt("filesystem_store_datadir",
                help="Directory of the file store. Defaults to <data_dir>/images."),
@@ -173,7 +176,7 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     (None, default_opts),
     ("image_format", image_format_opts),
     ("database", database_opts),
-    ("glance_store", glance_store_opts),
+    ("glance_store", glance_store_opts + legacy_spelling(SWIFT_OPTS + S3_OPTS)),
     ("task", task_opts),
     ("paste_deploy", paste_deploy_opts),
 ]

@@ -10,6 +10,7 @@ from oslo_config import cfg
 
 from glimpse.config import data_path
 from glimpse.errors import BadRequest, NotFound
+from glimpse.stores import object_stores
 from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError
 from glimpse.stores.file import FileStore
 
@@ -103,7 +104,12 @@ def from_conf(conf: cfg.ConfigOpts) -> StoreRegistry:
     if conf.enabled_backends:
         return _multi_store(conf)
     datadir = conf.glance_store.filesystem_store_datadir or data_path(conf, "images")
-    return StoreRegistry({"file": FileStore("file", datadir)}, "file")
+    stores: dict[str, Store] = {"file": FileStore("file", datadir)}
+    kind = conf.glance_store.default_store
+    if kind in object_stores.KINDS:  # single store: its options are in [glance_store]
+        stores[kind] = object_stores.build(conf, kind, kind, group="glance_store")
+        return StoreRegistry(stores, kind)
+    return StoreRegistry(stores, "file")
 
 
 def _multi_store(conf: cfg.ConfigOpts) -> StoreRegistry:
@@ -120,6 +126,8 @@ def _multi_store(conf: cfg.ConfigOpts) -> StoreRegistry:
             stores[name] = FileStore(name, datadir, section.store_description)
         elif kind == "http":
             stores[name] = HttpStore(name, section.store_description)
+        elif kind in object_stores.KINDS:
+            stores[name] = object_stores.build(conf, name, kind)
         else:
             raise ValueError(f"Store type '{kind}' of backend '{name}' is not supported yet")
     default = conf.glance_store.default_backend or next(iter(stores))

@@ -53,7 +53,7 @@ class S3Store(Store):
                  bucket: str, create_bucket_on_put: bool = False,
                  bucket_url_format: str = "auto", large_object_size: int = 100 * MIB,
                  large_object_chunk_size: int = 10 * MIB, thread_pools: int = 10,
-                 region_name: str = "", description: str = "",
+                 region_name: str = "", cacert: str | None = None, description: str = "",
                  connect_timeout: float = 10, read_timeout: float = 60, retries: int = 3):
         super().__init__(name, description)
         if not host or not bucket:
@@ -82,6 +82,7 @@ class S3Store(Store):
         self.client = boto3.session.Session().client(
             "s3", endpoint_url=self.endpoint, aws_access_key_id=access_key,
             aws_secret_access_key=secret_key, region_name=region_name or "us-east-1",
+            verify=cacert or None,
             config=Config(
                 signature_version="s3v4", s3={"addressing_style": bucket_url_format},
                 connect_timeout=connect_timeout, read_timeout=read_timeout,

@@ -189,7 +189,8 @@ class SwiftStore(Store):
     # ------------------------------------------------------------ connections
 
     @contextmanager
-    def _connection(self, reference: str) -> Iterator[swiftclient.Connection]:
+    def _connection(self, reference: str, retries: int | None = None,
+                    ) -> Iterator[swiftclient.Connection]:
         """A connection that reuses the reference's token and refreshes it on 401."""
         account = self.accounts[reference]
         user, os_options = account.user, dict(self.os_options)
@@ -206,7 +207,7 @@ class SwiftStore(Store):
             authurl=account.auth_address, user=user, key=account.key,
             auth_version=account.auth_version, os_options=os_options,
             preauthurl=cached[0] if cached else None, preauthtoken=cached[1] if cached else None,
-            retries=self.retries, starting_backoff=0.5, max_backoff=4, timeout=self.timeout,
+            retries=self.retries if retries is None else retries, starting_backoff=0.5, max_backoff=4, timeout=self.timeout,
             insecure=self.insecure, cacert=self.cacert)
         try:
             yield conn
@@ -297,7 +298,9 @@ class SwiftStore(Store):
             headers = {}
             if position or end is not None:
                 headers["Range"] = f"bytes={position}-{'' if end is None else end}"
-            with self._connection(loc.reference) as conn:
+            # retries=0: swiftclient would resume a broken body by itself, ignoring
+            # swift_store_retry_get_count (and never for a range read).
+            with self._connection(loc.reference, retries=0) as conn:
                 try:
                     with self._calls("download", missing=loc.obj):
                         _, body = conn.get_object(loc.container, loc.obj, headers=headers,

@@ -40,11 +40,11 @@ up() {
     # shellcheck disable=SC2207
     ports=($(free_ports 4 10000))
     master=${ports[0]} volume=${ports[1]} filer=${ports[2]} s3=${ports[3]}
-    key=glimpse
+    key=GK$(python3 -c "import secrets; print(secrets.token_hex(8).upper())")
     secret=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
     # Anything but this identity is refused (SignatureDoesNotMatch / AccessDenied).
     cat >"$STATE/s3.json" <<JSON
-{"identities": [{"name": "glimpse",
+{"identities": [{"name": "glimpse-tests",
   "credentials": [{"accessKey": "$key", "secretKey": "$secret"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
