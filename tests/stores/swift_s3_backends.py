@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import boto3
@@ -60,6 +61,29 @@ def backend_env(name: str) -> dict[str, str]:
     return env
 
 
+# Buckets and containers of earlier runs are removed once they are this old: each
+# SeaweedFS bucket holds a volume of its own, and the server has a bounded number.
+STALE_AFTER = 3600
+
+
+@functools.cache
+def remove_stale_test_data() -> None:
+    now = time.time()
+    client = s3_client()
+    for bucket in client.list_buckets().get("Buckets", []):
+        name = bucket["Name"]
+        if not name.startswith("glimpse-") or now - bucket["CreationDate"].timestamp() < \
+                STALE_AFTER:
+            continue
+        for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=name, Key=upload["Key"],
+                                          UploadId=upload["UploadId"])
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=item["Key"])
+        client.delete_bucket(Bucket=name)
+
+
 def unique_name(prefix: str, tmp_path: Path) -> str:
     """A bucket / container name of its own for each test's store."""
     digest = hashlib.sha1(f"{tmp_path}:{os.getpid()}".encode()).hexdigest()[:20]
@@ -79,6 +103,7 @@ def s3_client():  # noqa: ANN201
 
 def make_s3(tmp_path: Path, **options) -> S3Store:  # noqa: ANN003
     env = backend_env("seaweedfs")
+    remove_stale_test_data()
     settings = {"large_object_size": 5 * MIB, "large_object_chunk_size": 5 * MIB,
                 "thread_pools": 3, "bucket_url_format": "path", "create_bucket_on_put": True,
                 **options}
