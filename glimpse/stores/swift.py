@@ -207,8 +207,8 @@ class SwiftStore(Store):
             authurl=account.auth_address, user=user, key=account.key,
             auth_version=account.auth_version, os_options=os_options,
             preauthurl=cached[0] if cached else None, preauthtoken=cached[1] if cached else None,
-            retries=self.retries if retries is None else retries, starting_backoff=0.5, max_backoff=4, timeout=self.timeout,
-            insecure=self.insecure, cacert=self.cacert)
+            retries=self.retries if retries is None else retries, starting_backoff=0.5,
+            max_backoff=4, timeout=self.timeout, insecure=self.insecure, cacert=self.cacert)
         try:
             yield conn
         finally:
