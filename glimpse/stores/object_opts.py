@@ -47,6 +47,9 @@ SWIFT_OPTS = [
                 help="Store images in each project's own account. Not supported by "
                 "Glimpse yet: the store refuses to start with it."),
     cfg.StrOpt("swift_store_region", help="Region of the object-store endpoint."),
+    cfg.StrOpt("swift_store_endpoint",
+               help="URL of the Swift account (http://host:port/v1/AUTH_<project id>), used "
+               "instead of the object-store endpoint of Keystone's catalog."),
     cfg.StrOpt("swift_store_endpoint_type", default="publicURL",
                help="Endpoint type of the object-store endpoint in the catalog."),
     cfg.StrOpt("swift_store_service_type", default="object-store",

@@ -63,7 +63,7 @@ def _swift(name: str, section, description: str) -> Store:  # noqa: ANN001
         large_object_chunk_size=section.swift_store_large_object_chunk_size * MB,
         retry_get_count=section.swift_store_retry_get_count,
         multiple_containers_seed=section.swift_store_multiple_containers_seed,
-        region_name=section.swift_store_region,
+        region_name=section.swift_store_region, endpoint=section.swift_store_endpoint,
         endpoint_type=section.swift_store_endpoint_type,
         service_type=section.swift_store_service_type,
         insecure=section.swift_store_auth_insecure, cacert=section.swift_store_cacert,

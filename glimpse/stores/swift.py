@@ -54,6 +54,12 @@ _BROKEN_STREAM = (RequestException, urllib3.exceptions.HTTPError, http.client.HT
                   OSError)
 
 
+# Keystone sessions (each keeps its token until shortly before it expires), shared by
+# every store of the process that uses the same account.
+_SESSIONS: dict[tuple, object] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class SwiftAccount:
     """One set of credentials: a reference of swift_store_config_file, or the
@@ -88,6 +94,7 @@ class SwiftStore(Store):
                  large_object_size: int = 5 * 1024 * MIB,
                  large_object_chunk_size: int = 200 * MIB, retry_get_count: int = 0,
                  multiple_containers_seed: int = 0, region_name: str | None = None,
+                 endpoint: str | None = None,
                  endpoint_type: str = "publicURL", service_type: str = "object-store",
                  insecure: bool = False, cacert: str | None = None, description: str = "",
                  timeout: float = 60, retries: int = 2):
@@ -114,6 +121,8 @@ class SwiftStore(Store):
         self.seed = multiple_containers_seed
         self.os_options = {"region_name": region_name, "endpoint_type": endpoint_type,
                            "service_type": service_type}
+        if endpoint:  # swift_store_endpoint: the account URL, instead of the catalog's
+            self.os_options["object_storage_url"] = endpoint.rstrip("/")
         self.insecure, self.cacert = insecure, cacert
         self.timeout, self.retries = timeout, retries
         self._tokens: dict[str, tuple[str, str]] = {}
@@ -191,31 +200,84 @@ class SwiftStore(Store):
     @contextmanager
     def _connection(self, reference: str, retries: int | None = None,
                     ) -> Iterator[swiftclient.Connection]:
-        """A connection that reuses the reference's token and refreshes it on 401."""
+        """A connection that reuses the reference's token (v1: renewed by swiftclient
+        on 401; Keystone: by keystoneauth before it expires)."""
         account = self.accounts[reference]
-        user, os_options = account.user, dict(self.os_options)
-        if account.auth_version in ("2", "3") and ":" in user:
-            project, user = user.split(":", 1)
-            os_options.update(project_name=project, tenant_name=project)
-        for option in ("user_domain_id", "user_domain_name", "project_domain_id",
-                       "project_domain_name"):
-            if getattr(account, option):
-                os_options[option] = getattr(account, option)
-        with self._lock:
-            cached = self._tokens.get(reference)
-        conn = swiftclient.Connection(
-            authurl=account.auth_address, user=user, key=account.key,
-            auth_version=account.auth_version, os_options=os_options,
-            preauthurl=cached[0] if cached else None, preauthtoken=cached[1] if cached else None,
-            retries=self.retries if retries is None else retries, starting_backoff=0.5,
-            max_backoff=4, timeout=self.timeout, insecure=self.insecure, cacert=self.cacert)
+        common = {"retries": self.retries if retries is None else retries,
+                  "starting_backoff": 0.5, "max_backoff": 4, "timeout": self.timeout,
+                  "insecure": self.insecure, "cacert": self.cacert}
+        if account.auth_version == "1":
+            with self._lock:
+                cached = self._tokens.get(reference)
+            conn = swiftclient.Connection(
+                authurl=account.auth_address, user=account.user, key=account.key,
+                auth_version="1", preauthurl=cached[0] if cached else None,
+                preauthtoken=cached[1] if cached else None, **common)
+        else:
+            url, token = self._keystone_token(reference)
+            conn = swiftclient.Connection(preauthurl=url, preauthtoken=token, **common)
         try:
             yield conn
+        except swiftclient.ClientException as exc:
+            if exc.http_status == 401:
+                self._forget_token(reference)
+            raise
         finally:
-            if conn.url and conn.token:
+            if account.auth_version == "1" and conn.url and conn.token:
                 with self._lock:
                     self._tokens[reference] = (conn.url, conn.token)
             conn.close()
+
+    def _keystone_token(self, reference: str) -> tuple[str, str]:
+        """Token and account URL from Keystone v3 (keystoneauth keeps the token and
+        renews it before it expires); the URL is swift_store_endpoint or the catalog's."""
+        from keystoneauth1 import exceptions as ks_errors
+        from keystoneauth1 import session as ks_session
+        from keystoneauth1.identity import v3
+
+        account = self.accounts[reference]
+        key = (account, self.insecure, self.cacert)
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.get(key)
+            if session is None:
+                project, _, user = account.user.rpartition(":")
+                auth = v3.Password(
+                    auth_url=account.auth_address, username=user, password=account.key,
+                    project_name=project or None,
+                    user_domain_id=account.user_domain_id or (
+                        None if account.user_domain_name else "default"),
+                    user_domain_name=account.user_domain_name,
+                    project_domain_id=account.project_domain_id or (
+                        None if account.project_domain_name else "default"),
+                    project_domain_name=account.project_domain_name)
+                verify = False if self.insecure else (self.cacert or True)
+                session = ks_session.Session(auth=auth, verify=verify, timeout=self.timeout)
+                _SESSIONS[key] = session
+        try:
+            token = session.get_token()
+            url = self.os_options.get("object_storage_url") or session.get_endpoint(
+                service_type=self.os_options["service_type"],
+                interface=self.os_options["endpoint_type"].removesuffix("URL"),
+                region_name=self.os_options["region_name"])
+        except ks_errors.Unauthorized as exc:
+            raise StoreForbidden("Keystone refused the Swift store's credentials") from exc
+        except ks_errors.EndpointNotFound as exc:
+            raise StoreError("No object-store endpoint in Keystone's catalog (set "
+                             "swift_store_endpoint)") from exc
+        except ks_errors.ClientException as exc:
+            raise StoreUnavailable(f"Keystone cannot be reached ({type(exc).__name__})") \
+                from exc
+        if not url:
+            raise StoreError("No object-store endpoint in Keystone's catalog")
+        return url, token
+
+    def _forget_token(self, reference: str) -> None:
+        with self._lock:
+            self._tokens.pop(reference, None)
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.get((self.accounts[reference], self.insecure, self.cacert))
+        if session is not None:
+            session.invalidate()
 
     @contextmanager
     def _calls(self, what: str, missing: str | None = None) -> Iterator[None]:

@@ -8,7 +8,15 @@
 #
 # `up` is idempotent: when the proxy recorded in DIR still answers it only prints the
 # lines again. Prints SWIFT_AUTH_URL, SWIFT_USER, SWIFT_KEY (tempauth v1) and
-# SWIFT_ADMIN_USER / SWIFT_ADMIN_KEY (a reseller admin). Swift and python-swiftclient
+# SWIFT_ADMIN_USER / SWIFT_ADMIN_KEY (a reseller admin).
+#
+# Keystone too, when one is given: with SWIFT_KEYSTONE_AUTH_URL (a v3 URL on 127.0.0.1),
+# SWIFT_KEYSTONE_USER, SWIFT_KEYSTONE_PASSWORD and SWIFT_KEYSTONE_PROJECT (default
+# "service"; user and project in domain "default") set, a second proxy with authtoken
+# and keystoneauth serves the same servers, and `up` also prints SWIFT_KEYSTONE_AUTH_URL,
+# SWIFT_KEYSTONE_USER (project:user), SWIFT_KEYSTONE_KEY and SWIFT_KEYSTONE_ENDPOINT
+# (the account URL: the Keystone need not have Swift in its catalog). The user must have
+# the admin or member role in the project; it also validates the tokens. Swift and python-swiftclient
 # come from PyPI into a virtualenv under $GLIMPSE_BACKENDS_CACHE (default
 # ~/.cache/glimpse-backends); memcached from apt-get (when root) if missing.
 # The device directory needs user xattrs (ext4, xfs, tmpfs do).
@@ -165,9 +173,99 @@ CONF
     done
 }
 
+keystone_wanted() { [ -n "${SWIFT_KEYSTONE_AUTH_URL:-}" ]; }
+
+keystone_answers() {  # a Keystone token is accepted by the keystone proxy
+    local token endpoint
+    endpoint=$(sed -n 's/^SWIFT_KEYSTONE_ENDPOINT=//p' "$STATE/keystone.env")
+    token=$(keystone_token "$SWIFT_KEYSTONE_PASSWORD" | sed -n 1p) || return 1
+    [ -n "$token" ] && curl -sf -m 20 -o /dev/null -H "X-Auth-Token: $token" "$endpoint"
+}
+
+keystone_token() {  # keystone_token PASSWORD -> lines: token, project id
+    local body
+    body=$(python3 - "${SWIFT_KEYSTONE_USER}" "$1" "${SWIFT_KEYSTONE_PROJECT:-service}" <<'PY'
+import json, sys
+user, password, project = sys.argv[1:]
+print(json.dumps({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+    "name": user, "domain": {"id": "default"}, "password": password}}},
+    "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}))
+PY
+)
+    curl -sf -m 5 -D "$STATE/run/token.headers" -o "$STATE/run/token.json" \
+        -H "Content-Type: application/json" -d "$body" \
+        "${SWIFT_KEYSTONE_AUTH_URL%/}/auth/tokens" || return 1
+    tr -d '\r' <"$STATE/run/token.headers" | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p'
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"]["project"]["id"])' \
+        "$STATE/run/token.json"
+    rm -f "$STATE/run/token.headers" "$STATE/run/token.json"
+}
+
+start_keystone_proxy() {
+    "$VENV/bin/python" -c 'import keystonemiddleware' 2>/dev/null || {
+        say "installing keystonemiddleware into $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check keystonemiddleware >&2 \
+            || die "pip install keystonemiddleware failed"
+    }
+    local port project
+    port=$(free_ports 1)
+    project=$(keystone_token "$SWIFT_KEYSTONE_PASSWORD" | sed -n 2p) \
+        || die "Keystone at $SWIFT_KEYSTONE_AUTH_URL refused $SWIFT_KEYSTONE_USER"
+    sed -e "s/^bind_port = .*/bind_port = $port/" \
+        -e 's/^pipeline = .*/pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats authtoken keystoneauth copy dlo slo proxy-logging proxy-server/' \
+        -e 's/^log_name = proxy/log_name = proxy-keystone/' \
+        "$STATE/etc/proxy-server.conf" >"$STATE/etc/proxy-keystone-server.conf"
+    cat >>"$STATE/etc/proxy-keystone-server.conf" <<CONF
+
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = $SWIFT_KEYSTONE_AUTH_URL
+auth_url = $SWIFT_KEYSTONE_AUTH_URL
+auth_type = password
+username = $SWIFT_KEYSTONE_USER
+password = $SWIFT_KEYSTONE_PASSWORD
+project_name = ${SWIFT_KEYSTONE_PROJECT:-service}
+user_domain_id = default
+project_domain_id = default
+cache = swift.cache
+delay_auth_decision = True
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+operator_roles = admin, member
+CONF
+    cat >"$STATE/keystone.env" <<ENV
+SWIFT_KEYSTONE_AUTH_URL=$SWIFT_KEYSTONE_AUTH_URL
+SWIFT_KEYSTONE_USER=${SWIFT_KEYSTONE_PROJECT:-service}:$SWIFT_KEYSTONE_USER
+SWIFT_KEYSTONE_KEY=$SWIFT_KEYSTONE_PASSWORD
+SWIFT_KEYSTONE_ENDPOINT=http://127.0.0.1:$port/v1/AUTH_$project
+ENV
+    chmod 600 "$STATE/keystone.env"
+    "$VENV/bin/swift-proxy-server" "$STATE/etc/proxy-keystone-server.conf" -v \
+        </dev/null >"$STATE/log/proxy-keystone.log" 2>&1 &
+    echo $! >"$STATE/run/proxy-keystone.pid"
+    if ! wait_for 60 curl -sf -m 2 "http://127.0.0.1:$port/healthcheck" ||
+            ! wait_for 90 keystone_answers; then
+        tail -n 30 "$STATE/log/proxy-keystone.log" >&2 || true
+        stop_pid "$STATE/run/proxy-keystone.pid" 5
+        die "the swift proxy with Keystone auth did not accept a Keystone token"
+    fi
+    say "Swift with Keystone auth is up: proxy on 127.0.0.1:$port"
+}
+
+print_env() {
+    cat "$STATE/env"
+    if keystone_wanted; then cat "$STATE/keystone.env"; fi
+}
+
 up() {
     if [ -f "$STATE/env" ] && all_alive && answers >/dev/null 2>&1; then
-        cat "$STATE/env"
+        if keystone_wanted && ! { pid_alive "$STATE/run/proxy-keystone.pid" &&
+                [ -f "$STATE/keystone.env" ] && keystone_answers >/dev/null 2>&1; }; then
+            stop_pid "$STATE/run/proxy-keystone.pid" 5
+            start_keystone_proxy
+        fi
+        print_env
         return 0
     fi
     down >/dev/null 2>&1
@@ -209,12 +307,13 @@ ENV
         die "swift tempauth did not hand out a working token within 30 s"
     fi
     say "Swift is up: proxy on 127.0.0.1:$proxy"
-    cat "$STATE/env"
+    if keystone_wanted; then start_keystone_proxy; fi
+    print_env
 }
 
 down() {
     local s
-    for s in proxy account container object memcached; do
+    for s in proxy-keystone proxy account container object memcached; do
         stop_pid "$STATE/run/$s.pid" 5
     done
     say "Swift in $STATE is stopped"

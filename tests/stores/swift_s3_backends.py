@@ -39,16 +39,39 @@ def _unavailable(name: str, detail: str) -> None:
     pytest.skip(message)
 
 
+def keystone_for_swift() -> dict[str, str]:
+    """The Keystone the Keystone-auth Swift proxy uses: SWIFT_KEYSTONE_AUTH_URL, _USER,
+    _PASSWORD (and _PROJECT) from the environment, else the one the tempest harness
+    runs for the RBAC tests (GLIMPSE_TEMPEST_WORKDIR, as .ci/run sets it up)."""
+    names = ("SWIFT_KEYSTONE_AUTH_URL", "SWIFT_KEYSTONE_USER", "SWIFT_KEYSTONE_PASSWORD",
+             "SWIFT_KEYSTONE_PROJECT")
+    if os.environ.get("SWIFT_KEYSTONE_AUTH_URL"):
+        return {n: os.environ[n] for n in names if os.environ.get(n)}
+    workdir = os.environ.get("GLIMPSE_TEMPEST_WORKDIR")
+    state = Path(workdir) / "state.env" if workdir else None
+    if state is None or not state.exists():
+        _unavailable("Swift with Keystone auth",
+                     "no Keystone: set SWIFT_KEYSTONE_AUTH_URL/_USER/_PASSWORD or "
+                     "GLIMPSE_TEMPEST_WORKDIR")
+    values = dict(line.split("=", 1) for line in state.read_text().splitlines() if "=" in line)
+    return {"SWIFT_KEYSTONE_AUTH_URL": f"http://127.0.0.1:{values['KEYSTONE_PORT']}/v3",
+            "SWIFT_KEYSTONE_USER": values["SERVICE_USER"],
+            "SWIFT_KEYSTONE_PASSWORD": values["SERVICE_PASSWORD"],
+            "SWIFT_KEYSTONE_PROJECT": "service"}
+
+
 @functools.cache
-def backend_env(name: str) -> dict[str, str]:
-    """Start (or find running) the back end ``name`` and return its KEY=VALUE lines."""
+def backend_env(name: str, keystone: bool = False) -> dict[str, str]:
+    """Start (or find running) the back end ``name`` and return its KEY=VALUE lines;
+    ``keystone``: Swift's Keystone-auth proxy as well."""
     BACKENDS_DIR.mkdir(parents=True, exist_ok=True)
     script = ROOT / "scripts" / "backends" / f"{name}.sh"
+    env = {**os.environ, **(keystone_for_swift() if keystone else {})}
     with open(BACKENDS_DIR / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             done = subprocess.run([str(script), "up", str(BACKENDS_DIR)], capture_output=True,
-                                  text=True, timeout=900)
+                                  text=True, timeout=900, env=env)
         except (OSError, subprocess.TimeoutExpired) as exc:
             _unavailable(name, f"{script} up: {exc}")
     if done.returncode != 0:
@@ -148,6 +171,39 @@ def make_swift(tmp_path: Path, **options) -> Store:  # noqa: ANN003
                       key=env["SWIFT_KEY"], auth_version="1",
                       container=unique_name("glimpse", tmp_path), description="conformance",
                       **settings)
+
+
+def make_swift_keystone(tmp_path: Path, **options) -> Store:  # noqa: ANN003
+    """The swift store authenticating with Keystone v3 (the account URL given as
+    swift_store_endpoint: that Keystone's catalog has no object-store)."""
+    from glimpse.stores.swift import SwiftStore
+
+    env = backend_env("swift", keystone=True)
+    settings = {"large_object_size": 4 * MIB, "large_object_chunk_size": 2 * MIB,
+                "create_container_on_put": True, **options}
+    return SwiftStore("swift-keystone", auth_address=env["SWIFT_KEYSTONE_AUTH_URL"],
+                      user=env["SWIFT_KEYSTONE_USER"], key=env["SWIFT_KEYSTONE_KEY"],
+                      auth_version="3", endpoint=env["SWIFT_KEYSTONE_ENDPOINT"],
+                      container=unique_name("glimpse", tmp_path), description="conformance",
+                      **settings)
+
+
+def swift_keystone_leftovers(store: Store) -> list[str]:
+    """Every object in the container, listed with tempauth's reseller admin (not
+    through the driver): the Keystone project's account seen from the other proxy."""
+    env = backend_env("swift", keystone=True)
+    account = env["SWIFT_KEYSTONE_ENDPOINT"].rsplit("/", 1)[1]
+    admin = swiftclient.Connection(authurl=env["SWIFT_AUTH_URL"], user=env["SWIFT_ADMIN_USER"],
+                                   key=env["SWIFT_ADMIN_KEY"], auth_version="1", retries=1)
+    url, token = admin.get_auth()
+    try:
+        _, objects = swiftclient.get_container(url.rsplit("/", 1)[0] + "/" + account, token,
+                                               store.container, full_listing=True)
+    except swiftclient.ClientException as exc:
+        if exc.http_status == 404:
+            return []
+        raise
+    return sorted(o["name"] for o in objects)
 
 
 def swift_leftovers(store: Store) -> list[str]:

@@ -47,6 +47,9 @@ DRIVERS: dict[str, StoreDriver] = {
                       foreign_urls=swift_s3.S3_FOREIGN_URLS),
     "swift": StoreDriver(make=swift_s3.make_swift, leftovers=swift_s3.swift_leftovers,
                          foreign_urls=swift_s3.SWIFT_FOREIGN_URLS),
+    "swift-keystone": StoreDriver(make=swift_s3.make_swift_keystone,
+                                  leftovers=swift_s3.swift_keystone_leftovers,
+                                  foreign_urls=swift_s3.SWIFT_FOREIGN_URLS),
 }
 
 

@@ -507,3 +507,42 @@ swift_store_key = c
 """)
     with pytest.raises(ValueError, match="swift_store_multi_tenant is not supported"):
         registry.from_conf(conf)
+
+
+def test_swift_keystone_wrong_password_is_forbidden(tmp_path):
+    env = backends.backend_env("swift", keystone=True)
+    store = SwiftStore("bad", auth_address=env["SWIFT_KEYSTONE_AUTH_URL"],
+                       user=env["SWIFT_KEYSTONE_USER"], key="wrong-" + secrets.token_hex(4),
+                       auth_version="3", endpoint=env["SWIFT_KEYSTONE_ENDPOINT"],
+                       container="glimpse-bad", create_container_on_put=True)
+    with pytest.raises(StoreForbidden) as caught:
+        store.add("img-x", _chunks(b"data"))
+    assert "wrong-" not in str(caught.value)
+
+
+def test_swift_keystone_reference_with_an_endpoint(tmp_path):
+    """A swift_store_config_file reference with auth_version 3 (Keystone's domains
+    given in the file) and swift_store_endpoint for the account URL."""
+    env = backends.backend_env("swift", keystone=True)
+    container = backends.unique_name("glimpse", tmp_path)
+    refs = tmp_path / "glance-swift.conf"
+    refs.write_text(f"[ks]\nauth_address = {env['SWIFT_KEYSTONE_AUTH_URL']}\n"
+                    f"auth_version = 3\nuser = {env['SWIFT_KEYSTONE_USER']}\n"
+                    f"key = {env['SWIFT_KEYSTONE_KEY']}\nuser_domain_id = default\n"
+                    "project_domain_id = default\n")
+    conf = _conf(tmp_path, f"""[DEFAULT]
+enabled_backends = objects:swift
+[objects]
+swift_store_config_file = {refs}
+default_swift_reference = ks
+swift_store_endpoint = {env['SWIFT_KEYSTONE_ENDPOINT']}
+swift_store_container = {container}
+swift_store_create_container_on_put = true
+""")
+    store = registry.from_conf(conf).get("objects")
+    data = os.urandom(MIB)
+    stored = store.add("img-ks", _chunks(data))
+    assert stored.url == f"swift+config://ks/{container}/img-ks"
+    assert _read(store.get(stored.url)) == data
+    store.delete(stored.url)
+    assert list(store.list_data()) == []
