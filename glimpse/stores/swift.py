@@ -40,7 +40,7 @@ from glimpse.stores.base import (
     StoreFull,
     StoreUnavailable,
 )
-from glimpse.stores.parts import check_object_name, is_object_name
+from glimpse.stores.parts import Source, check_object_name, is_object_name
 
 MIB = 1024 * 1024
 READ_SIZE = 1 * MIB
@@ -218,10 +218,6 @@ class SwiftStore(Store):
             conn = swiftclient.Connection(preauthurl=url, preauthtoken=token, **common)
         try:
             yield conn
-        except swiftclient.ClientException as exc:
-            if exc.http_status == 401:
-                self._forget_token(reference)
-            raise
         finally:
             if account.auth_version == "1" and conn.url and conn.token:
                 with self._lock:
@@ -280,11 +276,14 @@ class SwiftStore(Store):
             session.invalidate()
 
     @contextmanager
-    def _calls(self, what: str, missing: str | None = None) -> Iterator[None]:
+    def _calls(self, reference: str, what: str, missing: str | None = None,
+               ) -> Iterator[None]:
         """Map swiftclient's and the network's errors to typed store errors."""
         try:
             yield
         except swiftclient.ClientException as exc:
+            if exc.http_status == 401:  # a revoked token: the next call gets a new one
+                self._forget_token(reference)
             raise _mapped(exc, what, missing) from exc
         except (OSError, RequestException, urllib3.exceptions.HTTPError) as exc:
             raise StoreUnavailable(f"Swift cannot be reached ({what}: "
@@ -295,9 +294,9 @@ class SwiftStore(Store):
     def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
         obj = check_object_name(image_id)
         loc = _Location(self.default_reference, self._container_for(obj), obj)
-        source = _Source(chunks)
+        source = Source(chunks)
         head = source.read_ahead(min(SINGLE_PUT_BUFFER, self.chunk_size, self.large_object_size))
-        with self._connection(loc.reference) as conn, self._calls("upload"):
+        with self._connection(loc.reference) as conn, self._calls(loc.reference, "upload"):
             self._ensure_container(conn, loc.container)
             if source.exhausted and len(head) < self.large_object_size:
                 conn.put_object(loc.container, loc.obj, head, content_length=len(head))
@@ -305,7 +304,7 @@ class SwiftStore(Store):
             size = self._segmented(conn, loc, source)
         return StoredData(url=self._url(loc), size=size)
 
-    def _segmented(self, conn: swiftclient.Connection, loc: _Location, source: _Source) -> int:
+    def _segmented(self, conn: swiftclient.Connection, loc: _Location, source: Source) -> int:
         prefix = f"{loc.obj}-{secrets.token_hex(6)}-"
         size = 0
         try:
@@ -364,7 +363,7 @@ class SwiftStore(Store):
             # swift_store_retry_get_count (and never for a range read).
             with self._connection(loc.reference, retries=0) as conn:
                 try:
-                    with self._calls("download", missing=loc.obj):
+                    with self._calls(loc.reference, "download", missing=loc.obj):
                         _, body = conn.get_object(loc.container, loc.obj, headers=headers,
                                                   resp_chunk_size=READ_SIZE)
                 except StoreError as exc:
@@ -387,7 +386,8 @@ class SwiftStore(Store):
                     body.close()
 
     def _head(self, loc: _Location) -> dict:
-        with self._connection(loc.reference) as conn, self._calls("head", missing=loc.obj):
+        with self._connection(loc.reference) as conn, \
+                self._calls(loc.reference, "head", missing=loc.obj):
             return conn.head_object(loc.container, loc.obj)
 
     def size(self, url: str) -> int:
@@ -403,7 +403,8 @@ class SwiftStore(Store):
                 raise DataNotFound(f"No segments of {loc.obj} in progress")
             return
         manifest = self._head(loc).get("x-object-manifest")
-        with self._connection(loc.reference) as conn, self._calls("delete", missing=loc.obj):
+        with self._connection(loc.reference) as conn, \
+                self._calls(loc.reference, "delete", missing=loc.obj):
             conn.delete_object(loc.container, loc.obj)
         if manifest and "/" in manifest:
             container, prefix = manifest.split("/", 1)
@@ -414,7 +415,7 @@ class SwiftStore(Store):
                        quietly: bool = False) -> int:
         """Delete every object named ``prefix...``; how many there were."""
         try:
-            with self._connection(reference) as conn, self._calls("delete segments"):
+            with self._connection(reference) as conn, self._calls(reference, "delete segments"):
                 _, objects = conn.get_container(container, prefix=prefix, full_listing=True)
                 for item in objects:
                     try:
@@ -430,7 +431,7 @@ class SwiftStore(Store):
 
     def list_data(self) -> Iterator[DataEntry]:
         reference = self.default_reference
-        with self._connection(reference) as conn, self._calls("list"):
+        with self._connection(reference) as conn, self._calls(reference, "list"):
             if self.seed:
                 _, found = conn.get_account(prefix=f"{self.container}_", full_listing=True)
                 containers = [c["name"] for c in found]
@@ -470,72 +471,6 @@ class SwiftStore(Store):
             yield DataEntry(self._url(_Location(reference, container, obj)), True,
                             _timestamp(item["last_modified"]),
                             committed.get(obj, int(item["bytes"])))
-
-
-class _Source:
-    """The upload's chunks, read ahead and handed out in bounded pieces."""
-
-    def __init__(self, chunks: Iterable[bytes]):
-        self._chunks = iter(chunks)
-        self._pending = b""
-        self.exhausted = False
-
-    def _pull(self) -> bool:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                self.exhausted = True
-                return False
-            self._pending = bytes(chunk)
-        return True
-
-    def read_ahead(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes (fewer only at the end); they are handed out again."""
-        buffer = bytearray()
-        while len(buffer) < limit and self._pull():
-            buffer += self._pending
-            self._pending = b""
-        head = bytes(buffer)
-        self._pending = head
-        if not self.exhausted and len(head) >= limit:
-            self._pull_more()
-        return head
-
-    def _pull_more(self) -> None:
-        """Look one chunk past the head, so ``exhausted`` says whether more follows."""
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self.exhausted = True
-        else:
-            self._pending += bytes(chunk)
-
-    def at_end(self) -> bool:
-        return not self._pull()
-
-    def take(self, limit: int) -> _Segment:
-        return _Segment(self, limit)
-
-    def _next_piece(self, room: int) -> bytes | None:
-        if room <= 0 or not self._pull():
-            return None
-        piece, self._pending = self._pending[:min(room, READ_SIZE)], \
-            self._pending[min(room, READ_SIZE):]
-        return piece
-
-
-class _Segment:
-    """One segment's body: at most ``limit`` bytes of the source, counted."""
-
-    def __init__(self, source: _Source, limit: int):
-        self._source, self._limit, self.count = source, limit, 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            piece = self._source._next_piece(self._limit - self.count)
-            if piece is None:
-                return
-            self.count += len(piece)
-            yield piece
 
 
 def _timestamp(value: str) -> float:
