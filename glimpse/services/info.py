@@ -50,6 +50,8 @@ def stores_detail(rt: Runtime, ctx: RequestContext) -> dict[str, Any]:
         if isinstance(store, FileStore):
             entry["properties"] = {"data_dir": store.datadir, "chunk_size": FILE_CHUNK_SIZE,
                                    "thin_provisioning": False}
+        elif store.type in ("swift", "s3"):
+            entry["properties"] = store.properties()
         else:
             entry["properties"] = {}
         entry["weight"] = rt.conf[entry["id"]].weight

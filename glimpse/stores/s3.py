@@ -94,6 +94,12 @@ class S3Store(Store):
         self._bucket_ready = False
         self._bucket_lock = threading.Lock()
 
+    def properties(self) -> dict:
+        """What GET /v2/info/stores/detail shows of this store (Glance's keys, bytes)."""
+        return {"s3_store_large_object_size": self.large_object_size,
+                "s3_store_large_object_chunk_size": self.part_size,
+                "s3_store_thread_pools": self.thread_pools}
+
     # ------------------------------------------------------------ URLs
 
     def _url(self, key: str, upload_id: str | None = None) -> str:

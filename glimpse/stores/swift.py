@@ -129,6 +129,11 @@ class SwiftStore(Store):
         self._known_containers: set[str] = set()
         self._lock = threading.Lock()
 
+    def properties(self) -> dict:
+        """What GET /v2/info/stores/detail shows of this store (Glance's keys, bytes)."""
+        return {"container": self.container, "large_object_size": self.large_object_size,
+                "large_object_chunk_size": self.chunk_size}
+
     # ------------------------------------------------------------ URLs
 
     def _base(self, reference: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import free_port, start_server
+from tests.conftest import as_project, free_port, start_server
 from tests.stores import swift_s3_backends as backends
 
 MIB = 1024 * 1024
@@ -161,5 +161,32 @@ def test_upload_to_an_unreachable_store_is_503_and_the_image_stays_queued(kind, 
                     headers={"Content-Type": "application/octet-stream"})
         assert r.status_code == 503, r.text
         assert api.get(f"/v2/images/{image_id}").json()["status"] == "queued"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["s3", "swift"])
+def test_stores_detail_shows_glances_properties(kind, tmp_path, db_url):
+    extra = ({"s3_store_large_object_size": 50, "s3_store_large_object_chunk_size": 8,
+              "s3_store_thread_pools": 4} if kind == "s3" else
+             {"swift_store_large_object_size": 300, "swift_store_large_object_chunk_size": 30})
+    server = start_server(tmp_path, db_url, config_text=_section(kind, tmp_path, **extra))
+    try:
+        r = httpx.get(server.url + "/v2/info/stores/detail", timeout=30,
+                      headers={"Accept": "application/json",
+                               **as_project("admin-project", roles="admin,member,reader")})
+        assert r.status_code == 200, r.text
+        (store,) = r.json()["stores"]
+        assert store["id"] == "objects" and store["type"] == kind
+        if kind == "s3":
+            assert store["properties"] == {"s3_store_large_object_size": 50 * MIB,
+                                           "s3_store_large_object_chunk_size": 8 * MIB,
+                                           "s3_store_thread_pools": 4}
+        else:
+            assert store["properties"] == {
+                "container": backends.unique_name("glimpse", tmp_path),
+                "large_object_size": 300 * MIB, "large_object_chunk_size": 30 * MIB}
+        for secret in _secrets(kind):
+            assert secret not in r.text
     finally:
         server.stop()
