@@ -16,6 +16,8 @@ from typing import Any
 
 from oslo_config import cfg, types
 
+from glimpse.stores.object_opts import S3_OPTS, SWIFT_OPTS, legacy_spelling
+
 
 class BracketedList(types.List):
     """A list option read with or without Glance's surrounding brackets.
@@ -190,7 +192,7 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     (None, default_opts),
     ("image_format", image_format_opts),
     ("database", database_opts),
-    ("glance_store", glance_store_opts),
+    ("glance_store", glance_store_opts + legacy_spelling(SWIFT_OPTS + S3_OPTS)),
     ("task", task_opts),
     ("paste_deploy", paste_deploy_opts),
 ]

@@ -10,6 +10,7 @@ from oslo_config import cfg
 
 from glimpse.db.repository import MemberRecord
 from glimpse.domain.images import ImageRecord
+from glimpse.domain.locations import without_credentials
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -82,10 +83,10 @@ def image(conf: cfg.ConfigOpts | ImageOptions, img: ImageRecord, show_locations:
         doc["stores"] = ",".join(dict.fromkeys(stores))
     if opts.show_multiple_locations:
         # Present (possibly empty) whenever the option is on, as Glance does.
-        doc["locations"] = [{"url": loc["url"], "metadata": loc["metadata"]}
-                            for loc in locations]
+        doc["locations"] = [{"url": without_credentials(loc["url"]),
+                             "metadata": loc["metadata"]} for loc in locations]
     if opts.show_image_direct_url and locations:
-        doc["direct_url"] = locations[0]["url"]
+        doc["direct_url"] = without_credentials(locations[0]["url"])
     return doc
 
 

@@ -25,6 +25,8 @@ class StoreConfig:
     conf: cfg.ConfigOpts
     #: the legacy single-store form ([glance_store] stores / default_store)
     legacy: bool = False
+    #: the store's type (file, rbd, swift, s3, ...): one module may build several
+    kind: str = ""
 
     @property
     def description(self) -> str:

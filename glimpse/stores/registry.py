@@ -28,6 +28,8 @@ DRIVERS: dict[str, str] = {
     "file": "glimpse.stores.file",
     "http": "glimpse.stores.http",
     "rbd": "glimpse.stores.rbd",
+    "swift": "glimpse.stores.object_stores",
+    "s3": "glimpse.stores.object_stores",
     "cinder": "glimpse.stores.glance_store_adapter",
     "vmware": "glimpse.stores.glance_store_adapter",
 }
@@ -100,7 +102,7 @@ def _single_store(conf: cfg.ConfigOpts) -> StoreRegistry:
     for kind in kinds:
         _register(conf, "glance_store", driver_opts(kind), legacy=True)
         driver = driver_module(kind).build(
-            StoreConfig(kind, conf.glance_store, conf, legacy=True))
+            StoreConfig(kind, conf.glance_store, conf, legacy=True, kind=kind))
         stores[kind] = WrappedStore(driver)
     if stores[default].read_only:
         raise ValueError(f"[glance_store] default_store '{default}' is a read-only store")
@@ -115,7 +117,7 @@ def _multi_store(conf: cfg.ConfigOpts) -> StoreRegistry:
             raise ValueError(f"Store name '{name}' in enabled_backends: the '{RESERVED_PREFIX}' "
                              "prefix is reserved for internal use only")
         register_store_opts(conf, name, kind)
-        driver = driver_module(kind).build(StoreConfig(name, conf[name], conf))
+        driver = driver_module(kind).build(StoreConfig(name, conf[name], conf, kind=kind))
         stores[name] = WrappedStore(driver)
     default = conf.glance_store.default_backend or next(iter(stores))
     if default not in stores:

@@ -263,3 +263,61 @@ def http_driver() -> StoreDriver:
         make=lambda tmp: HttpStore("http", "conformance", timeout=10),
         leftovers=leftovers, chunk_size=MIB, seed=seed, make_unreachable=unreachable,
         foreign_urls=("http://", "https://", "http:///x"), schemes=("http", "https"))
+
+
+# ---------------------------------------------------------------- s3 (SeaweedFS) and swift
+
+
+def _dead_port() -> int:
+    from tests.conftest import free_port
+
+    return free_port()
+
+
+@driver("s3")
+def s3_driver() -> StoreDriver:
+    from glimpse.stores.s3 import S3Store
+    from tests.stores import swift_s3_backends as swift_s3
+
+    def unreachable(tmp: Path) -> tuple[Store, str]:
+        port = _dead_port()
+        store = S3Store("s3", host=f"http://127.0.0.1:{port}", access_key="k",
+                        secret_key="s", bucket="glimpse-gone", bucket_url_format="path",
+                        connect_timeout=2, read_timeout=2, retries=0)
+        return store, f"s3://127.0.0.1:{port}/glimpse-gone/img-gone"
+
+    return StoreDriver(make=swift_s3.make_s3, leftovers=swift_s3.s3_leftovers,
+                       chunk_size=5 * MIB, make_unreachable=unreachable,
+                       foreign_urls=swift_s3.S3_FOREIGN_URLS,
+                       schemes=("s3", "s3+http", "s3+https"))
+
+
+def _swift_unreachable(tmp: Path) -> tuple[Store, str]:
+    from glimpse.stores.swift import SwiftStore
+
+    port = _dead_port()
+    auth = f"http://127.0.0.1:{port}/auth/v1.0"
+    store = SwiftStore("swift", auth_address=auth, user="a:b", key="c", auth_version="1",
+                       container="glimpse-gone")
+    return store, f"swift+http://127.0.0.1:{port}/auth/v1.0/glimpse-gone/img-gone"
+
+
+@driver("swift")
+def swift_driver() -> StoreDriver:
+    from tests.stores import swift_s3_backends as swift_s3
+
+    return StoreDriver(make=swift_s3.make_swift, leftovers=swift_s3.swift_leftovers,
+                       chunk_size=2 * MIB, make_unreachable=_swift_unreachable,
+                       foreign_urls=swift_s3.SWIFT_FOREIGN_URLS,
+                       schemes=("swift", "swift+http", "swift+https", "swift+config"))
+
+
+@driver("swift-keystone")
+def swift_keystone_driver() -> StoreDriver:
+    from tests.stores import swift_s3_backends as swift_s3
+
+    return StoreDriver(make=swift_s3.make_swift_keystone,
+                       leftovers=swift_s3.swift_keystone_leftovers, chunk_size=2 * MIB,
+                       make_unreachable=_swift_unreachable,
+                       foreign_urls=swift_s3.SWIFT_FOREIGN_URLS,
+                       schemes=("swift", "swift+http", "swift+https", "swift+config"))

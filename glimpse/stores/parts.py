@@ -1,0 +1,102 @@
+"""Object names and cutting a stream of chunks into bounded parts, for the s3 and swift
+drivers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from glimpse.stores.base import StoreError
+
+# Object names the object-store drivers accept for an image: one plain path segment.
+PIECE_SIZE = 1024 * 1024
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+def check_object_name(image_id: str) -> str:
+    if not _PLAIN_NAME.fullmatch(image_id):
+        raise StoreError(f"Invalid image id for an object store: {image_id!r}")
+    return image_id
+
+
+def is_object_name(name: str) -> bool:
+    return bool(_PLAIN_NAME.fullmatch(name))
+
+
+def fixed_parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytes]:
+    """Yield ``part_size`` bytes at a time (the last part may be shorter, never empty)."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= part_size:
+            yield bytes(memoryview(buffer)[:part_size])
+            del buffer[:part_size]
+    if buffer:
+        yield bytes(buffer)
+
+
+class Source:
+    """An upload's chunks, read ahead and handed out in bounded pieces (the swift
+    driver streams each segment from it with chunked transfer encoding)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._pending = b""
+        self.exhausted = False
+
+    def _pull(self) -> bool:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self.exhausted = True
+                return False
+            self._pending = bytes(chunk)
+        return True
+
+    def read_ahead(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes (fewer only at the end); they are handed out again."""
+        buffer = bytearray()
+        while len(buffer) < limit and self._pull():
+            buffer += self._pending
+            self._pending = b""
+        head = bytes(buffer)
+        self._pending = head
+        if not self.exhausted and len(head) >= limit:
+            self._pull_more()
+        return head
+
+    def _pull_more(self) -> None:
+        """Look one chunk past the head, so ``exhausted`` says whether more follows."""
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self.exhausted = True
+        else:
+            self._pending += bytes(chunk)
+
+    def at_end(self) -> bool:
+        return not self._pull()
+
+    def take(self, limit: int) -> SourceSlice:
+        return SourceSlice(self, limit)
+
+    def _next_piece(self, room: int) -> bytes | None:
+        if room <= 0 or not self._pull():
+            return None
+        piece, self._pending = self._pending[:min(room, PIECE_SIZE)], \
+            self._pending[min(room, PIECE_SIZE):]
+        return piece
+
+
+class SourceSlice:
+    """One segment's body: at most ``limit`` bytes of the source, counted."""
+
+    def __init__(self, source: Source, limit: int):
+        self._source, self._limit, self.count = source, limit, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            piece = self._source._next_piece(self._limit - self.count)
+            if piece is None:
+                return
+            self.count += len(piece)
+            yield piece
