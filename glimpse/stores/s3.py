@@ -288,9 +288,10 @@ class S3Store(Store):
             raise _mapped(exc, _key) from exc
 
 
-def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+def _chain(first: bytes, second: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield first
-    yield second
+    if second is not None:  # one part of at least large_object_size: no second part
+        yield second
     yield from rest
 
 

@@ -143,7 +143,13 @@ def test_concurrent_writes_of_different_images(wstore, wdriver):
     assert len(set(urls.values())) == 4
     for image_id, data in blobs.items():
         assert _read(wstore.get(urls[image_id])) == data
-    assert len(wdriver.leftovers(wstore)) == 4
+    # Each image's data is there (a driver may keep one image in several objects,
+    # e.g. Swift's segments), and nothing remains once the four are deleted.
+    held = wdriver.leftovers(wstore)
+    assert all(any(image_id in name for name in held) for image_id in blobs)
+    for url in urls.values():
+        wstore.delete(url)
+    assert wdriver.leftovers(wstore) == []
 
 
 # ---------------------------------------------------------------- delete

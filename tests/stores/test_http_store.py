@@ -21,7 +21,9 @@ def server():
 
 
 def _store(tmp_path, port: int, **filters: str) -> HttpStore:
-    lines = [f"{k} = {v}" for k, v in {"allowed_ports": str(port), **filters}.items()]
+    # The test server is on loopback, which the address guard refuses unless allowed.
+    values = {"allowed_ports": str(port), "allowed_hosts": "127.0.0.1", **filters}
+    lines = [f"{k} = {v}" for k, v in values.items()]
     path = tmp_path / "glance-api.conf"
     path.write_text("[import_filtering_opts]\n" + "\n".join(lines) + "\n")
     return HttpStore("web", conf=load_config([str(path)]), timeout=5)
@@ -41,7 +43,8 @@ def test_redirects_the_filter_allows_are_followed(server, tmp_path):
 
 def test_a_redirect_the_filter_refuses_is_not_followed(server, tmp_path):
     url = server.put("img", b"0123456789")
-    store = _store(tmp_path, _port(server), disallowed_hosts="localhost")
+    # localhost is not among the allowed hosts (only 127.0.0.1 is).
+    store = _store(tmp_path, _port(server))
     target = url.replace("127.0.0.1", "localhost")
     before = len(server.requests)
     with pytest.raises(StoreForbidden, match="refused"):

@@ -222,7 +222,7 @@ s3_store_thread_pools = 2
 """)
     stores = registry.from_conf(conf)
     store = stores.default
-    assert isinstance(store, S3Store) and store.name == "objects"
+    assert isinstance(store.driver, S3Store) and store.name == "objects"
     assert (store.large_object_size, store.part_size, store.thread_pools) == \
         (6 * MIB, 5 * MIB, 2)
     data = os.urandom(11 * MIB)
@@ -463,7 +463,7 @@ swift_store_large_object_chunk_size = 1
 swift_store_retry_get_count = 3
 """)
     store = registry.from_conf(conf).get("objects")
-    assert isinstance(store, SwiftStore) and store.retry_get_count == 3
+    assert isinstance(store.driver, SwiftStore) and store.retry_get_count == 3
     data = os.urandom(3 * MIB)
     stored = store.add("img-ref", _chunks(data))
     assert stored.url == f"swift+config://ref2/{container}/img-ref"
@@ -488,7 +488,7 @@ swift_store_create_container_on_put = true
     with caplog.at_level(logging.WARNING):
         stores = registry.from_conf(conf)
     store = stores.default
-    assert isinstance(store, SwiftStore) and store.container == container
+    assert isinstance(store.driver, SwiftStore) and store.container == container
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert 'Option "swift_store_auth_address" from group "DEFAULT" is deprecated' in warned
     assert 'group "glance_store"' in warned
