@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from glimpse.context import RequestContext
+from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
 from glimpse.db import tasks_repo
 from glimpse.db.tasks_repo import TaskRecord
@@ -173,6 +174,7 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
         raise ImportFailed(exc.message) from exc
     except (StoreError, OSError) as exc:
         raise ImportFailed(f"Error storing image data in store {store.name}: {exc}") from exc
+    crash_point("import.stored")
     try:
         values: dict[str, Any] = staged or {}
         if inspector is not None:
@@ -454,6 +456,7 @@ def run_api_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> 
             tasks_repo.update_task(session, task.id, {
                 "status": "success", "result": {"image_id": image_id}, "message": "",
                 "expires_at": _expiry(rt)}, expected_status="processing")
+        crash_point("import.committed")
         if method == "glance-direct":
             runner.staging.remove(image_id)
     except TaskAborted:
@@ -529,17 +532,20 @@ def _revert(runner: TaskRunner, task: TaskRecord, image_id: str, method: str | N
         runner.staging.remove(image_id)
 
 
-def revert_interrupted_import(runner: TaskRunner, task: TaskRecord) -> None:
+def revert_interrupted_import(runner: TaskRunner, task: TaskRecord, local: bool = True,
+                              ) -> None:
     """A worker died in the middle of this import: make the image retryable.
 
     glance-direct with the staged data still here goes back to ``uploading``
-    (import again); anything else goes back to ``queued`` (stage or import again)."""
+    (import again); anything else goes back to ``queued`` (stage or import again).
+    Not ``local`` (another node recovers a dead node's task): the staged data is
+    out of reach, so the image goes back to ``queued``."""
     rt = runner.rt
     image_id = task.image_id or ""
     req = (task.input or {}).get("import_req") or {}
     method = (req.get("method") or {}).get("name")
     stores = list((task.input or {}).get("backend") or [None])
-    staged = method == "glance-direct" and runner.staging.has(image_id)
+    staged = local and method == "glance-direct" and runner.staging.has(image_id)
     to_delete: list[str] = []
     with rt.db.write() as session, session.begin():
         image = repo.get_image(session, image_id)
@@ -566,7 +572,7 @@ def revert_interrupted_import(runner: TaskRunner, task: TaskRecord) -> None:
         tasks_repo.release_import_lock(session, image_id, task.id)
     for url in to_delete:
         _delete_quietly(rt, url)
-    if method == "glance-direct":
+    if method == "glance-direct" and local:
         if staged:
             runner.staging.remove_derived(image_id)
         else:

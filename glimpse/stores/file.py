@@ -10,7 +10,14 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import unquote, urlparse
 
-from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError, StoreFull
+from glimpse.stores.base import (
+    DataEntry,
+    DataNotFound,
+    Store,
+    StoredData,
+    StoreError,
+    StoreFull,
+)
 
 READ_SIZE = 2 * 1024 * 1024
 # While an upload is written, its data is flushed to disk every FLUSH_EVERY bytes
@@ -128,6 +135,23 @@ class FileStore(Store):
         except OSError as exc:
             # Callers (delete, scrubber) handle StoreError; a bare OSError would be a 500.
             raise StoreError(f"File store delete failed: {exc.strerror}") from exc
+
+    def list_data(self) -> Iterator[DataEntry]:
+        """Every file of the store. ``add`` writes to ``.<image_id>.<random>.tmp``
+        and renames when done, so a name ending in ``.tmp`` is in progress."""
+        try:
+            entries = list(os.scandir(self.datadir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while listing
+            yield DataEntry(url=self._url(entry.path), complete=not entry.name.endswith(".tmp"),
+                            modified=stat.st_mtime, size=stat.st_size)
 
     def local_path(self, url: str) -> str | None:
         path = self._path(url)
