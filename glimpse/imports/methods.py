@@ -460,7 +460,10 @@ def run_api_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> 
         if method == "glance-direct":
             runner.staging.remove(image_id)
     except TaskAborted:
-        _after_abort(runner, task, image_id, method)
+        if not runner.stopping.is_set():
+            _after_abort(runner, task, image_id, method)
+        # Stopping: the task keeps its lock and lease; once the lease expires any
+        # node (this one after a restart, at once) reverts it as an interrupted task.
         raise
     except BaseException as exc:
         unattempted = [s for s in stores if s not in attempted]

@@ -161,6 +161,10 @@ class TaskRunner:
             else:
                 raise ImportFailed(f"Task type {task.type} cannot be run by this service")
         except Exception as exc:  # noqa: BLE001 - a task records every failure
+            if isinstance(exc, TaskAborted) and self.stopping.is_set():
+                LOG.warning("Task %s interrupted by the worker's shutdown; its lease "
+                            "expires and the recovery sweep reverts it", task_id)
+                return
             if isinstance(exc, ImportFailed | TaskAborted):
                 LOG.warning("Task %s failed: %s", task_id, exc)
             else:
@@ -227,10 +231,7 @@ class TaskRunner:
         for image_id in self.staging.staged_images():
             with self.rt.db.read() as session:
                 image = repo.get_image(session, image_id, with_locations=False)
-            host = image.properties.get(STAGE_HOST) if image is not None else None
-            own = staging_mod.self_url(self.rt.conf)
-            elsewhere = bool(host and own and host.rstrip("/") != own.rstrip("/"))
-            if image is None or image.status not in ("uploading", "importing") or elsewhere:
+            if image is None or image.status not in ("uploading", "importing"):
                 LOG.info("Removing stale staged data of image %s", image_id)
                 self.staging.remove(image_id)
 

@@ -214,12 +214,11 @@ def find_orphans(rt: Runtime) -> list[Orphan]:
         live_tasks = leases_repo.live_task_ids(session)
         states = recovery_repo.image_states(session, ids)
         running = recovery_repo.unfinished_task_ids(session, ids)
-    own_url = (rt.conf.worker_self_reference_url or rt.conf.public_endpoint or "").rstrip("/")
     orphans = []
     for kind, store, entry in listed:
         owner = _owner_id(entry.url)
         reason = _why_orphaned(kind, entry, owner, keep, live_images, live_tasks, states,
-                               running, own_url)
+                               running)
         if reason:
             orphans.append(Orphan(
                 store=store.name, url=entry.url, complete=entry.complete, size=entry.size,
@@ -230,13 +229,13 @@ def find_orphans(rt: Runtime) -> list[Orphan]:
 
 def _why_orphaned(kind: str, entry: DataEntry, owner: str | None, keep: set[str],
                   live_images: set[str], live_tasks: set[str], states: dict,
-                  running: set[str], own_url: str) -> str | None:
+                  running: set[str]) -> str | None:
     if owner in live_images or owner in live_tasks:
         return None
     if kind == "work":
         return None if owner in running else "work file of no running task"
     if kind == "staging":
-        status, deleted, host = states.get(owner, (None, True, None)) if owner else (
+        status, deleted, _host = states.get(owner, (None, True, None)) if owner else (
             None, True, None)
         if not entry.complete:
             return "unfinished stage"
@@ -245,8 +244,6 @@ def _why_orphaned(kind: str, entry: DataEntry, owner: str | None, keep: set[str]
             return "import plugin output of no running import"
         if deleted or status not in ("uploading", "importing"):
             return "staged data of an image that is not waiting for an import"
-        if host and own_url and host.rstrip("/") != own_url:
-            return "staged data of an image staged on another worker"
         return None
     if entry.url in keep:
         return None
