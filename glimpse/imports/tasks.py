@@ -1,10 +1,12 @@
 """The task runner: background threads inside the API worker.
 
 Each API worker owns one bounded thread pool (``import_workers`` threads).
-A task row records which worker runs it (``host`` = this machine and staging
-directory, ``worker`` = process id and a token per runner), so that a worker
-starting on the same host can tell the tasks a dead worker left behind and
-put their images back into a state from which the import can be retried.
+Every task is owned by a lease (glimpse.services.leases) taken with the task
+row and renewed until the task has run; when its worker dies, any node's
+recovery sweep fails the task and puts its image back into a state from which
+the import can be retried (``recover_task``). The row's ``host`` and
+``worker`` columns still name the owner, for tasks written before leases
+existed (``recover`` handles those at start-up on their own host).
 
 Task statuses move pending -> processing -> success | failure (and pending
 -> failure), each a compare-and-set in the database; a finished task gets

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -19,13 +20,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from glimpse.db import leases_repo
+from glimpse.db import leases_repo, tasks_repo
 from glimpse.db import repository as repo
 from glimpse.services import leases as leases_mod
 from glimpse.services import recovery
 from glimpse.services import runtime as runtime_mod
 from glimpse.stores.file import FileStore
 from tests.conftest import make_conf
+from tests.imports.conftest import make_app, web  # noqa: F401 - fixtures
 
 LEASE = 1.0
 
@@ -299,3 +301,33 @@ def test_doctor_command_exit_code_and_json(tmp_path: Path, db_url: str):
     fixed = subprocess.run([*cmd, "--fix"], capture_output=True, text=True, timeout=120)
     assert fixed.returncode == 1 and not stray.exists()
     assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+
+
+# ---------------------------------------------------------------- graceful shutdown
+
+
+def test_an_import_cut_short_by_shutdown_is_recovered_at_the_next_start(make_app, web):  # noqa: F811
+    from tests.imports.conftest import image, wait_task_done
+    from tests.imports.conftest import new_image as api_image
+
+    source = web.data("/slow.raw", b"x" * 4096)
+    web.gates["/slow.raw"] = gate = threading.Event()
+    config = f"[import_filtering_opts]\nallowed_ports = [80,443,{web.port}]\n"
+    first = make_app(config, lease_period=LEASE)
+    image_id = api_image(first)
+    r = first.post(f"/v2/images/{image_id}/import",
+                   json={"method": {"name": "web-download", "uri": source}})
+    assert r.status_code == 202
+    deadline = time.monotonic() + 20
+    while "/slow.raw" not in web.hits and time.monotonic() < deadline:
+        time.sleep(0.05)
+    threading.Timer(0.5, gate.set).start()
+    first.runtime.close()  # the download returns while the runner stops
+    with first.runtime.db.read() as session:
+        task = tasks_repo.tasks_for_image(session, image_id)[-1]
+        leased = leases_repo.leased_task_ids(session)
+    assert task.status == "processing" and task.id in leased
+    again = make_app(config, lease_period=LEASE)
+    assert wait_task_done(again, image_id)["status"] == "failure"
+    assert image(again, image_id)["status"] == "queued"
+    assert lease_ids(again.runtime) == set()
