@@ -20,6 +20,13 @@ def referenced_urls(session: Any, image_id: str | None = None) -> set[str]:
     return set(session.scalars(stmt))
 
 
+def referenced_locations(session: Any) -> set[tuple[str, str]]:
+    """(image id, url) of every location whose data must stay."""
+    return {(i, u) for i, u in session.execute(
+        select(ImageLocation.image_id, ImageLocation.value)
+        .where(ImageLocation.status != "deleted"))}
+
+
 def image_states(session: Any, image_ids: Iterable[str]) -> dict[str, tuple[str, bool, str | None]]:
     """(status, deleted, stage host) of each image that has a row, deleted or not."""
     ids = sorted(set(image_ids))

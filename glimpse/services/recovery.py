@@ -47,6 +47,10 @@ def _owner_id(url: str) -> str | None:
     return found[-1] if found else None
 
 
+def _name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
 # ---------------------------------------------------------------- leases
 
 
@@ -130,11 +134,13 @@ def remove_image_data(rt: Runtime, image_id: str, store_names: list[str | None],
                       lease_id: str | None = None) -> int:
     """Remove the data of ``image_id`` in those stores that no location references,
     unless another live lease works on the image. Returns how many were removed."""
+    # Leases before locations: an operation drops its lease only with (or after)
+    # the commit that adds its location, so this order never misses both.
     with rt.db.read() as session:
-        keep = recovery_repo.referenced_urls(session, image_id)
         busy = [lease for lease in leases_repo.all_leases(session)
                 if lease.image_id == image_id and lease.id != lease_id
                 and lease.expires_at >= repo.utcnow()]
+        keep = recovery_repo.referenced_urls(session, image_id)
     if busy:
         return 0
     removed = 0
@@ -206,14 +212,20 @@ def find_orphans(rt: Runtime) -> list[Orphan]:
     listed += [("work", staging.work, e) for e in _listing(staging.work)]
     listed = [item for item in listed if now - item[2].modified >= grace]
     # Read the database after listing: data an operation wrote before the listing
-    # is by now referenced, or covered by a live lease, or abandoned.
+    # is by now referenced, or covered by a live lease, or abandoned. Leases first:
+    # an operation drops its lease only with (or after) the commit that references
+    # its data, so no commit can slip between the two reads unseen.
     ids = {_owner_id(e.url) for _k, _s, e in listed} - {None}
     with rt.db.read() as session:
-        keep = recovery_repo.referenced_urls(session)
         live_images = leases_repo.live_image_ids(session)
         live_tasks = leases_repo.live_task_ids(session)
+        referenced = recovery_repo.referenced_locations(session)
         states = recovery_repo.image_states(session, ids)
         running = recovery_repo.unfinished_task_ids(session, ids)
+    # A location may name the data by another path than the listing does (data
+    # migrated from Glance under a symlinked directory, say): data named like a
+    # referenced location of its own image is kept too.
+    keep = {url for _i, url in referenced} | {(i, _name(url)) for i, url in referenced}
     orphans = []
     for kind, store, entry in listed:
         owner = _owner_id(entry.url)
@@ -227,7 +239,7 @@ def find_orphans(rt: Runtime) -> list[Orphan]:
     return orphans
 
 
-def _why_orphaned(kind: str, entry: DataEntry, owner: str | None, keep: set[str],
+def _why_orphaned(kind: str, entry: DataEntry, owner: str | None, keep: set[Any],
                   live_images: set[str], live_tasks: set[str], states: dict,
                   running: set[str]) -> str | None:
     if owner in live_images or owner in live_tasks:
@@ -245,7 +257,7 @@ def _why_orphaned(kind: str, entry: DataEntry, owner: str | None, keep: set[str]
         if deleted or status not in ("uploading", "importing"):
             return "staged data of an image that is not waiting for an import"
         return None
-    if entry.url in keep:
+    if entry.url in keep or (owner, _name(entry.url)) in keep:
         return None
     if not entry.complete:
         return "unfinished write"

@@ -331,3 +331,18 @@ def test_an_import_cut_short_by_shutdown_is_recovered_at_the_next_start(make_app
     assert wait_task_done(again, image_id)["status"] == "failure"
     assert image(again, image_id)["status"] == "queued"
     assert lease_ids(again.runtime) == set()
+
+
+def test_data_a_location_names_by_another_path_is_kept(runtimes, tmp_path):
+    rt = runtimes()
+    image_id = new_image(rt)
+    rt.stores.default.add(image_id, [b"migrated from glance"])
+    (tmp_path / "glance-link").symlink_to(tmp_path / "images")
+    with rt.db.write() as session, session.begin():
+        repo.add_location(session, image_id, f"file://{tmp_path}/glance-link/{image_id}",
+                          {"store": "file"})
+        repo.set_status(session, image_id, "queued", "active")
+    age(tmp_path / "images" / image_id, 60)
+    assert recovery.find_orphans(rt) == []
+    assert recovery.sweep_data(rt) == []
+    assert (tmp_path / "images" / image_id).exists()
