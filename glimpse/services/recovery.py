@@ -235,7 +235,8 @@ def find_orphans(rt: Runtime) -> list[Orphan]:
             orphans.append(Orphan(
                 store=store.name, url=entry.url, complete=entry.complete, size=entry.size,
                 age=round(now - entry.modified, 1), image_id=owner, reason=reason,
-                known_image=owner in states or owner in running))
+                # Staging and work areas are this node's scratch space: always ours.
+                known_image=kind != "store" or owner in states))
     return orphans
 
 

@@ -346,3 +346,13 @@ def test_data_a_location_names_by_another_path_is_kept(runtimes, tmp_path):
     assert recovery.find_orphans(rt) == []
     assert recovery.sweep_data(rt) == []
     assert (tmp_path / "images" / image_id).exists()
+
+
+def test_work_files_of_tasks_that_are_not_running_are_swept(runtimes):
+    rt = runtimes()
+    work = Path(rt.runner.staging.work.datadir)
+    leftover = work / f"{uuid.uuid4()}.qcow2"
+    leftover.write_bytes(b"plugin output of a dead task")
+    age(leftover, 60)
+    assert [o.reason for o in recovery.sweep_data(rt)] == ["work file of no running task"]
+    assert not leftover.exists()
