@@ -12,19 +12,40 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 ENV = "GLIMPSE_TEST_CRASH_AT"
 
 
-def crash_point(name: str, delay: float = 0.0) -> None:
-    """Die here (or ``delay`` seconds later, while the caller goes on: e.g. while
-    a subprocess it starts next is running)."""
+def crash_point(name: str, in_child: bool = False) -> None:
+    """Die here, or with ``in_child`` as soon as the subprocess the caller starts
+    next is running (Linux: watched in /proc)."""
     wanted = os.environ.get(ENV)
     if wanted and name in wanted.split(","):
-        if delay:
-            threading.Timer(delay, _die).start()
+        if in_child:
+            before = _children()
+            threading.Thread(target=_die_when_child_runs, args=(before,), daemon=True).start()
         else:
             _die()
+
+
+def _children() -> set[str]:
+    found: set[str] = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                found |= set(f.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _die_when_child_runs(before: set[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (_children() - before):
+        time.sleep(0.001)
+    time.sleep(0.02)  # let it start its work
+    _die()
 
 
 def _die() -> None:

@@ -449,3 +449,23 @@ def test_delete_killed_before_data_removal(cluster, two_nodes):
     assert survivor.request("GET", f"/v2/images/{image_id}").status_code == 404
     wait_for(lambda: cluster.store_files() == [], 30, "the deleted image's data to go")
     assert_clean(cluster, survivor)
+
+
+@NODES
+def test_web_download_killed_while_downloading(cluster, web, two_nodes):  # noqa: F811
+    source = web.data("/held.raw", DATA)
+    web.gates["/held.raw"] = gate = threading.Event()
+    node = setup(cluster, two_nodes, None)
+    image_id = new_image(node)
+    body = {"method": {"name": "web-download", "uri": source}}
+    assert start_import(node, image_id, body).status_code == 202
+    wait_for(lambda: "/held.raw" in web.hits, 20, "the download to start")
+    node.server.proc.kill()
+    node.server.proc.wait(10)
+    gate.set()
+    survivor = recover(cluster, node, two_nodes)
+    actionable(survivor, image_id, {"queued"})
+    assert start_import(survivor, image_id, body).status_code == 202
+    assert wait_import(survivor, image_id)["status"] == "success"
+    assert cluster.store_files() == [f"a/{image_id}"]
+    assert_clean(cluster, survivor)
