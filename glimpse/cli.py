@@ -1,5 +1,5 @@
 """The glimpse command: serve, db sync|version|load-metadefs|export-metadefs|unload-metadefs,
-scrub."""
+scrub, doctor."""
 
 from __future__ import annotations
 
@@ -125,6 +125,43 @@ def _scrub(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from glimpse.services import recovery, runtime
+
+    rt = runtime.build(_conf(args), recover=False)
+    try:
+        report = recovery.doctor(rt, fix=args.fix)
+    finally:
+        rt.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        _print_report(report, args.fix)
+    return 1 if report.found else 0
+
+
+def _print_report(report, fixed: bool) -> None:  # noqa: ANN001
+    sections = (
+        ("expired leases (operations whose worker died)", report.expired_leases,
+         "{operation} of image {image_id} by {owner} on {host}"),
+        ("images in a transient status with no live owner", report.stuck_images,
+         "{image_id} ({status})"),
+        ("orphaned data", report.orphaned_data, "{store}: {url} ({reason}, {size} bytes)"),
+        ("locations whose data is missing", report.missing_data, "{image_id}: {url} ({reason})"),
+    )
+    for title, items, line in sections:
+        print(f"{title}: {len(items)}")
+        for item in items:
+            print("  " + line.format(**item))
+    if fixed:
+        print("fixed: " + ", ".join(f"{k} {v}" for k, v in report.fixed.items()))
+    elif report.found:
+        print("run 'glimpse doctor --fix' to repair what can be repaired "
+              "(missing data is only reported)")
+
+
 def _policy(args: argparse.Namespace) -> int:
     from oslo_policy import generator
 
@@ -174,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="delete data of images deleted with delayed_delete")
     scrub.add_argument("--now", action="store_true", help="ignore scrub_time")
     scrub.set_defaults(func=_scrub)
+    doctor = sub.add_parser(
+        "doctor", parents=[common],
+        help="find (and with --fix repair) what crashed workers left: expired leases, "
+        "stuck images, orphaned data, locations with missing data; exit code 1 if "
+        "anything is found; safe while the service runs")
+    doctor.add_argument("--fix", action="store_true",
+                        help="recover expired leases, reset stuck images, remove orphans")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(func=_doctor)
     pol = sub.add_parser("policy", help="policy defaults")
     pol_sub = pol.add_subparsers(dest="policy_command", required=True)
     sample = pol_sub.add_parser("sample", help="print every rule with its default")

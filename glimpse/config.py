@@ -114,6 +114,18 @@ default_opts = [
     cfg.IntOpt("import_lock_timeout", default=3600, min=1,
                help="(Glimpse) Seconds after which the import lock of a task that stopped "
                "updating may be taken over (Glance: 60 minutes, doubled for pending tasks)."),
+    cfg.FloatOpt("lease_period", default=30.0, min=0.5,
+                 help="(Glimpse) Seconds an upload, stage, import or data removal stays "
+                 "owned by its worker without being renewed (the owner renews it every "
+                 "third of this). After that any node reverts the image to a status a client "
+                 "can act on and removes the partial data. See docs/operations.md."),
+    cfg.FloatOpt("lease_sweep_interval", default=10.0, min=0.1,
+                 help="(Glimpse) Seconds between two looks of each API worker for expired "
+                 "leases (also done once at start-up)."),
+    cfg.IntOpt("orphan_sweep_interval", default=3600, min=0,
+               help="(Glimpse) Seconds between two sweeps of every store and the staging "
+               "area for data nothing references (also done once at start-up, in the "
+               "background); 0 disables the periodic sweep ('glimpse doctor' still works)."),
     cfg.StrOpt("property_protection_file",
                help="INI file saying who may create, read, update and delete which "
                "additional image properties (Glance's format; see "

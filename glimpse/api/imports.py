@@ -44,8 +44,13 @@ _FORWARDED = ("x-auth-token", "x-service-token", "x-identity-status", "x-project
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """Stop this worker's task runner when the server shuts down."""
+    """Start this worker's recovery sweeper; stop it and the task runner when the
+    server shuts down."""
+    app.state.runtime.start_background()
     yield
+    sweeper = getattr(app.state.runtime, "sweeper", None)
+    if sweeper is not None:
+        await anyio.to_thread.run_sync(sweeper.stop)
     runner = getattr(app.state.runtime, "runner", None)
     if runner is not None:
         await anyio.to_thread.run_sync(runner.shutdown)

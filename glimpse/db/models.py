@@ -177,6 +177,35 @@ class Task(Base):
     )
 
 
+class Lease(Base):
+    """Ownership of a long operation that holds an image in a transient status
+    (upload, stage, import task, data removal of a delete). The owning worker
+    renews ``expires_at`` while it lives; once it has passed, any node may undo
+    or finish the operation (glimpse.services.recovery)."""
+
+    __tablename__ = "leases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # upload | stage | import | delete
+    operation: Mapped[str] = mapped_column(String(20), nullable=False)
+    image_id: Mapped[str | None] = mapped_column(String(36))
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    # The machine and staging directory of the owner, and "<pid>/<token>".
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    worker: Mapped[str] = mapped_column(String(255), nullable=False)
+    # JSON: the store written to, the locations a delete still has to remove.
+    detail: Mapped[str] = mapped_column(LongText, nullable=False, default="{}")
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+    __table_args__ = (
+        Index("ix_leases_expires_at", "expires_at"),
+        Index("ix_leases_worker", "worker"),
+        Index("ix_leases_image_id", "image_id"),
+        MYSQL_TABLE,
+    )
+
+
 # ---------------------------------------------------------------- metadefs
 # Metadata definitions (Glance's metadef_* tables). Objects and properties keep
 # their JSON-schema-like definitions as JSON text.

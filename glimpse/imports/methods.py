@@ -25,6 +25,7 @@ import httpx
 
 from glimpse import outbound
 from glimpse.context import RequestContext
+from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
 from glimpse.db import tasks_repo
 from glimpse.db.tasks_repo import TaskRecord
@@ -182,6 +183,7 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     except (StoreError, OSError) as exc:
         rt.notifier.upload_failed(image.id, exc)
         raise ImportFailed(f"Error storing image data in store {store.name}: {exc}") from exc
+    crash_point("import.stored")
     try:
         # A linked file is not read: report what it holds as copied.
         progress.update(phase, stored.size, source.size, force=True)
@@ -485,11 +487,15 @@ def run_api_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> 
             tasks_repo.update_task(session, task.id, {
                 "status": "success", "result": {"image_id": image_id},
                 "expires_at": _expiry(rt)}, expected_status="processing")
+        crash_point("import.committed")
         rt.notifier.image_event("image.update", current, touched=True)
         if method == "glance-direct":
             runner.staging.remove(image_id)
     except TaskAborted:
-        _after_abort(runner, task, image_id, method)
+        if not runner.stopping.is_set():
+            _after_abort(runner, task, image_id, method)
+        # Stopping: the task keeps its lock and lease; once the lease expires any
+        # node (this one after a restart, at once) reverts it as an interrupted task.
         raise
     except BaseException as exc:
         unattempted = [s for s in stores if s not in attempted]
@@ -561,17 +567,20 @@ def _revert(runner: TaskRunner, task: TaskRecord, image_id: str, method: str | N
         runner.staging.remove(image_id)
 
 
-def revert_interrupted_import(runner: TaskRunner, task: TaskRecord) -> None:
+def revert_interrupted_import(runner: TaskRunner, task: TaskRecord, local: bool = True,
+                              ) -> None:
     """A worker died in the middle of this import: make the image retryable.
 
     glance-direct with the staged data still here goes back to ``uploading``
-    (import again); anything else goes back to ``queued`` (stage or import again)."""
+    (import again); anything else goes back to ``queued`` (stage or import again).
+    Not ``local`` (another node recovers a dead node's task): the staged data is
+    out of reach, so the image goes back to ``queued``."""
     rt = runner.rt
     image_id = task.image_id or ""
     req = (task.input or {}).get("import_req") or {}
     method = (req.get("method") or {}).get("name")
     stores = list((task.input or {}).get("backend") or [None])
-    staged = method == "glance-direct" and runner.staging.has(image_id)
+    staged = local and method == "glance-direct" and runner.staging.has(image_id)
     to_delete: list[str] = []
     with rt.db.write() as session, session.begin():
         image = repo.get_image(session, image_id)
@@ -598,7 +607,7 @@ def revert_interrupted_import(runner: TaskRunner, task: TaskRecord) -> None:
         tasks_repo.release_import_lock(session, image_id, task.id)
     for url in to_delete:
         _delete_quietly(rt, url)
-    if method == "glance-direct":
+    if method == "glance-direct" and local:
         if staged:
             runner.staging.remove_derived(image_id)
         else:

@@ -1,10 +1,12 @@
 """The task runner: background threads inside the API worker.
 
 Each API worker owns one bounded thread pool (``import_workers`` threads).
-A task row records which worker runs it (``host`` = this machine and staging
-directory, ``worker`` = process id and a token per runner), so that a worker
-starting on the same host can tell the tasks a dead worker left behind and
-put their images back into a state from which the import can be retried.
+Every task is owned by a lease (glimpse.services.leases) taken with the task
+row and renewed until the task has run; when its worker dies, any node's
+recovery sweep fails the task and puts its image back into a state from which
+the import can be retried (``recover_task``). The row's ``host`` and
+``worker`` columns still name the owner, for tasks written before leases
+existed (``recover`` handles those at start-up on their own host).
 
 Task statuses move pending -> processing -> success | failure (and pending
 -> failure), each a compare-and-set in the database; a finished task gets
@@ -14,11 +16,8 @@ Task statuses move pending -> processing -> success | failure (and pending
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,10 @@ from glimpse.db.repository import utcnow
 from glimpse.db.tasks_repo import TaskRecord
 from glimpse.domain.status import Event, transition
 from glimpse.imports import staging as staging_mod
+from glimpse.services import leases as leases_mod
+from glimpse.services.leases import worker_is_dead
+
+__all__ = ["worker_is_dead", "host_identity", "TaskRunner"]
 
 if TYPE_CHECKING:
     from glimpse.services.runtime import Runtime
@@ -43,11 +46,6 @@ STAGE_HOST = staging_mod.STAGE_HOST
 PROGRESS_INTERVAL = 1.0
 STORE_PHASE = "store:"  # progress phases of writing to a store: "store:<name>"
 
-# Runner tokens alive in this process (several runtimes can share one process).
-_LIVE_WORKERS: set[str] = set()
-_LIVE_LOCK = threading.Lock()
-
-
 class TaskAborted(Exception):
     """The task lost its lock, its image went away, or the worker is stopping."""
 
@@ -58,32 +56,7 @@ class ImportFailed(Exception):
 
 def host_identity(rt: Runtime) -> str:
     """This worker's host for recovery: the machine and its staging directory."""
-    return f"{socket.gethostname()}:{staging_mod.staging_dir(rt.conf)}"[:255]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def worker_is_dead(worker: str | None) -> bool:
-    """Whether the worker that owned a task (``<pid>/<token>``) is gone."""
-    if not worker or "/" not in worker:
-        return True
-    pid_text, _, _token = worker.partition("/")
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return True
-    if pid == os.getpid():
-        with _LIVE_LOCK:
-            return worker not in _LIVE_WORKERS
-    return not _pid_alive(pid)
+    return leases_mod.host_identity(rt.conf)
 
 
 def expiry(rt: Runtime):  # noqa: ANN201 - datetime
@@ -126,17 +99,28 @@ class TaskRunner:
         staging_mod.register_opts(rt.conf)
         self.rt = rt
         self.staging = staging_mod.Staging(rt.conf)
-        self.host = host_identity(rt)
-        self.worker = f"{os.getpid()}/{uuid.uuid4().hex}"
+        # The task's owner is this runtime's lease holder (glimpse.services.leases).
+        self.host = rt.leases.host
+        self.worker = rt.leases.worker
         self.stopping = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        with _LIVE_LOCK:
-            _LIVE_WORKERS.add(self.worker)
+        self._leases: dict[str, str] = {}
 
     # ------------------------------------------------------------ running
 
+    def lease_task(self, session, task_id: str, image_id: str | None,  # noqa: ANN001
+                   stores: list[str | None] | None = None) -> None:
+        """Take the lease of a new task in the transaction that creates it; it is
+        renewed from ``submit`` until the task has run."""
+        self._leases[task_id] = self.rt.leases.acquire(
+            session, leases_mod.IMPORT, image_id=image_id, task_id=task_id,
+            detail={"stores": stores or [None]})
+
     def submit(self, task_id: str) -> None:
+        lease_id = self._leases.get(task_id)
+        if lease_id is not None:
+            self.rt.leases.held(lease_id)
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
@@ -151,14 +135,20 @@ class TaskRunner:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
-        with _LIVE_LOCK:
-            _LIVE_WORKERS.discard(self.worker)
 
     def task_values(self) -> dict[str, Any]:
         """Columns a new task row needs so this runner is known as its owner."""
         return {"host": self.host, "worker": self.worker}
 
     def _run(self, task_id: str) -> None:
+        try:
+            self._run_task(task_id)
+        finally:
+            lease_id = self._leases.pop(task_id, None)
+            if lease_id is not None and not self.stopping.is_set():
+                self.rt.leases.release_now(lease_id)
+
+    def _run_task(self, task_id: str) -> None:
         from glimpse.imports import methods  # the methods use this module
 
         with self.rt.db.write() as session, session.begin():
@@ -179,6 +169,10 @@ class TaskRunner:
                 raise ImportFailed(f"Task type {task.type} cannot be run by this service")
             self._notify(task_id, "task.success")
         except Exception as exc:  # noqa: BLE001 - a task records every failure
+            if isinstance(exc, TaskAborted) and self.stopping.is_set():
+                LOG.warning("Task %s interrupted by the worker's shutdown; its lease "
+                            "expires and the recovery sweep reverts it", task_id)
+                return
             if isinstance(exc, ImportFailed | TaskAborted):
                 LOG.warning("Task %s failed: %s", task_id, exc)
             else:
@@ -213,22 +207,27 @@ class TaskRunner:
     def recover(self) -> None:
         """At worker start: fail what dead workers on this host left running,
         put their images back into a retryable state, clean staging."""
+        from glimpse.db import leases_repo
+
         try:
             with self.rt.db.read() as session:
+                leased = leases_repo.leased_task_ids(session)  # the lease sweep's business
                 leftovers = [t for t in tasks_repo.unfinished_tasks(session, self.host)
-                             if worker_is_dead(t.worker)]
+                             if t.id not in leased and worker_is_dead(t.worker)]
         except Exception:  # noqa: BLE001 - e.g. a database not migrated yet
             LOG.warning("Could not look for interrupted tasks", exc_info=True)
             return
         for task in leftovers:
             try:
-                self._recover_task(task)
+                self.recover_task(task)
             except Exception:  # noqa: BLE001 - one bad task must not stop the start
                 LOG.exception("Could not recover interrupted task %s", task.id)
         self._clean_staging()
 
-    def _recover_task(self, task: TaskRecord) -> None:
-        LOG.warning("Task %s (%s) was interrupted by a worker restart; failing it",
+    def recover_task(self, task: TaskRecord, local: bool = True) -> None:
+        """Fail a task whose worker died and make its image retryable. ``local``:
+        the task ran on this host, so its staged and work files are here."""
+        LOG.warning("Task %s (%s) was interrupted: its worker stopped; failing it",
                     task.id, task.type)
         with self.rt.db.write() as session, session.begin():
             failed = tasks_repo.update_task(session, task.id, {
@@ -240,10 +239,11 @@ class TaskRunner:
         from glimpse.imports import methods
 
         if task.type == "api_image_import" and task.image_id:
-            methods.revert_interrupted_import(self, task)
+            methods.revert_interrupted_import(self, task, local=local)
         elif task.type == "import":
             methods.revert_legacy_import(self, task)
-        self.staging.remove_work(task.id)
+        if local:
+            self.staging.remove_work(task.id)
 
     def _clean_staging(self) -> None:
         """Staged data of images that are gone or no longer waiting for an import."""

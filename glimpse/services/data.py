@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from glimpse.context import RequestContext
+from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
 from glimpse.domain import diskformat
 from glimpse.domain import images as rules
@@ -29,6 +30,7 @@ from glimpse.errors import (
     RequestEntityTooLarge,
 )
 from glimpse.services.images import enforce_on_image, load_visible, require_change
+from glimpse.services.leases import UPLOAD
 from glimpse.services.runtime import Runtime
 from glimpse.services.store_errors import http_error
 from glimpse.stores.base import DataNotFound, StoreError, StoreFull
@@ -141,6 +143,11 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         if not repo.set_status(session, image_id, image.status, saving):
             raise Conflict("Image status transition from queued to saving is not allowed")
         limit, message = _size_limit(rt, session, image.owner, image_id)
+        # Owned from here on: if this process dies, any node puts the image back.
+        lease = rt.leases.acquire(session, UPLOAD, image_id=image_id,
+                                  detail={"store": store.name})
+    rt.leases.held(lease)
+    crash_point("upload.started")
     backend = store.name if rt.conf.enabled_backends else None
     rt.notifier.upload_started(image, saving, backend)
     stored = None
@@ -153,6 +160,7 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         stored = store.add(image_id, stream)
         virtual_size = diskformat.finish(inspector,
                                          rt.conf.image_format.require_image_format_match)
+        crash_point("upload.stored")
         with rt.db.write() as session, session.begin():
             done = repo.set_status(
                 session, image_id, saving, transition(saving, Event.UPLOAD_DONE),
@@ -164,9 +172,11 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                            "may have been deleted during the upload.")
             repo.add_location(session, image_id, stored.url,
                               {**stored.metadata, "store": store.name})
+            rt.leases.release(session, lease)
+        crash_point("upload.committed")
     except BaseException as exc:
         rt.notifier.upload_failed(image_id, exc)
-        _abort_upload(rt, image_id, saving, stored.url if stored else None, store)
+        _abort_upload(rt, image_id, saving, stored.url if stored else None, store, lease)
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc
         if isinstance(exc, StoreError):
@@ -177,18 +187,24 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         checksum=stream.hexdigest("md5"), virtual_size=virtual_size), backend)
 
 
-def _abort_upload(rt: Runtime, image_id: str, saving: str, url: str | None, store) -> None:  # noqa: ANN001
-    """Put everything back: no data left behind, image queued again."""
+def _abort_upload(rt: Runtime, image_id: str, saving: str, url: str | None, store,  # noqa: ANN001
+                  lease: str) -> None:
+    """Put everything back: no data left behind, image queued again, lease dropped
+    (if any of it fails, the lease expires and the recovery sweep finishes it)."""
     if url is not None:
         try:
             store.delete(url)
         except StoreError:
             LOG.exception("Could not remove data of failed upload at %s", url)
+            rt.leases.forget(lease)
+            return
     try:
         with rt.db.write() as session, session.begin():
             repo.set_status(session, image_id, saving, transition(saving, Event.UPLOAD_FAILED))
+            rt.leases.release(session, lease)
     except Exception:  # noqa: BLE001 - never mask the original error
         LOG.exception("Could not reset image %s to queued after a failed upload", image_id)
+        rt.leases.forget(lease)
 
 
 def _size_limit(rt: Runtime, session, owner: str | None, image_id: str) -> tuple[int, str]:  # noqa: ANN001

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from glimpse.context import RequestContext
+from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
 from glimpse.db.retry import retry_on_conflict, retry_read_on_disconnect
 from glimpse.domain import images as rules
@@ -19,6 +20,7 @@ from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import GONE, Event, transition
 from glimpse.errors import BadRequest, Conflict, Forbidden, NotFound
 from glimpse.policy import image_target, new_image_target
+from glimpse.services.leases import DELETE
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import DataNotFound, StoreError
 
@@ -321,22 +323,35 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
         repo.set_location_status(session, image_id,
                                  "pending_delete" if event is Event.DELETE_DELAYED else "deleted")
         repo.delete_all_members(session, image_id)
+        urls = [loc["url"] for loc in image.locations] if event is Event.DELETE else []
+        # The data still to remove, recorded with the deletion: if this process
+        # dies (or a store fails) before it is gone, the recovery sweep removes it.
+        lease = (rt.leases.acquire(session, DELETE, image_id=image_id, detail={"urls": urls})
+                 if urls else None)
+    if lease is not None:
+        rt.leases.held(lease)
+    crash_point("delete.committed")
     rt.notifier.image_event("image.delete", image, status=new_status)
     if rt.runner is not None:
         rt.runner.staging.remove(image_id)
-    if event is Event.DELETE:
-        for loc in image.locations:
-            _delete_data(rt, loc["url"])
+    removed = all([_delete_data(rt, url) for url in urls])
+    if lease is not None:
+        if removed:
+            rt.leases.release_now(lease)
+        else:
+            rt.leases.forget(lease)
     return None
 
 
-def _delete_data(rt: Runtime, url: str) -> None:
+def _delete_data(rt: Runtime, url: str) -> bool:
     try:
         rt.stores.for_url(url).delete(url)
     except (DataNotFound, NotFound):
         pass
     except StoreError:
-        LOG.exception("Could not delete image data at %s; it is left for an operator", url)
+        LOG.exception("Could not delete image data at %s; the recovery sweep retries", url)
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- actions

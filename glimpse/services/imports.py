@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from glimpse.context import RequestContext
+from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
 from glimpse.db import tasks_repo
 from glimpse.db.repository import utcnow
@@ -38,6 +39,7 @@ from glimpse.imports.methods import merged, update_store_lists
 from glimpse.imports.tasks import FAILED_STORES, IMPORTING_STORES, STAGE_HOST, expiry
 from glimpse.services.data import DataStream
 from glimpse.services.images import enforce_on_image, load_visible, require_change
+from glimpse.services.leases import STAGE
 from glimpse.services.runtime import Runtime
 from glimpse.services.store_errors import http_error
 from glimpse.stores.base import StoreError, StoreFull
@@ -80,6 +82,9 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
                 session, image_id, "queued", transition("queued", Event.STAGE_START)):
             raise Conflict(f"Image status transition from {image.status} to uploading is "
                            "not allowed")
+        lease = rt.leases.acquire(session, STAGE, image_id=image_id)
+    rt.leases.held(lease)
+    crash_point("stage.started")
     limit, message = _size_limit(rt, image.owner, image_id)
     try:
         # The digests are taken now, while the data streams in (in parallel with
@@ -96,6 +101,7 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
             "size": stream.size,
             "checksum": stream.hexdigest("md5"), "os_hash_algo": algo,
             "os_hash_value": stream.hexdigest(algo), "virtual_size": virtual_size})
+        crash_point("stage.stored")
         with rt.db.write() as session, session.begin():
             if not repo.set_status(session, image_id, "uploading",
                                    transition("uploading", Event.STAGE_DONE), size=stream.size):
@@ -104,10 +110,12 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
             url = self_url(rt)
             if url:
                 repo.set_properties(session, image_id, {STAGE_HOST: url}, ())
+            rt.leases.release(session, lease)
+        crash_point("stage.committed")
         rt.notifier.image_event("image.update", image, status="uploading", size=stream.size,
                                 touched=True)
     except BaseException as exc:
-        _unstage(rt, image_id)
+        _unstage(rt, image_id, lease)
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(f"Image storage media is full: {exc}") from exc
         if isinstance(exc, StoreError):
@@ -115,14 +123,16 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
         raise
 
 
-def _unstage(rt: Runtime, image_id: str) -> None:
+def _unstage(rt: Runtime, image_id: str, lease: str) -> None:
     rt.runner.staging.remove(image_id)
     try:
         with rt.db.write() as session, session.begin():
             repo.set_status(session, image_id, "uploading",
                             transition("uploading", Event.STAGE_FAILED), size=None)
+            rt.leases.release(session, lease)
     except Exception:  # noqa: BLE001 - never mask the original error
         LOG.exception("Could not reset image %s to queued after a failed stage", image_id)
+        rt.leases.forget(lease)  # it expires; the recovery sweep finishes the job
 
 
 # ---------------------------------------------------------------- import
@@ -333,6 +343,7 @@ def _start(rt: Runtime, ctx: RequestContext, image: ImageRecord, body: dict[str,
             "user_id": ctx.user_id, "roles": ctx.roles,
             "input": {"image_id": image.id, "import_req": body, "backend": stores},
             **rt.runner.task_values()})
+        rt.runner.lease_task(session, task_id, image.id, stores)
         if stolen is not None:
             old_stores = (stolen.input or {}).get("backend") or []
             props = current.properties

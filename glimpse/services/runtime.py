@@ -31,19 +31,37 @@ class Runtime:
     runner: Any = None
     # Called after a change commits; sends in the background (noop unless configured).
     notifier: notifier_mod.Notifier = field(default_factory=notifier_mod.Notifier)
+    # glimpse.services.leases.Leases: this worker's identity and lease renewal.
+    leases: Any = None
+    # glimpse.services.recovery.Sweeper, started by the API server's lifespan.
+    sweeper: Any = None
 
     @property
     def storage_quota(self) -> int:
         return storage_quota(self.conf)
 
     def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
         if self.runner is not None:
             self.runner.shutdown()
         self.notifier.close()
+        if self.leases is not None:
+            self.leases.close()
         self.db.dispose()
 
+    def start_background(self) -> None:
+        """The recovery sweeper of an API worker (not of one-shot commands)."""
+        from glimpse.services.recovery import Sweeper
 
-def build(conf: cfg.ConfigOpts, migrate: bool = False) -> Runtime:
+        if self.sweeper is None:
+            self.sweeper = Sweeper(self)
+            self.sweeper.start()
+
+
+def build(conf: cfg.ConfigOpts, migrate: bool = False, recover: bool = True) -> Runtime:
+    """``recover``: resolve what dead workers left (expired leases, interrupted
+    tasks) before returning; ``glimpse doctor`` looks first."""
     policy = policy_mod.Policy(conf)
     # Before anything else: an unusable protections file must stop the start.
     protections = load_protections(conf, policy)
@@ -59,9 +77,17 @@ def build(conf: cfg.ConfigOpts, migrate: bool = False) -> Runtime:
         notifier=notifier_mod.build(conf),
     )
     from glimpse.imports import tasks as tasks_mod  # imports use services: import late
+    from glimpse.services import leases as leases_mod
+    from glimpse.services import recovery
 
+    rt.leases = leases_mod.Leases(conf, db)
     rt.runner = tasks_mod.TaskRunner(rt)
-    rt.runner.recover()
+    if recover:
+        try:
+            recovery.sweep_leases(rt)
+        except Exception:  # noqa: BLE001 - e.g. a database not migrated yet
+            LOG.warning("Could not look for expired leases", exc_info=True)
+        rt.runner.recover()
     return rt
 
 

@@ -78,6 +78,8 @@ def create_task(rt: Runtime, ctx: RequestContext, task_type: str, task_input: An
             "image_id": image_id if isinstance(image_id, str) else None,
             "request_id": ctx.request_id, "user_id": ctx.user_id, "roles": ctx.roles,
             "input": task_input, **rt.runner.task_values()})
+        if task_type == LEGACY_TYPE:
+            rt.runner.lease_task(session, task_id, None)
     rt.notifier.task_started(created)
     if task_type == LEGACY_TYPE:
         rt.runner.submit(task_id)

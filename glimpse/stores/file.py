@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 from oslo_config import cfg
 
 from glimpse.stores.base import (
+    DataEntry,
     DataNotFound,
     Store,
     StoredData,
@@ -278,6 +279,27 @@ class FileStore(Store):
         except OSError as exc:
             # Callers (delete, scrubber) handle StoreError; a bare OSError would be a 500.
             raise StoreError(f"File store delete failed: {exc.strerror}") from exc
+
+    def list_data(self) -> Iterator[DataEntry]:
+        """Every file of the store. ``add`` writes to ``.<image_id>.<random>.tmp``
+        and renames when done, so a name ending in ``.tmp`` is in progress."""
+        for datadir in dict.fromkeys(d for d, _priority in self.datadirs):
+            yield from self._list_dir(datadir)
+
+    def _list_dir(self, datadir: str) -> Iterator[DataEntry]:
+        try:
+            entries = list(os.scandir(datadir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while listing
+            yield DataEntry(url=self._url(entry.path), complete=not entry.name.endswith(".tmp"),
+                            modified=stat.st_mtime, size=stat.st_size)
 
     def local_path(self, url: str) -> str | None:
         path = self._path(url)

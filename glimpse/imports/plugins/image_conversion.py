@@ -20,6 +20,7 @@ import subprocess
 
 from oslo_config import cfg
 
+from glimpse.crashpoints import crash_point
 from glimpse.domain.diskformat import DiskFormatInspector
 from glimpse.errors import BadRequest, RequestEntityTooLarge
 from glimpse.imports.plugins.base import ImportData, Plugin
@@ -142,6 +143,7 @@ class ImageConversion(Plugin):
         dest_path = f"{data.path}.{self.output_format}"
         done = False
         try:
+            crash_point("import.convert", in_child=True)  # tests: die while qemu-img runs
             _run([self.qemu_img, "convert", "-q", "-f", qemu_format, "-O", self.output_format,
                   data.path, dest_path], self.timeout, "qemu-img convert")
             if os.path.getsize(dest_path) > cap:
