@@ -27,6 +27,9 @@ from glimpse.api.app import create_app
 from glimpse.config import load_config
 from glimpse.services import runtime as runtime_mod
 
+# With CI=true every skip fails the run (tests/ci_skips.py has the few allowed ones).
+pytest_plugins = ["tests.ci_skips"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN = os.environ.get("GLIMPSE_TEST_PG_URL",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
