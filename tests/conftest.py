@@ -10,7 +10,9 @@ with CI=true it fails the run.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -121,16 +123,37 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once per session (per xdist worker)."""
+    from glimpse.db.engine import Database, upgrade
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "glimpse.sqlite"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    # Out of WAL mode, so that the one file holds everything and can be copied.
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+    assert not Path(f"{path}-wal").exists()
+    return path
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, _migrated_server_urls, tmp_path: Path) -> str:
     """An empty, migrated database for each test, on each back end.
 
-    SQLite gets a new file per test; PostgreSQL and MariaDB reuse one session
-    database whose rows are deleted before each test (creating a database per
-    test costs seconds)."""
+    SQLite gets a copy of a template migrated once per session; PostgreSQL and
+    MariaDB reuse one session database whose rows are deleted before each test
+    (creating a database per test costs seconds)."""
     kind = request.param
     if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'glimpse.sqlite'}"
+        path = tmp_path / "glimpse.sqlite"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        return f"sqlite:///{path}"
     url = _migrated_server_urls.get(kind)
     if isinstance(url, Exception):
         _unavailable(kind, url)

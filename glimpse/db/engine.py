@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from glimpse.config import database_url
@@ -106,6 +107,34 @@ def upgrade(db: Database, revision: str = "head") -> None:
         config = alembic_config(db.url)
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def upgrade_if_needed(db: Database) -> bool:
+    """Upgrade to head unless the database is already there; True if it migrated.
+
+    Checking costs two small queries, where alembic's own no-op upgrade loads
+    every migration script and takes a transaction: worth it for a server or a
+    test runtime that starts against an up-to-date database."""
+    if stamped_revisions(db) == head_revisions():
+        return False
+    upgrade(db)
+    return True
+
+
+def stamped_revisions(db: Database) -> frozenset[str]:
+    """The revisions recorded in alembic_version (empty for a new database)."""
+    with db.engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return frozenset()
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        return frozenset(rows)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
 def current_revision(db: Database) -> str | None:

@@ -45,7 +45,7 @@ def build(conf: cfg.ConfigOpts, migrate: bool = False) -> Runtime:
     protections = load_protections(conf, policy)
     db = db_engine.from_conf(conf)
     if migrate:
-        db_engine.upgrade(db)
+        db_engine.upgrade_if_needed(db)
     rt = Runtime(
         conf=conf,
         db=db,
