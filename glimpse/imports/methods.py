@@ -39,6 +39,7 @@ from glimpse.imports.tasks import (
     Progress,
     TaskAborted,
 )
+from glimpse.services import storage_quota
 from glimpse.services.data import DataStream
 from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError
 
@@ -189,6 +190,12 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
             if rt.conf.enabled_backends:
                 update_store_lists(session, current, remove_importing=[store.name])
             if activate_from is not None and current.status == activate_from:
+                if with_quota and "size" in values:
+                    try:
+                        storage_quota.recheck(rt, session, image.owner, image.id,
+                                              values["size"])
+                    except GlimpseError as exc:
+                        raise ImportFailed(exc.message) from exc
                 event = Event.IMPORT_DONE if activate_from == "importing" else Event.UPLOAD_DONE
                 if not repo.set_status(session, image.id, activate_from,
                                        transition(activate_from, event), **values):

@@ -29,6 +29,7 @@ from glimpse.errors import (
     RequestEntityTooLarge,
     ServiceUnavailable,
 )
+from glimpse.services import storage_quota
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import DataNotFound, StoreError, StoreFull
@@ -151,6 +152,7 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         stored = store.add(image_id, stream)
         virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
         with rt.db.write() as session, session.begin():
+            storage_quota.recheck(rt, session, image.owner, image_id, stream.size)
             done = repo.set_status(
                 session, image_id, saving, transition(saving, Event.UPLOAD_DONE),
                 size=stream.size, checksum=stream.hexdigest("md5"), os_hash_algo=algo,

@@ -37,6 +37,7 @@ from glimpse.errors import (
 from glimpse.imports import staging as staging_mod
 from glimpse.imports.methods import merged, update_store_lists
 from glimpse.imports.tasks import FAILED_STORES, IMPORTING_STORES, STAGE_HOST, expiry
+from glimpse.services import storage_quota
 from glimpse.services.data import DataStream
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.runtime import Runtime
@@ -95,6 +96,7 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
             "checksum": stream.hexdigest("md5"), "os_hash_algo": algo,
             "os_hash_value": stream.hexdigest(algo), "virtual_size": virtual_size})
         with rt.db.write() as session, session.begin():
+            storage_quota.recheck(rt, session, image.owner, image_id, stream.size)
             if not repo.set_status(session, image_id, "uploading",
                                    transition("uploading", Event.STAGE_DONE), size=stream.size):
                 raise Gone(f"Image {image_id} could not be found after upload. The image may "
