@@ -786,7 +786,8 @@ def section_patch(sess: Session, sizes: Sizes) -> dict[str, Any]:
             body = _expect(resp, 200).json()
             ok = ok and (body.get("bench_p") == str(i) and body.get(f"bench_add_{i % 8}")
                          == f"a{i}" and sorted(body.get("tags", [])) == sorted(tags))
-    return {"p50_ms": ms(pct(times, 50)), "p95_ms": ms(pct(times, 95)), "verified": ok}
+    return {"p50_ms": ms(pct(times, 50)), "p95_ms": ms(pct(times, 95)),
+            "verified": ok and bool(times)}
 
 
 # ---- concurrency
@@ -834,9 +835,19 @@ def _parse_wrk(stdout: str) -> dict[str, Any]:
     fields = match.group(1).split()
     requests, duration_us, connect, read, write, timeout, status = map(int, fields[:7])
     p50_us, p99_us = map(float, fields[7:])
-    return {"req_s": round(requests / (duration_us / 1e6), 1),
+    seconds = duration_us / 1e6
+    errors = connect + read + write + timeout
+    # wrk counts every answer, 404s and 500s included: only 2xx answers count as
+    # served; transport errors and non-2xx are shown beside them.
+    ok = max(requests - status, 0)
+    return {"req_s": round(ok / seconds, 1) if seconds > 0 else None,
+            "all_answers_req_s": round(requests / seconds, 1) if seconds > 0 else None,
+            "requests": requests, "ok": ok,
             "p50_ms": round(p50_us / 1000, 3), "p99_ms": round(p99_us / 1000, 3),
-            "errors": connect + read + write + timeout, "non2xx": status}
+            "errors": errors, "errors_by_kind": {"connect": connect, "read": read,
+                                                 "write": write, "timeout": timeout},
+            "non2xx": status,
+            "verified": requests > 0 and ok > 0 and errors == 0 and status == 0}
 
 
 def section_concurrency(sess: Session, sizes: Sizes) -> dict[str, Any]:
@@ -855,7 +866,13 @@ def section_concurrency(sess: Session, sizes: Sizes) -> dict[str, Any]:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if proc.returncode != 0:
         raise BenchError(f"wrk exited {proc.returncode}: {proc.stderr[-500:]}")
-    return _parse_wrk(proc.stdout)
+    out = _parse_wrk(proc.stdout)
+    # What wrk fetched must still be there, whole: each image once more, checked.
+    with sess.client() as client:
+        intact = all(get_image(client, i).get("bench_idx") == str(n)
+                     for n, i in enumerate(ids))
+    out["verified"] = out["verified"] and intact
+    return out
 
 
 # ---- safety
@@ -884,7 +901,7 @@ def _uploader(sess: Session, data: DataFile, deadline: float, tally: _Tally) -> 
                     sess.remember(image_id)
                     status, _ = put_file(client, f"/v2/images/{image_id}/file", data)
                 key = str(status)
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # noqa: BLE001 - reset, refused, timeout: an error
                 key, status = type(exc).__name__, 0
             with tally.lock:
                 tally.upload[key] += 1
@@ -903,7 +920,7 @@ def _patcher(sess: Session, image_id: str, thread: int, deadline: float,
                 status = _patch(client, image_id,
                                 [{"op": "add", "path": f"/{prop}", "value": value}]).status_code
                 key = str(status)
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # noqa: BLE001 - reset, refused, timeout: an error
                 key, status = type(exc).__name__, 0
             with tally.lock:
                 tally.patch[key] += 1
@@ -911,8 +928,29 @@ def _patcher(sess: Session, image_id: str, thread: int, deadline: float,
                     tally.patched[prop] = value
 
 
-def _count_5xx(counter: Counter[str]) -> int:
-    return sum(n for key, n in counter.items() if key.startswith("5"))
+def count_5xx(counter: Counter[str]) -> int:
+    return sum(n for key, n in counter.items() if key.isdigit() and key.startswith("5"))
+
+
+def count_transport(counter: Counter[str]) -> int:
+    """Requests that got no HTTP answer at all (keys are exception names)."""
+    return sum(n for key, n in counter.items() if not key.isdigit())
+
+
+def safety_figures(tally: _Tally, lost: int | None, intact: bool | None) -> dict[str, Any]:
+    """The safety section's figures. ``lost`` is None when no PATCH answered 200 and
+    ``intact`` None when no upload answered 204: nothing was there to check, so
+    the section is not verified."""
+    figures: dict[str, Any] = {}
+    for kind, counter in (("upload", tally.upload), ("patch", tally.patch)):
+        fives, transport = count_5xx(counter), count_transport(counter)
+        figures.update({f"{kind}s": sum(counter.values()), f"{kind}_errors_5xx": fives,
+                        f"{kind}_errors_transport": transport,
+                        f"{kind}_errors": fives + transport})
+    figures.update(lost_updates=lost, uploads_intact=intact,
+                   verified=lost == 0 and intact is True,
+                   statuses={"upload": dict(tally.upload), "patch": dict(tally.patch)})
+    return figures
 
 
 def section_safety(sess: Session, sizes: Sizes) -> dict[str, Any]:
@@ -932,12 +970,11 @@ def section_safety(sess: Session, sizes: Sizes) -> dict[str, Any]:
         thread.join()
     with sess.client() as client:
         final = get_image(client, shared["id"])
-        lost = sum(1 for prop, value in tally.patched.items() if final.get(prop) != value)
-        intact = all(image_matches(get_image(client, i), data) for i in tally.uploaded)
-    return {"uploads": sum(tally.upload.values()), "upload_errors_5xx": _count_5xx(tally.upload),
-            "patches": sum(tally.patch.values()), "patch_errors_5xx": _count_5xx(tally.patch),
-            "lost_updates": lost, "verified": lost == 0 and intact,
-            "statuses": {"upload": dict(tally.upload), "patch": dict(tally.patch)}}
+        lost = (sum(1 for prop, value in tally.patched.items() if final.get(prop) != value)
+                if tally.patched else None)
+        intact = (all(image_matches(get_image(client, i), data) for i in tally.uploaded)
+                  if tally.uploaded else None)
+    return safety_figures(tally, lost, intact)
 
 
 # ------------------------------------------------------------------------- entry
