@@ -53,6 +53,7 @@ FIGURES = (
     Figure("patch", "p50_ms", "PATCH p50 ms", LOWER, 10),
     Figure("patch", "p95_ms", "PATCH p95 ms", LOWER),
     Figure("concurrency", "req_s", "32 clients GET successful req/s", HIGHER, 8),
+    Figure("concurrency", "all_answers_req_s", "32 clients GET all answers req/s", HIGHER),
     Figure("concurrency", "p50_ms", "32 clients GET p50 ms", LOWER),
     Figure("concurrency", "p99_ms", "32 clients GET p99 ms", LOWER, 5),
     Figure("concurrency", "errors", "32 clients transport errors", LOWER),
@@ -162,7 +163,7 @@ def _memory_verdicts(ours: dict, theirs: dict) -> list[Verdict]:
 
 def safety_errors(res: dict) -> int | None:
     """5xx answers plus transport failures of a safety section; None if not counted."""
-    parts = [res.get("upload_errors"), res.get("patch_errors")]
+    parts = [res.get("errors_5xx"), res.get("errors_transport")]
     return sum(parts) if all(number(p) for p in parts) else None
 
 
@@ -172,6 +173,10 @@ def _safety_verdicts(ours: dict, theirs: dict) -> list[Verdict]:
     a, b = ours["safety"], theirs.get("safety", {})
     errors, lost = safety_errors(a), a.get("lost_updates")
     return [
+        Verdict("safety 5xx answers", a.get("errors_5xx"), b.get("errors_5xx"),
+                section="safety", key="errors_5xx"),
+        Verdict("safety transport errors", a.get("errors_transport"),
+                b.get("errors_transport"), section="safety", key="errors_transport"),
         Verdict("safety errors (5xx or transport)", errors,
                 safety_errors(b) if b else None, None, "= 0", errors == 0, "safety", "errors"),
         Verdict("safety lost updates", lost, b.get("lost_updates"), None, "= 0",
@@ -195,7 +200,8 @@ def _scale_verdicts(scaled: dict | None) -> list[Verdict]:
         out.append(Verdict(label, value, None, ratio, f"<= {SCALE_BOUND:g}x",
                            number(ratio) and ratio <= SCALE_BOUND, "scale", key))
     ok = not failed and scaled.get("verified") is True
-    out.append(Verdict("scale results verified", ok, None, None, "yes", ok, "scale",
+    shown = False if failed else scaled.get("verified")
+    out.append(Verdict("scale results verified", shown, None, None, "yes", ok, "scale",
                        "verified"))
     return out
 
@@ -204,14 +210,19 @@ def section_verified(figures: dict) -> bool:
     return figures.get("verified") is True and "error" not in figures
 
 
+def _shown_verified(figures: dict | None) -> bool | None:
+    """yes / no, or None (not measured) when the section recorded no verdict."""
+    if not figures:
+        return None
+    return False if "error" in figures else figures.get("verified")
+
+
 def _verified_verdicts(ours: dict, theirs: dict) -> list[Verdict]:
     out = []
     for section, figures in ours.items():
-        ok = section_verified(figures)
-        other = theirs.get(section)
-        out.append(Verdict(f"{section} results verified", ok,
-                           section_verified(other) if other else None, None, "yes", ok,
-                           section, "verified"))
+        out.append(Verdict(f"{section} results verified", _shown_verified(figures),
+                           _shown_verified(theirs.get(section)), None, "yes",
+                           section_verified(figures), section, "verified"))
     return out
 
 

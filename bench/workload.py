@@ -943,10 +943,12 @@ def safety_figures(tally: _Tally, lost: int | None, intact: bool | None) -> dict
     the section is not verified."""
     figures: dict[str, Any] = {}
     for kind, counter in (("upload", tally.upload), ("patch", tally.patch)):
-        fives, transport = count_5xx(counter), count_transport(counter)
-        figures.update({f"{kind}s": sum(counter.values()), f"{kind}_errors_5xx": fives,
-                        f"{kind}_errors_transport": transport,
-                        f"{kind}_errors": fives + transport})
+        figures.update({f"{kind}s": sum(counter.values()),
+                        f"{kind}_errors_5xx": count_5xx(counter),
+                        f"{kind}_errors_transport": count_transport(counter)})
+    figures["errors_5xx"] = figures["upload_errors_5xx"] + figures["patch_errors_5xx"]
+    figures["errors_transport"] = (figures["upload_errors_transport"]
+                                   + figures["patch_errors_transport"])
     figures.update(lost_updates=lost, uploads_intact=intact,
                    verified=lost == 0 and intact is True,
                    statuses={"upload": dict(tally.upload), "patch": dict(tally.patch)})
