@@ -887,10 +887,29 @@ class _Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _uploader(sess: Session, data: DataFile, deadline: float, tally: _Tally) -> None:
+class _Start:
+    """Releases every writer thread at once, once all have their client (making
+    40 httpx clients takes seconds on a busy machine), and only then starts the
+    clock, so the threads really write for the whole duration together."""
+
+    def __init__(self, threads: int, seconds: float) -> None:
+        self.deadline = 0.0
+        self._seconds = seconds
+        self._barrier = threading.Barrier(threads, action=self._go)
+
+    def _go(self) -> None:
+        self.deadline = time.monotonic() + self._seconds
+
+    def wait(self) -> float:
+        self._barrier.wait(timeout=120)
+        return self.deadline
+
+
+def _uploader(sess: Session, data: DataFile, start: _Start, tally: _Tally) -> None:
     body = {"name": f"bench-safety-{sess.run}", "disk_format": "raw",
             "container_format": "bare"}
     with sess.client() as client:
+        deadline = start.wait()
         while time.monotonic() < deadline:
             image_id = None
             try:
@@ -909,10 +928,11 @@ def _uploader(sess: Session, data: DataFile, deadline: float, tally: _Tally) -> 
                     tally.uploaded.append(image_id)
 
 
-def _patcher(sess: Session, image_id: str, thread: int, deadline: float,
+def _patcher(sess: Session, image_id: str, thread: int, start: _Start,
              tally: _Tally) -> None:
     n = 0
     with sess.client() as client:
+        deadline = start.wait()
         while time.monotonic() < deadline:
             prop, value = f"prop_{thread}_{n}", f"v{thread}-{n}"
             n += 1
@@ -942,8 +962,9 @@ def safety_figures(tally: _Tally, lost: int | None, intact: bool | None) -> dict
     ``intact`` None when no upload answered 204: nothing was there to check, so
     the section is not verified."""
     figures: dict[str, Any] = {}
-    for kind, counter in (("upload", tally.upload), ("patch", tally.patch)):
-        figures.update({f"{kind}s": sum(counter.values()),
+    for kind, plural, counter in (("upload", "uploads", tally.upload),
+                                  ("patch", "patches", tally.patch)):
+        figures.update({plural: sum(counter.values()),
                         f"{kind}_errors_5xx": count_5xx(counter),
                         f"{kind}_errors_transport": count_transport(counter)})
     figures["errors_5xx"] = figures["upload_errors_5xx"] + figures["patch_errors_5xx"]
@@ -961,10 +982,10 @@ def section_safety(sess: Session, sizes: Sizes) -> dict[str, Any]:
     with sess.client() as client:
         shared = sess.create(client, {"name": f"bench-shared-{sess.run}"})
     tally = _Tally()
-    deadline = time.monotonic() + sizes.safety_seconds
-    threads = [threading.Thread(target=_uploader, args=(sess, data, deadline, tally))
+    start = _Start(sizes.uploaders + sizes.patchers, sizes.safety_seconds)
+    threads = [threading.Thread(target=_uploader, args=(sess, data, start, tally))
                for _ in range(sizes.uploaders)]
-    threads += [threading.Thread(target=_patcher, args=(sess, shared["id"], t, deadline, tally))
+    threads += [threading.Thread(target=_patcher, args=(sess, shared["id"], t, start, tally))
                 for t in range(sizes.patchers)]
     for thread in threads:
         thread.start()

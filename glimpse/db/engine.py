@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 from collections.abc import Iterator
@@ -132,9 +133,30 @@ def stamped_revisions(db: Database) -> frozenset[str]:
 
 @functools.cache
 def head_revisions() -> frozenset[str]:
-    from alembic.script import ScriptDirectory
+    """The head revision(s), read from the migration scripts' ``revision`` and
+    ``down_revision`` lines without importing Alembic (a second or more at every
+    start on a busy machine); tests/db checks it agrees with Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        values = _module_constants(path, ("revision", "down_revision"))
+        if isinstance(values.get("revision"), str):
+            revisions.add(values["revision"])
+            down = values.get("down_revision")
+            parents.update([down] if isinstance(down, str) else list(down or ()))
+    return frozenset(revisions - parents)
 
-    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+def _module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in names and node.value:
+                    found[target.id] = ast.literal_eval(node.value)
+    return found
 
 
 def current_revision(db: Database) -> str | None:
