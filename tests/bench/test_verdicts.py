@@ -75,6 +75,7 @@ def test_transport_failures_fail_the_safety_goal() -> None:
     tally.uploaded, tally.patched = ["i"], {"p": "v"}
     figures = safety_figures(tally, lost=0, intact=True)
     assert figures["errors_transport"] == 3 and figures["errors_5xx"] == 1
+    assert figures["uploads"] == 6 and figures["patches"] == 13
     ours = {**good_sections(), "safety": figures}
     row = judge(ours)["safety errors"]
     assert row.glimpse == 4 and row.met is False
