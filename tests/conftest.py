@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from starlette.testclient import TestClient
 
 from glimpse.api.app import create_app
@@ -96,7 +96,7 @@ def server_dbs() -> Iterator[dict[str, ServerDB | Exception]]:
 
 
 @pytest.fixture(scope="session")
-def _migrated_server_urls(server_dbs) -> dict[str, str | Exception]:
+def _migrated_server_urls(server_dbs) -> Iterator[dict[str, str | Exception]]:
     """One database per server back end for the whole session, migrated once."""
     from glimpse.db.engine import Database, upgrade
 
@@ -110,17 +110,25 @@ def _migrated_server_urls(server_dbs) -> dict[str, str | Exception]:
         upgrade(db)
         db.dispose()
         urls[kind] = url
-    return urls
+    yield urls
+    for engine in _TRUNCATORS.values():  # before the databases are dropped
+        engine.dispose()
+    _TRUNCATORS.clear()
+
+
+_TRUNCATORS: dict[str, Engine] = {}
 
 
 def _truncate(url: str) -> None:
+    """Delete every row (the session database is reused by the next test)."""
     from glimpse.db.models import Base
 
-    engine = create_engine(url)
+    engine = _TRUNCATORS.get(url)
+    if engine is None:
+        engine = _TRUNCATORS[url] = create_engine(url, pool_size=1, max_overflow=0)
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
