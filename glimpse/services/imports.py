@@ -300,7 +300,10 @@ def _start(rt: Runtime, ctx: RequestContext, image: ImageRecord, body: dict[str,
            method: str, stores: list[str | None]) -> str:
     task_id = str(uuid.uuid4())
     with rt.db.write() as session, session.begin():
-        current = repo.get_image(session, image.id)
+        # The image row locked first: two imports of one image take turns here, and
+        # the second sees the first's lock (on MariaDB two inserts of the lock row
+        # racing each other could deadlock instead of one losing cleanly).
+        current = repo.get_image(session, image.id, for_update=True)
         if current is None:
             raise NotFound(f"No image found with ID {image.id}")
         if current.status != image.status:
