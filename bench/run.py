@@ -17,217 +17,21 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bench import limits, scale, servers
+from bench.verdicts import Verdict, aggregate, cells, compare, goals_met
 from bench.workload import SECTIONS, Sizes, Target, data_file, run_section
 
 ALL_SECTIONS = (*SECTIONS, "scale")
-HIGHER, LOWER = "higher", "lower"
-
-
-# ---------------------------------------------------------------- goals
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One row of the comparison: a figure of a section, which direction is
-    better, and the factor by which Glimpse must beat Glance (if any)."""
-
-    section: str
-    key: str
-    label: str
-    better: str
-    factor: float | None = None
-
-
-FIGURES = (
-    Figure("upload", "mib_s", "upload MiB/s", HIGHER, 3),
-    Figure("download", "mib_s", "download MiB/s", HIGHER, 1.5),
-    Figure("import", "seconds", "import create->active s", LOWER, 3),
-    Figure("import", "stage_mib_s", "import stage MiB/s", HIGHER),
-    Figure("import", "import_seconds", "import import->active s", LOWER),
-    Figure("metadata", "creates_per_s", "creates/s", HIGHER, 10),
-    Figure("metadata", "create_p50_ms", "create p50 ms", LOWER),
-    Figure("metadata", "get_p50_ms", "GET p50 ms", LOWER, 8),
-    Figure("metadata", "get_p95_ms", "GET p95 ms", LOWER),
-    Figure("metadata", "list_p50_ms", "list page p50 ms", LOWER, 8),
-    Figure("metadata", "list_p95_ms", "list page p95 ms", LOWER),
-    Figure("metadata", "filter_name_p50_ms", "list ?name= p50 ms", LOWER, 5),
-    Figure("metadata", "filter_tag_p50_ms", "list ?tag= p50 ms", LOWER, 5),
-    Figure("metadata", "filter_property_p50_ms", "list ?property p50 ms", LOWER, 5),
-    Figure("metadata", "sort_created_p50_ms", "list sort created_at p50 ms", LOWER, 5),
-    Figure("metadata", "sort_name_p50_ms", "list sort name p50 ms", LOWER, 5),
-    Figure("patch", "p50_ms", "PATCH p50 ms", LOWER, 10),
-    Figure("patch", "p95_ms", "PATCH p95 ms", LOWER),
-    Figure("concurrency", "req_s", "32 clients GET req/s", HIGHER, 8),
-    Figure("concurrency", "p50_ms", "32 clients GET p50 ms", LOWER),
-    Figure("concurrency", "p99_ms", "32 clients GET p99 ms", LOWER, 5),
-    Figure("concurrency", "errors", "32 clients errors", LOWER),
-    Figure("concurrency", "non2xx", "32 clients non-2xx", LOWER),
-    Figure("safety", "uploads", "safety uploads", HIGHER),
-    Figure("safety", "patches", "safety PATCHes", HIGHER),
-)
-
-# Absolute goals for Glimpse alone: (section, key, label, limit, comparison).
-MEMORY_GOALS = tuple(
-    (section, key, f"{section} {what} MiB", bound)
-    for section in ("upload", "download")
-    for key, what, bound in (("rss_peak_mib", "RSS peak", 150), ("rss_growth_mib",
-                                                                  "RSS growth", 32))
-)
-# Fractions of the machine's limits that upload and download must reach.
-LIMIT_GOALS = (
-    ("upload", "write_fdatasync_mib_s", 0.85, "disk write+fdatasync"),
-    ("download", "loopback_sendfile_mib_s", 0.80, "loopback sendfile"),
-)
-SCALE_BOUND = 2.0
-
-
-@dataclass
-class Verdict:
-    figure: str
-    glimpse: Any = None
-    glance: Any = None
-    ratio: float | None = None
-    goal: str = ""
-    met: bool | None = None   # None: no goal, or it cannot be judged in this run
-    section: str = ""
-    key: str = ""
-
-
-def speedup(fig: Figure, ours: Any, theirs: Any) -> float | None:
-    """How many times better ours is than theirs (above 1 = better)."""
-    if not _number(ours) or not _number(theirs):
-        return None
-    if fig.better == HIGHER:
-        return round(ours / theirs, 2) if theirs else None
-    return round(theirs / ours, 2) if ours else None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def compare(summary: dict[str, dict[str, dict]], primary: str, other: str | None,
-            lim: dict, scaled: dict | None) -> list[Verdict]:
-    ours = summary.get(primary, {})
-    theirs = summary.get(other, {}) if other else {}
-    out: list[Verdict] = []
-    for fig in FIGURES:
-        if fig.section not in ours and fig.section not in theirs:
-            continue
-        a = ours.get(fig.section, {}).get(fig.key)
-        b = theirs.get(fig.section, {}).get(fig.key) if other else None
-        v = Verdict(fig.label, a, b, speedup(fig, a, b), section=fig.section, key=fig.key)
-        if fig.factor is not None and other:
-            v.goal = f">= {fig.factor:g}x"
-            v.met = v.ratio >= fig.factor if v.ratio is not None else False
-        out.append(v)
-    out += _limit_verdicts(ours, lim)
-    out += _memory_verdicts(ours, theirs)
-    out += _safety_verdicts(ours, theirs)
-    out += _scale_verdicts(scaled)
-    out += _verified_verdicts(ours, theirs)
-    return out
-
-
-def _limit_verdicts(ours: dict, lim: dict) -> list[Verdict]:
-    out = []
-    for section, key, fraction, what in LIMIT_GOALS:
-        if section not in ours or not lim.get(key):
-            continue
-        rate = ours[section].get("mib_s")
-        ratio = round(rate / lim[key], 2) if _number(rate) else None
-        out.append(Verdict(f"{section} MiB/s / {what} ({lim[key]:.0f})", rate, None, ratio,
-                           f">= {fraction:g} x limit",
-                           ratio >= fraction if ratio is not None else False, section, key))
-    return out
-
-
-def _memory_verdicts(ours: dict, theirs: dict) -> list[Verdict]:
-    out = []
-    for section, key, label, bound in MEMORY_GOALS:
-        if section not in ours:
-            continue
-        value = ours[section].get(key)
-        out.append(Verdict(label, value, theirs.get(section, {}).get(key), None,
-                           f"< {bound} MiB", value < bound if _number(value) else None,
-                           section, key))
-    return out
-
-
-def _safety_verdicts(ours: dict, theirs: dict) -> list[Verdict]:
-    if "safety" not in ours:
-        return []
-
-    def five_xx(res: dict) -> int | None:
-        parts = [res.get("upload_errors_5xx"), res.get("patch_errors_5xx")]
-        return sum(parts) if all(_number(p) for p in parts) else None
-
-    a, b = ours["safety"], theirs.get("safety", {})
-    fives, lost = five_xx(a), a.get("lost_updates")
-    return [
-        Verdict("safety 5xx answers", fives, five_xx(b) if b else None, None, "= 0",
-                fives == 0 if fives is not None else False, "safety", "5xx"),
-        Verdict("safety lost updates", lost, b.get("lost_updates"), None, "= 0",
-                lost == 0 if _number(lost) else False, "safety", "lost_updates"),
-    ]
-
-
-def _scale_verdicts(scaled: dict | None) -> list[Verdict]:
-    if not scaled or "error" in scaled or "levels" not in scaled:
-        return []
-    low, high = scaled["levels"][0], scaled["levels"][-1]
-    out = []
-    for key, figure, what in (("list_ratio", "list_p50_ms", "list page"),
-                              ("get_ratio", "get_p50_ms", "GET")):
-        ratio = scaled.get(key)
-        value = scaled.get(f"at_{high}", {}).get(figure)
-        out.append(Verdict(f"scale {what} p50 ms at {high:,} (x of {low:,})", value, None,
-                           ratio, f"<= {SCALE_BOUND:g}x",
-                           ratio <= SCALE_BOUND if ratio is not None else False, "scale", key))
-    return out
-
-
-def _verified_verdicts(ours: dict, theirs: dict) -> list[Verdict]:
-    out = []
-    for section, figures in ours.items():
-        if "verified" in figures or "error" in figures:
-            ok = figures.get("verified") is True and "error" not in figures
-            other = theirs.get(section, {})
-            out.append(Verdict(f"{section} results verified", ok,
-                               (other.get("verified") is True and "error" not in other)
-                               if other else None, None, "yes", ok, section, "verified"))
-    return out
 
 
 # ---------------------------------------------------------------- rounds
-
-
-def aggregate(rounds: list[dict]) -> dict:
-    """One figure per key over the rounds: the median of numbers, 'all' of
-    booleans, the last value of anything else; errors are kept."""
-    out: dict[str, Any] = {}
-    keys = [k for r in rounds for k in r]
-    for key in dict.fromkeys(keys):
-        values = [r[key] for r in rounds if key in r]
-        if key == "error":
-            out[key] = "; ".join(str(v) for v in values)
-        elif all(isinstance(v, bool) for v in values):
-            out[key] = all(values)
-        elif all(_number(v) or v is None for v in values) and any(_number(v) for v in values):
-            out[key] = round(statistics.median(v for v in values if _number(v)), 2)
-        else:
-            out[key] = values[-1]
-    return out
 
 
 def _say(message: str) -> None:
@@ -260,36 +64,17 @@ def _run_one(section: str, target: Target, sizes: Sizes, data_dir: str) -> dict:
 # ---------------------------------------------------------------- output
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def table(verdicts: list[Verdict], primary: str, other: str | None) -> str:
     header = ["figure", primary.capitalize(), (other or "glance").capitalize(), "ratio",
               "goal", "met?"]
-    rows = [header]
-    for v in verdicts:
-        met = "" if v.met is None and not v.goal else ("n/a" if v.met is None
-                                                       else ("yes" if v.met else "NO"))
-        ratio = "" if v.ratio is None else f"{v.ratio:g}x" if v.key not in (
-            "write_fdatasync_mib_s", "loopback_sendfile_mib_s") else f"{v.ratio:g}"
-        rows.append([v.figure, _fmt(v.glimpse), _fmt(v.glance) if other else "",
-                     ratio, v.goal, met])
+    rows = [header] + [cells(v, other is not None) for v in verdicts]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = []
     for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:4], widths[1:4],
+        line = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:4], widths[1:4],
                                                                        strict=True)]
-        cells += [row[4].ljust(widths[4]), row[5]]
-        lines.append(" | ".join(cells).rstrip())
+        line += [row[4].ljust(widths[4]), row[5]]
+        lines.append(" | ".join(line).rstrip())
         if i == 0:
             lines.append("-+-".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -315,10 +100,10 @@ def summary_text(result: dict, verdicts: list[Verdict], primary: str,
     ]
     for note in result["notes"]:
         lines.append(f"note: {note}")
-    met = [v.met for v in verdicts if v.goal]
-    unjudged = sum(m is None for m in met)
-    lines.append(f"goals met: {sum(m is True for m in met)} of {len(met) - unjudged}"
-                 + (f" ({unjudged} could not be judged in this run)" if unjudged else ""))
+    met, total = goals_met(verdicts)
+    missing = sum(1 for v in verdicts if v.goal and not v.measured)
+    lines.append(f"goals met: {met} of {total}"
+                 + (f" ({missing} not measured, counted as not met)" if missing else ""))
     return "\n".join(lines)
 
 
@@ -335,6 +120,12 @@ def git_state() -> tuple[str, bool]:
     return git("rev-parse", "HEAD") or "unknown", bool(git("status", "--porcelain"))
 
 
+def default_out(date: str) -> str:
+    """Where a run's JSON goes without --out: .tmp/bench-results/ in the repository."""
+    stamp = date.replace(":", "").replace("-", "").replace("+0000", "Z")
+    return str(servers.REPO_ROOT / ".tmp" / "bench-results" / f"bench-{stamp}.json")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -349,7 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sections", default=",".join(ALL_SECTIONS),
                     help=f"comma-separated subset of {','.join(ALL_SECTIONS)}")
     ap.add_argument("--endpoint", help="measure this running server instead of starting Glimpse")
-    ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--out", help="write the JSON here (default: "
+                    ".tmp/bench-results/bench-DATE.json in the repository)")
     ap.add_argument("--workdir", help="work directory (default: a fresh temporary one); "
                     "its data/ keeps the generated test data between runs")
     ap.add_argument("--keep", action="store_true",
@@ -471,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
             sections = [s for s in args.sections if s in SECTIONS]
             raw = run_rounds(targets, sections, sizes, data_dir, args.rounds)
             scaled = None
-            if "scale" in args.sections and glimpse is not None:
-                scaled = _run_scale(glimpse, args.quick)
+            if "scale" in args.sections:
+                scaled = (_run_scale(glimpse, args.quick) if glimpse is not None else
+                          {"error": "not run: scale seeds Glimpse's own database"})
             if any(t.pids for t in targets):  # servers we started
                 _say("stopping servers ...")
     finally:
@@ -489,12 +282,16 @@ def main(argv: list[str] | None = None) -> int:
               "ratios": {f"{v.section}.{v.key}": v.ratio for v in verdicts
                          if v.ratio is not None},
               "verdicts": [dataclasses.asdict(v) for v in verdicts], "notes": notes}
+    met, total = goals_met(verdicts)
+    result["goals"] = {"met": met, "total": total}
     _say("")
     _say(summary_text(result, verdicts, primary, other))
     text = json.dumps(result, indent=2, default=str)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    out = args.out or default_out(meta["date"])
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text + "\n")
+    _say(f"raw JSON written to {out} (bench/report.py renders it as tables)")
     failed = any("error" in s for s in summary.get(primary, {}).values())
     return 1 if failed or (scaled is not None and "error" in scaled) else 0

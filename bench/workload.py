@@ -786,7 +786,8 @@ def section_patch(sess: Session, sizes: Sizes) -> dict[str, Any]:
             body = _expect(resp, 200).json()
             ok = ok and (body.get("bench_p") == str(i) and body.get(f"bench_add_{i % 8}")
                          == f"a{i}" and sorted(body.get("tags", [])) == sorted(tags))
-    return {"p50_ms": ms(pct(times, 50)), "p95_ms": ms(pct(times, 95)), "verified": ok}
+    return {"p50_ms": ms(pct(times, 50)), "p95_ms": ms(pct(times, 95)),
+            "verified": ok and bool(times)}
 
 
 # ---- concurrency
@@ -834,9 +835,19 @@ def _parse_wrk(stdout: str) -> dict[str, Any]:
     fields = match.group(1).split()
     requests, duration_us, connect, read, write, timeout, status = map(int, fields[:7])
     p50_us, p99_us = map(float, fields[7:])
-    return {"req_s": round(requests / (duration_us / 1e6), 1),
+    seconds = duration_us / 1e6
+    errors = connect + read + write + timeout
+    # wrk counts every answer, 404s and 500s included: only 2xx answers count as
+    # served; transport errors and non-2xx are shown beside them.
+    ok = max(requests - status, 0)
+    return {"req_s": round(ok / seconds, 1) if seconds > 0 else None,
+            "all_answers_req_s": round(requests / seconds, 1) if seconds > 0 else None,
+            "requests": requests, "ok": ok,
             "p50_ms": round(p50_us / 1000, 3), "p99_ms": round(p99_us / 1000, 3),
-            "errors": connect + read + write + timeout, "non2xx": status}
+            "errors": errors, "errors_by_kind": {"connect": connect, "read": read,
+                                                 "write": write, "timeout": timeout},
+            "non2xx": status,
+            "verified": requests > 0 and ok > 0 and errors == 0 and status == 0}
 
 
 def section_concurrency(sess: Session, sizes: Sizes) -> dict[str, Any]:
@@ -855,7 +866,13 @@ def section_concurrency(sess: Session, sizes: Sizes) -> dict[str, Any]:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if proc.returncode != 0:
         raise BenchError(f"wrk exited {proc.returncode}: {proc.stderr[-500:]}")
-    return _parse_wrk(proc.stdout)
+    out = _parse_wrk(proc.stdout)
+    # What wrk fetched must still be there, whole: each image once more, checked.
+    with sess.client() as client:
+        intact = all(get_image(client, i).get("bench_idx") == str(n)
+                     for n, i in enumerate(ids))
+    out["verified"] = out["verified"] and intact
+    return out
 
 
 # ---- safety
@@ -870,10 +887,29 @@ class _Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _uploader(sess: Session, data: DataFile, deadline: float, tally: _Tally) -> None:
+class _Start:
+    """Releases every writer thread at once, once all have their client (making
+    40 httpx clients takes seconds on a busy machine), and only then starts the
+    clock, so the threads really write for the whole duration together."""
+
+    def __init__(self, threads: int, seconds: float) -> None:
+        self.deadline = 0.0
+        self._seconds = seconds
+        self._barrier = threading.Barrier(threads, action=self._go)
+
+    def _go(self) -> None:
+        self.deadline = time.monotonic() + self._seconds
+
+    def wait(self) -> float:
+        self._barrier.wait(timeout=120)
+        return self.deadline
+
+
+def _uploader(sess: Session, data: DataFile, start: _Start, tally: _Tally) -> None:
     body = {"name": f"bench-safety-{sess.run}", "disk_format": "raw",
             "container_format": "bare"}
     with sess.client() as client:
+        deadline = start.wait()
         while time.monotonic() < deadline:
             image_id = None
             try:
@@ -884,7 +920,7 @@ def _uploader(sess: Session, data: DataFile, deadline: float, tally: _Tally) -> 
                     sess.remember(image_id)
                     status, _ = put_file(client, f"/v2/images/{image_id}/file", data)
                 key = str(status)
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # noqa: BLE001 - reset, refused, timeout: an error
                 key, status = type(exc).__name__, 0
             with tally.lock:
                 tally.upload[key] += 1
@@ -892,10 +928,11 @@ def _uploader(sess: Session, data: DataFile, deadline: float, tally: _Tally) -> 
                     tally.uploaded.append(image_id)
 
 
-def _patcher(sess: Session, image_id: str, thread: int, deadline: float,
+def _patcher(sess: Session, image_id: str, thread: int, start: _Start,
              tally: _Tally) -> None:
     n = 0
     with sess.client() as client:
+        deadline = start.wait()
         while time.monotonic() < deadline:
             prop, value = f"prop_{thread}_{n}", f"v{thread}-{n}"
             n += 1
@@ -903,7 +940,7 @@ def _patcher(sess: Session, image_id: str, thread: int, deadline: float,
                 status = _patch(client, image_id,
                                 [{"op": "add", "path": f"/{prop}", "value": value}]).status_code
                 key = str(status)
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # noqa: BLE001 - reset, refused, timeout: an error
                 key, status = type(exc).__name__, 0
             with tally.lock:
                 tally.patch[key] += 1
@@ -911,8 +948,32 @@ def _patcher(sess: Session, image_id: str, thread: int, deadline: float,
                     tally.patched[prop] = value
 
 
-def _count_5xx(counter: Counter[str]) -> int:
-    return sum(n for key, n in counter.items() if key.startswith("5"))
+def count_5xx(counter: Counter[str]) -> int:
+    return sum(n for key, n in counter.items() if key.isdigit() and key.startswith("5"))
+
+
+def count_transport(counter: Counter[str]) -> int:
+    """Requests that got no HTTP answer at all (keys are exception names)."""
+    return sum(n for key, n in counter.items() if not key.isdigit())
+
+
+def safety_figures(tally: _Tally, lost: int | None, intact: bool | None) -> dict[str, Any]:
+    """The safety section's figures. ``lost`` is None when no PATCH answered 200 and
+    ``intact`` None when no upload answered 204: nothing was there to check, so
+    the section is not verified."""
+    figures: dict[str, Any] = {}
+    for kind, plural, counter in (("upload", "uploads", tally.upload),
+                                  ("patch", "patches", tally.patch)):
+        figures.update({plural: sum(counter.values()),
+                        f"{kind}_errors_5xx": count_5xx(counter),
+                        f"{kind}_errors_transport": count_transport(counter)})
+    figures["errors_5xx"] = figures["upload_errors_5xx"] + figures["patch_errors_5xx"]
+    figures["errors_transport"] = (figures["upload_errors_transport"]
+                                   + figures["patch_errors_transport"])
+    figures.update(lost_updates=lost, uploads_intact=intact,
+                   verified=lost == 0 and intact is True,
+                   statuses={"upload": dict(tally.upload), "patch": dict(tally.patch)})
+    return figures
 
 
 def section_safety(sess: Session, sizes: Sizes) -> dict[str, Any]:
@@ -921,10 +982,10 @@ def section_safety(sess: Session, sizes: Sizes) -> dict[str, Any]:
     with sess.client() as client:
         shared = sess.create(client, {"name": f"bench-shared-{sess.run}"})
     tally = _Tally()
-    deadline = time.monotonic() + sizes.safety_seconds
-    threads = [threading.Thread(target=_uploader, args=(sess, data, deadline, tally))
+    start = _Start(sizes.uploaders + sizes.patchers, sizes.safety_seconds)
+    threads = [threading.Thread(target=_uploader, args=(sess, data, start, tally))
                for _ in range(sizes.uploaders)]
-    threads += [threading.Thread(target=_patcher, args=(sess, shared["id"], t, deadline, tally))
+    threads += [threading.Thread(target=_patcher, args=(sess, shared["id"], t, start, tally))
                 for t in range(sizes.patchers)]
     for thread in threads:
         thread.start()
@@ -932,12 +993,11 @@ def section_safety(sess: Session, sizes: Sizes) -> dict[str, Any]:
         thread.join()
     with sess.client() as client:
         final = get_image(client, shared["id"])
-        lost = sum(1 for prop, value in tally.patched.items() if final.get(prop) != value)
-        intact = all(image_matches(get_image(client, i), data) for i in tally.uploaded)
-    return {"uploads": sum(tally.upload.values()), "upload_errors_5xx": _count_5xx(tally.upload),
-            "patches": sum(tally.patch.values()), "patch_errors_5xx": _count_5xx(tally.patch),
-            "lost_updates": lost, "verified": lost == 0 and intact,
-            "statuses": {"upload": dict(tally.upload), "patch": dict(tally.patch)}}
+        lost = (sum(1 for prop, value in tally.patched.items() if final.get(prop) != value)
+                if tally.patched else None)
+        intact = (all(image_matches(get_image(client, i), data) for i in tally.uploaded)
+                  if tally.uploaded else None)
+    return safety_figures(tally, lost, intact)
 
 
 # ------------------------------------------------------------------------- entry

@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
     conf = _conf(args)
     # Migrate once, in the parent, before any worker starts.
     db = db_engine.from_conf(conf)
-    db_engine.upgrade(db)
+    db_engine.upgrade_if_needed(db)
     db.dispose()
     os.environ["GLIMPSE_CONFIG_FILES"] = os.pathsep.join(
         os.path.abspath(p) for p in (args.config_file or []))

@@ -10,7 +10,9 @@ with CI=true it fails the run.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,12 +22,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from starlette.testclient import TestClient
 
 from glimpse.api.app import create_app
 from glimpse.config import load_config
 from glimpse.services import runtime as runtime_mod
+
+# With CI=true every skip fails the run (tests/ci_skips.py has the few allowed ones).
+pytest_plugins = ["tests.ci_skips"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN = os.environ.get("GLIMPSE_TEST_PG_URL",
@@ -91,7 +96,7 @@ def server_dbs() -> Iterator[dict[str, ServerDB | Exception]]:
 
 
 @pytest.fixture(scope="session")
-def _migrated_server_urls(server_dbs) -> dict[str, str | Exception]:
+def _migrated_server_urls(server_dbs) -> Iterator[dict[str, str | Exception]]:
     """One database per server back end for the whole session, migrated once."""
     from glimpse.db.engine import Database, upgrade
 
@@ -105,29 +110,58 @@ def _migrated_server_urls(server_dbs) -> dict[str, str | Exception]:
         upgrade(db)
         db.dispose()
         urls[kind] = url
-    return urls
+    yield urls
+    for engine in _TRUNCATORS.values():  # before the databases are dropped
+        engine.dispose()
+    _TRUNCATORS.clear()
+
+
+_TRUNCATORS: dict[str, Engine] = {}
 
 
 def _truncate(url: str) -> None:
+    """Delete every row (the session database is reused by the next test)."""
     from glimpse.db.models import Base
 
-    engine = create_engine(url)
+    engine = _TRUNCATORS.get(url)
+    if engine is None:
+        engine = _TRUNCATORS[url] = create_engine(url, pool_size=1, max_overflow=0)
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
-    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once per session (per xdist worker)."""
+    from glimpse.db.engine import Database, upgrade
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "glimpse.sqlite"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    # Out of WAL mode, so that the one file holds everything and can be copied.
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+    assert not Path(f"{path}-wal").exists()
+    return path
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, _migrated_server_urls, tmp_path: Path) -> str:
     """An empty, migrated database for each test, on each back end.
 
-    SQLite gets a new file per test; PostgreSQL and MariaDB reuse one session
-    database whose rows are deleted before each test (creating a database per
-    test costs seconds)."""
+    SQLite gets a copy of a template migrated once per session; PostgreSQL and
+    MariaDB reuse one session database whose rows are deleted before each test
+    (creating a database per test costs seconds)."""
     kind = request.param
     if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'glimpse.sqlite'}"
+        path = tmp_path / "glimpse.sqlite"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        return f"sqlite:///{path}"
     url = _migrated_server_urls.get(kind)
     if isinstance(url, Exception):
         _unavailable(kind, url)

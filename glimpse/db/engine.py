@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -208,6 +210,55 @@ def upgrade(db: Database, revision: str = "head") -> None:
         config = alembic_config(db.url)
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def upgrade_if_needed(db: Database) -> bool:
+    """Upgrade to head unless the database is already there; True if it migrated.
+
+    Checking costs two small queries, where alembic's own no-op upgrade loads
+    every migration script and takes a transaction: worth it for a server or a
+    test runtime that starts against an up-to-date database."""
+    if stamped_revisions(db) == head_revisions():
+        return False
+    upgrade(db)
+    return True
+
+
+def stamped_revisions(db: Database) -> frozenset[str]:
+    """The revisions recorded in alembic_version (empty for a new database)."""
+    with db.engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return frozenset()
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        return frozenset(rows)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The head revision(s), read from the migration scripts' ``revision`` and
+    ``down_revision`` lines without importing Alembic (a second or more at every
+    start on a busy machine); tests/db checks it agrees with Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        values = _module_constants(path, ("revision", "down_revision"))
+        if isinstance(values.get("revision"), str):
+            revisions.add(values["revision"])
+            down = values.get("down_revision")
+            parents.update([down] if isinstance(down, str) else list(down or ()))
+    return frozenset(revisions - parents)
+
+
+def _module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in names and node.value:
+                    found[target.id] = ast.literal_eval(node.value)
+    return found
 
 
 def current_revision(db: Database) -> str | None:

@@ -497,6 +497,19 @@ def storage_used(session: Session, owner: str, exclude_image: str | None = None)
     return int(session.scalar(stmt) or 0)
 
 
+def storage_used_locked(session: Session, owner: str, exclude_image: str | None = None) -> int:
+    """storage_used, read under row locks on ALL the owner's images (FOR UPDATE, in
+    id order, ``exclude_image`` included), so that two transactions recording new
+    sizes for one owner take turns, in the same lock order (no deadlock), and the
+    second sees what the first committed. SQLite serializes writers anyway (BEGIN
+    IMMEDIATE) and renders no FOR UPDATE."""
+    stmt = select(Image.id, Image.size).where(
+        Image.owner == owner,
+        or_(Image.deleted == false(), Image.status == "pending_delete"))
+    rows = session.execute(stmt.order_by(Image.id).with_for_update())
+    return sum(size or 0 for image_id, size in rows if image_id != exclude_image)
+
+
 # ---------------------------------------------------------------- related rows
 
 

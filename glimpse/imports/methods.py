@@ -42,6 +42,7 @@ from glimpse.imports.tasks import (
     Progress,
     TaskAborted,
 )
+from glimpse.services import storage_quota
 from glimpse.services.data import DataStream
 from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError
 
@@ -205,6 +206,12 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
                 update_store_lists(session, current, remove_importing=[store.name])
             status = current.status
             if activate_from is not None and current.status == activate_from:
+                if with_quota and "size" in values:
+                    try:
+                        storage_quota.recheck(rt, session, image.owner, image.id,
+                                              values["size"])
+                    except GlimpseError as exc:
+                        raise ImportFailed(exc.message) from exc
                 event = Event.IMPORT_DONE if activate_from == "importing" else Event.UPLOAD_DONE
                 status = transition(activate_from, event)
                 if not repo.set_status(session, image.id, activate_from, status, **values):

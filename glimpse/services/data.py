@@ -29,6 +29,7 @@ from glimpse.errors import (
     NotFound,
     RequestEntityTooLarge,
 )
+from glimpse.services import storage_quota
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.leases import UPLOAD
 from glimpse.services.runtime import Runtime
@@ -162,6 +163,7 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                                          rt.conf.image_format.require_image_format_match)
         crash_point("upload.stored")
         with rt.db.write() as session, session.begin():
+            storage_quota.recheck(rt, session, image.owner, image_id, stream.size)
             done = repo.set_status(
                 session, image_id, saving, transition(saving, Event.UPLOAD_DONE),
                 size=stream.size, checksum=stream.hexdigest("md5"), os_hash_algo=algo,

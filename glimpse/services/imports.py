@@ -37,6 +37,7 @@ from glimpse.errors import (
 from glimpse.imports import staging as staging_mod
 from glimpse.imports.methods import merged, update_store_lists
 from glimpse.imports.tasks import FAILED_STORES, IMPORTING_STORES, STAGE_HOST, expiry
+from glimpse.services import storage_quota
 from glimpse.services.data import DataStream
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.leases import STAGE
@@ -103,6 +104,7 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
             "os_hash_value": stream.hexdigest(algo), "virtual_size": virtual_size})
         crash_point("stage.stored")
         with rt.db.write() as session, session.begin():
+            storage_quota.recheck(rt, session, image.owner, image_id, stream.size)
             if not repo.set_status(session, image_id, "uploading",
                                    transition("uploading", Event.STAGE_DONE), size=stream.size):
                 raise Gone(f"Image {image_id} could not be found after upload. The image may "
@@ -315,7 +317,10 @@ def _start(rt: Runtime, ctx: RequestContext, image: ImageRecord, body: dict[str,
            method: str, stores: list[str | None]) -> TaskRecord:
     task_id = str(uuid.uuid4())
     with rt.db.write() as session, session.begin():
-        current = repo.get_image(session, image.id)
+        # The image row locked first: two imports of one image take turns here, and
+        # the second sees the first's lock (on MariaDB two inserts of the lock row
+        # racing each other could deadlock instead of one losing cleanly).
+        current = repo.get_image(session, image.id, for_update=True)
         if current is None:
             raise NotFound(f"No image found with ID {image.id}")
         if current.status != image.status:

@@ -67,7 +67,7 @@ def build(conf: cfg.ConfigOpts, migrate: bool = False, recover: bool = True) -> 
     protections = load_protections(conf, policy)
     db = db_engine.from_conf(conf)
     if migrate:
-        db_engine.upgrade(db)
+        db_engine.upgrade_if_needed(db)
     rt = Runtime(
         conf=conf,
         db=db,

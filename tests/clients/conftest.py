@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,30 +26,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, LiveServer, start_server
+from tests import tools
+from tests.conftest import LiveServer, start_server
+from tests.tools import require_program
 
-BIN_DIR = Path(sys.executable).parent
 QCOW2_VIRTUAL_SIZE = 64 * 1024 * 1024
 CLIENT_TIMEOUT = 60
 
 
-def missing(what: str) -> None:
-    """Skip (or, in CI, fail) a test that needs something not installed here."""
-    if IN_CI:
-        pytest.fail(f"{what}; CI must provide it", pytrace=False)
-    pytest.skip(what)
-
-
 def find_program(name: str) -> str:
     """A client program from this virtualenv first, then from PATH."""
-    candidate = BIN_DIR / name
-    if candidate.is_file():
-        return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        missing(f"{name} is not installed")
-    assert found is not None
-    return found
+    return require_program(name)
 
 
 def client_env(**extra: str) -> dict[str, str]:
@@ -182,10 +167,7 @@ class Qcow2Disk:
 @pytest.fixture
 def qcow2_disk(tmp_path: Path) -> Qcow2Disk:
     """A real (empty) qcow2 disk made by qemu-img: 64 MiB virtual, ~200 KiB on disk."""
-    qemu_img = shutil.which("qemu-img")
-    if qemu_img is None:
-        missing("qemu-img is not installed (Debian/Ubuntu package qemu-utils)")
-    assert qemu_img is not None
+    qemu_img = tools.qemu_img()
     path = tmp_path / "disk.qcow2"
     subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(path),
                     str(QCOW2_VIRTUAL_SIZE)], check=True, timeout=30)

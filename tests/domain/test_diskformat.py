@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,20 +15,14 @@ import pytest
 
 from glimpse.domain.diskformat import DiskFormatInspector
 from glimpse.errors import UnsupportedMediaType
+from tests import tools
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 MIB = 1024 * 1024
 
 
 def require_qemu_img() -> str:
     """Path of qemu-img; fails the test in CI and skips it elsewhere when absent."""
-    path = shutil.which("qemu-img")
-    if path is None:
-        message = "qemu-img is not installed (Debian package qemu-utils)"
-        if IN_CI:
-            pytest.fail(message + " - CI requires it", pytrace=False)
-        pytest.skip(message)
-    return path
+    return tools.qemu_img()
 
 
 def make_disk(tmp_path: Path, fmt: str, size: str = "1M", options: str | None = None,

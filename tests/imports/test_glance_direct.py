@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import tools
 from tests.conftest import as_project
 from tests.imports.conftest import (
     image,
@@ -112,10 +113,7 @@ def test_stage_over_size_cap_is_refused_and_cleaned(make_app, tmp_path):
 
 @pytest.fixture
 def qemu_img() -> str:
-    path = shutil.which("qemu-img")
-    if path is None:
-        pytest.skip("qemu-img is not installed")
-    return path
+    return tools.qemu_img()
 
 
 def test_unsafe_qcow2_is_refused_at_stage(make_app, tmp_path, qemu_img):

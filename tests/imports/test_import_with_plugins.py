@@ -4,11 +4,11 @@ the main config file: conversion and metadata injection, end to end."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 
 import pytest
 
+from tests import tools
 from tests.conftest import as_project
 from tests.imports.conftest import image, new_image, stage, start_import, wait_task_done
 
@@ -17,9 +17,7 @@ VIRTUAL = 4 * 1024 * 1024
 
 @pytest.fixture
 def qcow2(tmp_path) -> bytes:
-    qemu_img = shutil.which("qemu-img")
-    if qemu_img is None:
-        pytest.skip("qemu-img is not installed")
+    qemu_img = tools.qemu_img()
     raw = tmp_path / "guest.raw"
     raw.write_bytes(b"guest sector " * 1000 + b"\0" * (VIRTUAL - 13000))
     out = tmp_path / "guest.qcow2"

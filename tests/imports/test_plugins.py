@@ -9,8 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
-import os
-import shutil
 import struct
 import subprocess
 import zipfile
@@ -32,19 +30,13 @@ from glimpse.imports.plugins.image_conversion import ImageConversion
 from glimpse.imports.plugins.image_decompression import ImageDecompression
 from glimpse.imports.plugins.inject_image_metadata import InjectImageMetadata
 from glimpse.imports.plugins.no_op import NoOp
+from tests import tools
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 MIB = 1024 * 1024
 
 
 def qemu_img() -> str:
-    path = shutil.which("qemu-img")
-    if path is None:
-        message = "qemu-img is not installed (Debian package qemu-utils)"
-        if IN_CI:
-            pytest.fail(message + " - CI requires it", pytrace=False)
-        pytest.skip(message)
-    return path
+    return tools.qemu_img()
 
 
 def qemu(*args: str, cwd: Path | None = None) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from glimpse.cli import main
+from tests import tools
 
 NS = "/v2/metadefs/namespaces"
 
@@ -160,11 +161,12 @@ def test_unload_removes_everything(cli, client, tmp_path):
 
 
 def _standard_catalogue() -> Path | None:
-    """Glance's own definition files, when a glance package is installed
-    somewhere on this machine (they are not part of this repository)."""
+    """Glance's own definition files (not part of this repository): scripts/test.sh
+    unpacks them from the glance wheel into .tmp/glance-metadefs
+    (scripts/fetch_glance_metadefs.py); an installed glance package works too."""
     candidates = [os.environ.get("GLIMPSE_GLANCE_METADEFS", ""),
-                  "/tmp/glref/venv/etc/glance/metadefs", "/usr/share/glance/metadefs",
-                  "/etc/glance/metadefs"]
+                  str(Path(__file__).resolve().parents[2] / ".tmp" / "glance-metadefs"),
+                  "/usr/share/glance/metadefs", "/etc/glance/metadefs"]
     for candidate in candidates:
         if candidate and Path(candidate, "compute-cpu-pinning.json").exists():
             return Path(candidate)
@@ -174,7 +176,8 @@ def _standard_catalogue() -> Path | None:
 def test_standard_catalogue_round_trips(cli, client, tmp_path):
     catalogue = _standard_catalogue()
     if catalogue is None:
-        pytest.skip("no installed copy of Glance's metadefs catalogue")
+        tools.missing("no copy of Glance's metadefs catalogue: run "
+                      "scripts/fetch_glance_metadefs.py (scripts/test.sh does)")
     src = tmp_path / "catalogue"
     shutil.copytree(catalogue, src)
     originals = {}
