@@ -92,6 +92,7 @@ filesystem_store_datadir = {shared / 'a'}
 filesystem_store_datadir = {shared / 'b'}
 [import_filtering_opts]
 allowed_ports = [80,443,{self.web_port}]
+allowed_hosts = [127.0.0.1]
 """
 
     def start(self, port: int | None = None, crash_at: str | None = None) -> Node:

@@ -118,7 +118,9 @@ class Staging:
         except FileNotFoundError:
             return
         for name in names:
-            if name.startswith(f"{image_id}."):
+            # Derived files (<id>.<suffix>) and a partial stage a dead worker left
+            # (the file store's in-progress name, .<id>.<random>.tmp).
+            if name.startswith((f"{image_id}.", f".{image_id}.")):
                 _unlink(os.path.join(self.store.datadir, name))
 
     def staged_images(self) -> list[str]:

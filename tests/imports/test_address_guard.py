@@ -25,7 +25,7 @@ from glimpse import outbound
 from glimpse.config import load_config
 from glimpse.errors import BadRequest
 from glimpse.stores.base import StoreForbidden
-from glimpse.stores.registry import HttpStore
+from glimpse.stores.http import HttpStore
 from tests.imports.conftest import (
     Served,
     image,

@@ -138,7 +138,7 @@ def test_failed_upload_is_an_error_notification(notify_app, consumer) -> None:
         "name": "bad", "disk_format": "qcow2", "container_format": "bare"}).json()["id"]
     r = client.put(f"/v2/images/{image_id}/file", headers={
         **OWNER, "Content-Type": "application/octet-stream"}, content=b"not a qcow2" * 100)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 415, r.text
     client.app.state.runtime.notifier.flush()
     consumer.wait_for(lambda m: any(x["priority"] == "ERROR" for x in m))
     errors = [m for m in consumer.messages if m["priority"] == "ERROR"]
@@ -237,10 +237,17 @@ def test_import_task_events(notify_app, consumer) -> None:
 
 
 def test_failed_task_sends_task_failure(notify_app, consumer) -> None:
-    client = notify_app(notify_config(consumer.topic))
+    # A source the task may fetch from (loopback allowed for the test) where nothing
+    # listens: the task is created, then fails when it runs.
+    from tests.conftest import free_port
+
+    port = free_port()
+    client = notify_app(notify_config(
+        consumer.topic, extra=f"[import_filtering_opts]\nallowed_hosts = 127.0.0.1\n"
+        f"allowed_ports = {port}\n"))
     admin = {**OWNER, "X-Roles": "admin"}
     r = client.post("/v2/tasks", headers=admin, json={
-        "type": "import", "input": {"import_from": "file:///etc/passwd",
+        "type": "import", "input": {"import_from": f"http://127.0.0.1:{port}/passwd",
                                     "import_from_format": "raw",
                                     "image_properties": {"name": "x"}}})
     assert r.status_code == 201, r.text

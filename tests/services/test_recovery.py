@@ -312,7 +312,8 @@ def test_an_import_cut_short_by_shutdown_is_recovered_at_the_next_start(make_app
 
     source = web.data("/slow.raw", b"x" * 4096)
     web.gates["/slow.raw"] = gate = threading.Event()
-    config = f"[import_filtering_opts]\nallowed_ports = [80,443,{web.port}]\n"
+    config = (f"[import_filtering_opts]\nallowed_ports = [80,443,{web.port}]\n"
+              "allowed_hosts = [127.0.0.1]\n")
     first = make_app(config, lease_period=LEASE)
     image_id = api_image(first)
     r = first.post(f"/v2/images/{image_id}/import",
