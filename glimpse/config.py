@@ -179,14 +179,21 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
 ]
 
 
+# --- operations options (issue 18): health, CORS, proxies, TLS, logging, shutdown ---
+def _ops_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
+    from glimpse import ops_opts  # it uses list_opt from this module
+
+    return ops_opts.OPT_GROUPS
+
+
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator."""
-    return [(group, list(opts)) for group, opts in OPT_GROUPS]
+    return [(group, list(opts)) for group, opts in OPT_GROUPS + _ops_groups()]
 
 
 def new_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
-    for group, opts in OPT_GROUPS:
+    for group, opts in OPT_GROUPS + _ops_groups():
         conf.register_opts(opts, group=group)
     return conf
 

@@ -11,10 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from glimpse.api import health as health_api
 from glimpse.api import imports as imports_api
 from glimpse.api import metadefs as metadefs_api
 from glimpse.api import v2
-from glimpse.api.http import ContextMiddleware, error_response, json_response, tune_allocator
+from glimpse.api.cors import CORSMiddleware
+from glimpse.api.http import (
+    ContextMiddleware,
+    error_response,
+    json_response,
+    link_base,
+    tune_allocator,
+)
+from glimpse.api.proxy import ProxyHeadersMiddleware
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
 from glimpse.services import runtime as runtime_mod
 
@@ -25,8 +34,7 @@ API_VERSIONS = [f"2.{minor}" for minor in range(17, -1, -1)]
 
 
 def versions_doc(request: Request) -> dict:
-    conf = request.state.runtime.conf
-    base = (conf.public_endpoint or str(request.base_url)).rstrip("/")
+    base = link_base(request)
     versions = []
     for i, version in enumerate(API_VERSIONS):
         versions.append({
@@ -88,6 +96,7 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         *v2.routes,
         *imports_api.routes,
         *metadefs_api.routes,
+        *health_api.routes,  # operations (issue 18)
     ]
     app = Starlette(
         routes=routes,
@@ -97,5 +106,10 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     # "/v2/images/" is not "/v2/images": Glance answers 404, never a redirect.
     app.router.redirect_slashes = False
     app.add_middleware(ContextMiddleware, runtime=rt)
+    # --- operations (issue 18): outermost last. CORS answers preflights before
+    # authentication, as oslo.middleware's filter does in front of Glance.
+    if conf.oslo_middleware.enable_proxy_headers_parsing:
+        app.add_middleware(ProxyHeadersMiddleware)
+    app.add_middleware(CORSMiddleware, conf=conf)
     app.state.runtime = rt
     return app

@@ -133,6 +133,13 @@ def header_dict(scope: Scope) -> dict[str, str]:
     return out
 
 
+def link_base(request: Request) -> str:
+    """Scheme, host and port of absolute links: ``public_endpoint`` when set, else what
+    the client used (through a proxy's headers when those are trusted)."""
+    conf = request.state.runtime.conf
+    return (conf.public_endpoint or str(request.base_url)).rstrip("/")
+
+
 def ctx_of(request: Request) -> RequestContext:
     return request.state.context
 
