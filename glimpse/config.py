@@ -202,11 +202,13 @@ def load_config(
     config_files: Sequence[str] = (),
     overrides: dict[str, object] | None = None,
     args: Iterable[str] = (),
+    legacy_warnings: bool = False,
 ) -> cfg.ConfigOpts:
     """Build the configuration from glance-api.conf-style files.
 
     ``overrides`` maps ``"option"`` or ``"group.option"`` to a value and wins
-    over the files (used for command-line flags and tests).
+    over the files (used for command-line flags and tests). ``legacy_warnings``: log
+    one deprecation warning per old option name found (the glimpse command does).
     """
     conf = new_conf()
     files = list(config_files)
@@ -221,6 +223,10 @@ def load_config(
     for key, value in (overrides or {}).items():
         group, _, name = key.rpartition(".")
         conf.set_override(name, value, group=group or None)
+    # --- old option names (issue 18): sql_connection, auth_host, admin_user ...
+    from glimpse import legacy_opts
+
+    legacy_opts.apply(conf, warn=legacy_warnings)
     return conf
 
 

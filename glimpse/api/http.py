@@ -8,7 +8,9 @@ import functools
 import html
 import json
 import logging
+import os
 import platform
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +22,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from glimpse import logs
 from glimpse.api import auth, render
 from glimpse.context import RequestContext
 from glimpse.errors import BadRequest, GlimpseError
 from glimpse.services.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
+ACCESS_LOG = logging.getLogger("glimpse.access")
 T = TypeVar("T")
 
 JSON_TYPE = "application/json"
@@ -57,6 +61,8 @@ def error_response(exc: GlimpseError, accept: str | None = None) -> Response:
     JSON when the client accepts application/json; an HTML page for ``*/*``
     (what python-requests, so glanceclient and openstacksdk's DELETE, send;
     both clients strip the tags and show the message); plain text otherwise."""
+    if exc.status < 500:
+        LOG.info("refused: %d %s: %s", exc.status, exc.title, exc.message)
     if exc.status == 401 and "WWW-Authenticate" in exc.headers:
         # Token refusals look like keystonemiddleware's, whatever the Accept.
         doc = {"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}
@@ -94,22 +100,41 @@ class ContextMiddleware:
             return
         request_id = "req-" + str(uuid.uuid4())
         started = False
+        # for the one line per request (logs.py): status, bytes sent, duration
+        status = 0
+        sent = 0
+        expected = -1  # Content-Length of the response, when it has one
+        t0 = time.perf_counter()
+        log_token = logs.bind(request_id)
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status, sent, expected
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = list(message.get("headers", []))
+                for name, value in headers:
+                    if name.lower() == b"content-length":
+                        expected = int(value)
                 headers.append((b"x-openstack-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.pathsend":
+                sent += os.path.getsize(message["path"])
             await send(message)
 
+        headers: dict[str, str] = {}
         try:
             headers = header_dict(scope)
             scope.setdefault("state", {})
-            scope["state"]["context"] = await self.authenticate(scope["path"], headers,
-                                                                request_id)
+            ctx = await self.authenticate(scope["path"], headers, request_id)
+            scope["state"]["context"] = ctx
             scope["state"]["runtime"] = self.runtime
+            if ctx.user_id or ctx.project_id:
+                logs.unbind(log_token)
+                log_token = logs.bind(request_id, ctx.user_id, ctx.project_id,
+                                      headers.get("x-openstack-request-id"))
             await self.app(scope, receive, send_with_id)
         except GlimpseError as exc:
             if started:
@@ -122,6 +147,20 @@ class ContextMiddleware:
             exc = GlimpseError("The server has either erred or is incapable of performing "
                                "the requested operation.")
             await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
+        finally:
+            path = scope.get("path", "")
+            if scope.get("query_string"):
+                path += "?" + scope["query_string"].decode("latin-1")
+            elapsed = time.perf_counter() - t0
+            method = scope.get("method")
+            if method != "HEAD" and (not status or 0 <= expected != sent):
+                ACCESS_LOG.warning("%s %s status: %s len: %d of %s time: %.4f: transfer "
+                                   "aborted", method, path, status or "none", sent,
+                                   expected if expected >= 0 else "?", elapsed)
+            else:
+                ACCESS_LOG.info("%s %s status: %s len: %d time: %.4f", method, path,
+                                status, sent, elapsed)
+            logs.unbind(log_token)
 
 
 def header_dict(scope: Scope) -> dict[str, str]:

@@ -67,7 +67,8 @@ opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    if GROUP not in conf:
+    # the group may exist already, holding only the old names (glimpse.legacy_opts)
+    if GROUP not in conf or "auth_url" not in conf[GROUP]:
         conf.register_opts(opts, group=GROUP)
 
 

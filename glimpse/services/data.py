@@ -142,6 +142,7 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
             raise Conflict("Image status transition from queued to saving is not allowed")
         limit, message = _size_limit(rt, session, image.owner, image_id)
     stored = None
+    stream: DataStream | None = None
     try:
         # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
         inspector = DiskFormatInspector(image.disk_format)
@@ -160,7 +161,12 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                 raise Gone(f"Image {image_id} could not be found after upload. The image "
                            "may have been deleted during the upload.")
             repo.add_location(session, image_id, stored.url, {"store": store.name})
+        LOG.info("Uploaded %d bytes to image %s (store %s)", stream.size, image_id,
+                 store.name)
     except BaseException as exc:
+        LOG.warning("Upload to image %s aborted after %d bytes: %s", image_id,
+                    stream.size if stream is not None else 0,
+                    exc.__class__.__name__ + (f": {exc}" if str(exc) else ""))
         _abort_upload(rt, image_id, saving, stored.url if stored else None, store)
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc

@@ -329,6 +329,9 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
     if event is Event.DELETE:
         for loc in image.locations:
             _delete_data(rt, loc["url"])
+    LOG.info("Deleted image %s (%s, %d location(s)%s)", image_id, image.status,
+             len(image.locations), ", data kept for the scrubber"
+             if event is Event.DELETE_DELAYED else "")
     return None
 
 
