@@ -92,8 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     conf = _conf(args)
     tls = _tls_options(conf)
-    if conf.workers > 1:
-        _preflight(conf)
+    _preflight(conf)
     # Migrate once, in the parent, before any worker starts.
     db = db_engine.from_conf(conf)
     db_engine.upgrade(db)
@@ -132,8 +131,15 @@ def _preflight(conf) -> None:  # noqa: ANN001
     from glimpse.services import runtime
     from glimpse.stores import registry
 
-    policy = policy_mod.Policy(conf)
-    policy.check_is_admin(_probe_context())
+    try:
+        policy = policy_mod.Policy(conf)  # reads the policy file, if there is one
+        policy.check_is_admin(_probe_context())
+    except ValueError as exc:
+        name = conf.oslo_policy.policy_file
+        path = conf.find_file(name) or name
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StartupError(f"the policy file {path} is not valid YAML or JSON ({first})",
+                           "fix the file named by [oslo_policy] policy_file") from exc
     runtime.load_protections(conf, policy)
     registry.from_conf(conf)
 
