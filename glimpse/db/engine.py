@@ -46,8 +46,12 @@ def make_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
         return engine
     pool_size = conf.database.max_pool_size if conf is not None else 10
     overflow = conf.database.max_overflow if conf is not None else 20
+    timeout = conf.database.pool_timeout if conf is not None else 30
+    recycle = conf.database.connection_recycle_time if conf is not None else 3600
+    # TLS to the server: the drivers' own URL parameters pass through unchanged
+    # (PostgreSQL ?sslmode=verify-full&sslrootcert=..., PyMySQL ?ssl_ca=...&ssl_verify_cert=true)
     return create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True,
-                         pool_recycle=3600)
+                         pool_timeout=timeout, pool_recycle=recycle)
 
 
 class Database:
