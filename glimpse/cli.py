@@ -92,6 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     conf = _conf(args)
     tls = _tls_options(conf)
+    if conf.metrics.enabled:
+        _start_metrics(conf)
     _preflight(conf)
     # Migrate once, in the parent, before any worker starts.
     db = db_engine.from_conf(conf)
@@ -122,6 +124,24 @@ def _serve(args: argparse.Namespace) -> int:
         **tls,
     )
     return 0
+
+
+def _start_metrics(conf) -> None:  # noqa: ANN001
+    """Multi-process values for several workers; the separate port, if one is set."""
+    if conf.workers > 1:  # before anything imports prometheus_client
+        from glimpse.metrics import prepare_multiprocess
+
+        prepare_multiprocess(config.data_path(conf, "metrics"))
+    if conf.metrics.bind_port:
+        from prometheus_client import start_http_server
+
+        from glimpse import metrics
+        from glimpse.db import engine as db_engine
+
+        start_http_server(conf.metrics.bind_port, addr=conf.metrics.bind_host,
+                          registry=metrics.registry(db_engine.from_conf(conf)))
+        logging.getLogger("glimpse").info("Metrics on http://%s:%s/metrics",
+                                          conf.metrics.bind_host, conf.metrics.bind_port)
 
 
 def _preflight(conf) -> None:  # noqa: ANN001

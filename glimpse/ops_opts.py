@@ -125,10 +125,23 @@ database_pool_opts = [
                "(-1: never)."),
 ]
 
+metrics_opts = [
+    cfg.BoolOpt("enabled", default=False,
+                help="(Glimpse) Export Prometheus metrics (glimpse.metrics lists them). Off "
+                "by default."),
+    cfg.PortOpt("bind_port", default=0,
+                help="(Glimpse) 0: serve /metrics on the API port, to admins only. Another "
+                "port: serve them there without authentication, on bind_host (keep that "
+                "port off public networks)."),
+    cfg.StrOpt("bind_host", default="127.0.0.1",
+               help="(Glimpse) Address of the separate metrics port."),
+]
+
 OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     (None, tls_opts + server_opts + logging_opts),
     ("healthcheck", healthcheck_opts),
     ("cors", cors_opts),
     ("oslo_middleware", oslo_middleware_opts),
     ("database", database_pool_opts),
+    ("metrics", metrics_opts),
 ]

@@ -97,6 +97,8 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         *imports_api.routes,
         *metadefs_api.routes,
         *health_api.routes,  # operations (issue 18)
+        *(health_api.metrics_routes if conf.metrics.enabled and not conf.metrics.bind_port
+          else []),
     ]
     app = Starlette(
         routes=routes,
@@ -108,6 +110,10 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     app.add_middleware(ContextMiddleware, runtime=rt)
     # --- operations (issue 18): outermost last. CORS answers preflights before
     # authentication, as oslo.middleware's filter does in front of Glance.
+    if conf.metrics.enabled:
+        from glimpse.metrics import MetricsMiddleware
+
+        app.add_middleware(MetricsMiddleware)
     if conf.oslo_middleware.enable_proxy_headers_parsing:
         app.add_middleware(ProxyHeadersMiddleware)
     app.add_middleware(CORSMiddleware, conf=conf)

@@ -1,4 +1,5 @@
-"""/healthcheck (oslo.middleware's probe) and /healthcheck/detailed: parse and render."""
+"""/healthcheck (oslo.middleware's probe), /healthcheck/detailed and /metrics: parse and
+render."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from glimpse.api.http import call, ctx_of, json_response, rt_of
+from glimpse.errors import Forbidden
 from glimpse.services import health
 
 
@@ -40,6 +42,19 @@ async def detailed(request: Request) -> Response:
     healthy, doc = await call(health.detailed_report, rt_of(request), ctx_of(request))
     return _render(request, healthy, doc)
 
+
+async def metrics(request: Request) -> Response:
+    """/metrics on the API port (``[metrics] bind_port = 0``): admins only."""
+    from glimpse import metrics as metrics_mod
+
+    rt = rt_of(request)
+    if not rt.policy.check_is_admin(ctx_of(request)):
+        raise Forbidden("Metrics are for administrators only.")
+    body, content_type = await call(metrics_mod.exposition, rt.db)
+    return Response(body, media_type=content_type)
+
+
+metrics_routes = [Route("/metrics", metrics, methods=["GET"])]
 
 routes = [
     Route("/healthcheck", healthcheck, methods=["GET"]),

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from glimpse import metrics
 from glimpse.context import RequestContext
 from glimpse.db import repository as repo
 from glimpse.domain import images as rules
@@ -149,7 +150,8 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         algo = rt.conf.hashing_algorithm
         stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
                             inspector=inspector, hash_algos=("md5", algo))
-        stored = store.add(image_id, stream)
+        with metrics.in_flight(metrics.UPLOADS):
+            stored = store.add(image_id, stream)
         virtual_size = inspector.finish(rt.conf.image_format.require_image_format_match)
         with rt.db.write() as session, session.begin():
             done = repo.set_status(
@@ -171,6 +173,7 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc
         if isinstance(exc, StoreError):
+            metrics.STORE_ERRORS.labels(store.name).inc()
             raise ServiceUnavailable(f"Error storing image data: {exc}") from exc
         raise
 
