@@ -62,7 +62,7 @@ GLANCE_NOTES: dict[tuple[str, str], str] = {
         "yes; only a keystone* flavor has an effect: it selects auth_strategy=keystone",
     ("paste_deploy", "config_file"): "yes; accepted and ignored (no paste pipeline)",
     ("keystone_authtoken", "memcached_servers"):
-        "yes (keystonemiddleware); accepted, not used: tokens are cached in process",
+        "yes (keystonemiddleware); the entries are Glimpse's own format",
     ("keystone_authtoken", "auth_type"):
         "yes (keystoneauth1); only password is supported",
     ("oslo_policy", "enforce_new_defaults"):

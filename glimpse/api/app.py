@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 from oslo_config import cfg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -86,6 +89,24 @@ async def _glimpse_error(request: Request, exc: Exception) -> Response:
     return error_response(exc, request.headers.get("accept"))
 
 
+# --- graceful stop (issue 18) ----------------------------------------------------------
+# Shutdown runs once uvicorn's grace period (graceful_shutdown_timeout) is over: what is
+# still uploading is cut short here and rolled back before the process exits.
+SHUTDOWN_CLEANUP_SECONDS = 30
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async with imports_api.lifespan(app):
+        yield
+        from glimpse.api.http import abort_body_reads
+        from glimpse.services.data import ACTIVE_UPLOADS
+
+        if abort_body_reads():
+            LOG.warning("Shutdown: aborting the uploads still in progress")
+        await anyio.to_thread.run_sync(ACTIVE_UPLOADS.wait_idle, SHUTDOWN_CLEANUP_SECONDS)
+
+
 def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None) -> Starlette:
     rt = runtime or runtime_mod.build(conf)
     tune_allocator()  # before the first request: image data streams through big buffers
@@ -103,7 +124,7 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, GlimpseError: _glimpse_error},
-        lifespan=imports_api.lifespan,
+        lifespan=lifespan,
     )
     # "/v2/images/" is not "/v2/images": Glance answers 404, never a redirect.
     app.router.redirect_slashes = False

@@ -277,15 +277,41 @@ def body_chunks(request: Request, size: int = UPLOAD_CHUNK) -> Iterator[bytes]:
 
     def chunks() -> Iterator[bytes]:
         ahead = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+        current = _PendingRead(ahead)
+        _READS_IN_FLIGHT.add(current)  # so a shutdown can cut it short (abort_body_reads)
         try:
             while (chunk := ahead.result()) is not None:
                 ahead = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+                current.future = ahead
                 yield chunk
         finally:
             # The consumer gave up (error, size limit): stop reading for it.
             ahead.cancel()
+            _READS_IN_FLIGHT.discard(current)
 
     return chunks()
+
+
+class _PendingRead:
+    """The pending read of one request body being streamed to a thread."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Any):
+        self.future = future
+
+
+_READS_IN_FLIGHT: set[_PendingRead] = set()
+
+
+def abort_body_reads() -> int:
+    """At shutdown, once the grace period is over: make every upload still reading its
+    body fail now, while the process can still roll it back (image queued again, no
+    data left). Returns how many were cut short."""
+    pending = list(_READS_IN_FLIGHT)
+    for current in pending:
+        current.future.cancel()
+    return len(pending)
 
 
 @functools.cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,8 +127,40 @@ class DataStream:
             future.result()
 
 
+class _Active:
+    """How many uploads this process is running, to wait for at shutdown."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cond = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self.cond:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cond:
+            self.count -= 1
+            self.cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.count == 0, timeout)
+
+
+ACTIVE_UPLOADS = _Active()
+
+
 def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[bytes],
            store_name: str | None = None) -> None:
+    """Store an image's data; on any failure (the client leaving, a shutdown cutting
+    it short) the image is queued again and no data is left."""
+    with ACTIVE_UPLOADS:
+        _upload(rt, ctx, image_id, chunks, store_name)
+
+
+def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[bytes],
+            store_name: str | None = None) -> None:
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         require_change(rt, ctx, image, is_member, "upload_image")

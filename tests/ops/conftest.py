@@ -168,3 +168,45 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     other_cert, other_key = _write(d / "other.pem", o_key, o_cert)
     return Certs(ca_path, server_cert, server_key, client_cert, client_key, other_cert,
                  other_key)
+
+
+def _memcached_binary() -> str:
+    import shutil
+
+    found = shutil.which("memcached") or ("/usr/bin/memcached"
+                                          if Path("/usr/bin/memcached").exists() else None)
+    if found is None:
+        from tests.conftest import IN_CI
+
+        if IN_CI:
+            pytest.fail("memcached is not installed (apt-get install memcached)",
+                        pytrace=False)
+        pytest.skip("memcached is not installed (apt-get install memcached)")
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def memcached() -> Iterator[str]:
+    """A memcached of our own on 127.0.0.1 (host:port)."""
+    import os
+    import socket
+
+    binary = _memcached_binary()
+    port = free_port()
+    cmd = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16"]
+    if os.geteuid() == 0:
+        cmd += ["-u", "root"]  # memcached refuses to run as root otherwise
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()) from None
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
