@@ -80,7 +80,7 @@ def test_a_tampered_entry_is_ignored(memcached: str, strategy: str) -> None:
         blob[40:] = bytes(blob[40:]).replace(b"honest", b"forged")
     else:
         blob[-1] ^= 1
-    _raw(memcached).set(key, bytes(blob))
+    _raw(memcached).set(key, bytes(blob), noreply=False)
     assert cache.get(("valid", token)) == (False, None)
 
 
@@ -91,7 +91,8 @@ def test_another_secret_cannot_read_or_forge(memcached: str) -> None:
     ours.put(("valid", token), _info(), 30)
     assert theirs.get(("valid", token)) == (False, None)  # another key entirely
     _raw(memcached).set(ours.memcache_key(("valid", token)),
-                        _raw(memcached).get(theirs.memcache_key(("valid", token))) or b"x")
+                        _raw(memcached).get(theirs.memcache_key(("valid", token))) or b"x",
+                        noreply=False)
     assert ours.get(("valid", token)) == (False, None)
 
 
