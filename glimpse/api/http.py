@@ -204,7 +204,10 @@ async def call_read(rt: Runtime, fn: Callable[..., T], *args: Any) -> T:
 
 
 async def read_json(request: Request, max_bytes: int = 1024 * 1024) -> Any:
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # nobody is left to read an answer: no 500, no traceback
+        raise BadRequest("The client disconnected before sending all the data") from None
     if len(body) > max_bytes:
         raise BadRequest("Request body is too large")
     if not body:
