@@ -34,6 +34,8 @@ def test_every_worker_and_uvicorn_share_one_format(tmp_path: Path, db_url: str,
     s = serve(tmp_path, f"workers = 2\nlog_dir = {log_file.parent}\nlog_file = api.log",
               db_url)
     served.append(s)
+    # serve() returns when one worker answers; the other may still be starting
+    _wait_for(lambda: log_file.read_text().count("Application startup complete") == 2, 60)
     headers = as_project("proj-1", user="user-1")
     ids = []
     for _ in range(6):  # enough requests that both workers answer some
