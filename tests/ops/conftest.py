@@ -62,16 +62,20 @@ def serve(tmp_path: Path, text: str = "", db_url: str | None = None, *, args: tu
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()}")
-        try:
-            httpx.get(url + ready_path, timeout=2, verify=verify)
-            return Served(proc, url, log, conf)
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server did not start:\n{log.read_text()}")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{log.read_text()}")
+            try:
+                httpx.get(url + ready_path, timeout=2, verify=verify)
+                return Served(proc, url, log, conf)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{log.read_text()}")
+    except BaseException:
+        proc.kill()  # never leave a server behind a failed start
+        proc.wait(10)
+        raise
 
 
 @pytest.fixture
