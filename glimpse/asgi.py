@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import os
 
+from glimpse import logs
 from glimpse.api.app import create_app
 from glimpse.config import load_config
 
@@ -16,7 +17,9 @@ from glimpse.config import load_config
 def _from_env():  # noqa: ANN202
     files = [p for p in os.environ.get("GLIMPSE_CONFIG_FILES", "").split(os.pathsep) if p]
     overrides = ast.literal_eval(os.environ.get("GLIMPSE_OVERRIDES", "{}"))
-    return create_app(load_config(files, overrides))
+    conf = load_config(files, overrides)
+    logs.setup(conf)  # a worker process: the same handlers and format as the parent
+    return create_app(conf)
 
 
 app = _from_env()

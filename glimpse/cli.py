@@ -1,5 +1,9 @@
-"""The glimpse command: serve, db sync|version|load-metadefs|export-metadefs|unload-metadefs,
-scrub, doctor."""
+"""glimpse: an OpenStack Image service (Images API v2), drop-in for Glance.
+
+Every command reads glance-api.conf-style files given with --config-file; without
+one it runs the embedded default (SQLite and a file store under ./data). Add --debug
+to any command for DEBUG logging and full tracebacks of failures.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,64 @@ def _conf(args: argparse.Namespace):  # noqa: ANN202
         overrides["bind_port"] = args.port
     if getattr(args, "workers", None):
         overrides["workers"] = args.workers
-    return config.load_config(args.config_file or [], overrides)
+    from glimpse import logs
+
+    conf = config.load_config(args.config_file or [], overrides)
+    logs.setup(conf, debug=True if getattr(args, "debug", False) else None)
+    # again, now that logging is set up: the warnings go where the operator looks
+    config.load_config(args.config_file or [], overrides, legacy_warnings=True)
+    validate(conf)
+    return conf
+
+
+def validate(conf) -> None:  # noqa: ANN001
+    """Read every option once, so a bad value stops the start now, naming the option,
+    instead of failing the first request that needs it."""
+    from oslo_config import cfg
+
+    for name in list(conf):
+        value = conf[name]
+        if isinstance(value, cfg.ConfigOpts.GroupAttr):
+            for opt_name in list(value):
+                value[opt_name]
+
+
+class StartupError(Exception):
+    """A failure an operator fixes: one line for the cause, one for the fix."""
+
+    def __init__(self, cause: str, fix: str = ""):
+        super().__init__(cause)
+        self.cause, self.fix = cause, fix
+
+
+def _tls_options(conf) -> dict[str, object]:  # noqa: ANN001
+    """uvicorn's TLS arguments from [DEFAULT] cert_file, key_file, ca_file."""
+    import ssl
+
+    if not (conf.cert_file or conf.key_file or conf.ca_file):
+        return {}
+    if not (conf.cert_file and conf.key_file):
+        raise StartupError("cert_file and key_file must be set together to serve HTTPS",
+                           "set both in [DEFAULT], or neither for plain HTTP")
+    for name in ("cert_file", "key_file", "ca_file"):
+        path = conf[name]
+        if path and not os.access(path, os.R_OK):
+            raise StartupError(f"{name} {path} cannot be read",
+                               "check the path and the file's permissions")
+    try:  # a bad certificate or key: say so now, not in every worker
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(conf.cert_file, conf.key_file)
+        if conf.ca_file:
+            context.load_verify_locations(conf.ca_file)
+    except ssl.SSLError as exc:
+        raise StartupError(f"the TLS files are not usable ({exc.reason or exc})",
+                           "cert_file and key_file must be a PEM certificate and its key, "
+                           "ca_file PEM CA certificates") from exc
+    tls: dict[str, object] = {"ssl_certfile": conf.cert_file, "ssl_keyfile": conf.key_file}
+    if conf.ca_file:
+        tls["ssl_ca_certs"] = conf.ca_file
+        tls["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return tls
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -30,26 +91,83 @@ def _serve(args: argparse.Namespace) -> int:
     from glimpse.db import engine as db_engine
 
     conf = _conf(args)
+    tls = _tls_options(conf)
+    if conf.metrics.enabled:
+        _start_metrics(conf)
+    _preflight(conf)
     # Migrate once, in the parent, before any worker starts.
     db = db_engine.from_conf(conf)
     db_engine.upgrade_if_needed(db)
     db.dispose()
     os.environ["GLIMPSE_CONFIG_FILES"] = os.pathsep.join(
         os.path.abspath(p) for p in (args.config_file or []))
-    os.environ["GLIMPSE_OVERRIDES"] = repr({
-        k: v for k, v in {"data_dir": conf.data_dir}.items()})
-    logging.getLogger("glimpse").info("Serving on %s:%s", conf.bind_host, conf.bind_port)
+    overrides: dict[str, object] = {"data_dir": conf.data_dir}
+    if args.debug:
+        overrides["debug"] = True
+    os.environ["GLIMPSE_OVERRIDES"] = repr(overrides)
+    scheme = "https" if tls else "http"
+    logging.getLogger("glimpse").info("Serving on %s://%s:%s with %d worker(s)", scheme,
+                                      conf.bind_host, conf.bind_port, conf.workers)
     uvicorn.run(
         "glimpse.asgi:app" if conf.workers > 1 else _app_factory(conf),
         host=conf.bind_host,
         port=conf.bind_port,
         workers=conf.workers if conf.workers > 1 else None,
-        log_level=args.log_level,
+        # Logging is ours (glimpse.logs, in every worker too): one format for all lines,
+        # and one line per request from the API instead of uvicorn's access log.
+        log_config=None,
+        log_level=(args.log_level or ("debug" if conf.debug or args.debug else "info")),
         access_log=args.access_log,
         timeout_keep_alive=75,
+        timeout_graceful_shutdown=conf.graceful_shutdown_timeout or None,
         h11_max_incomplete_event_size=1024 * 1024,
+        **tls,
     )
     return 0
+
+
+def _start_metrics(conf) -> None:  # noqa: ANN001
+    """Multi-process values for several workers; the separate port, if one is set."""
+    if conf.workers > 1:  # before anything imports prometheus_client
+        from glimpse.metrics import prepare_multiprocess
+
+        prepare_multiprocess(config.data_path(conf, "metrics"))
+    if conf.metrics.bind_port:
+        from prometheus_client import start_http_server
+
+        from glimpse import metrics
+        from glimpse.db import engine as db_engine
+
+        start_http_server(conf.metrics.bind_port, addr=conf.metrics.bind_host,
+                          registry=metrics.registry(db_engine.from_conf(conf)))
+        logging.getLogger("glimpse").info("Metrics on http://%s:%s/metrics",
+                                          conf.metrics.bind_host, conf.metrics.bind_port)
+
+
+def _preflight(conf) -> None:  # noqa: ANN001
+    """What each worker reads at start (policy, property protections, stores), read
+    once here, so a bad file fails in the parent with one line, not in every worker."""
+    from glimpse import policy as policy_mod
+    from glimpse.services import runtime
+    from glimpse.stores import registry
+
+    try:
+        policy = policy_mod.Policy(conf)  # reads the policy file, if there is one
+        policy.check_is_admin(_probe_context())
+    except ValueError as exc:
+        name = conf.oslo_policy.policy_file
+        path = conf.find_file(name) or name
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StartupError(f"the policy file {path} is not valid YAML or JSON ({first})",
+                           "fix the file named by [oslo_policy] policy_file") from exc
+    runtime.load_protections(conf, policy)
+    registry.from_conf(conf)
+
+
+def _probe_context():  # noqa: ANN202
+    from glimpse.context import RequestContext
+
+    return RequestContext(roles=("reader",))
 
 
 def _app_factory(conf):  # noqa: ANN001, ANN202
@@ -66,6 +184,14 @@ def _db(args: argparse.Namespace) -> int:
         if args.db_command == "sync":
             db_engine.upgrade(db)
             print(db_engine.current_revision(db))
+        elif args.db_command == "check":
+            current, head = db_engine.current_revision(db), db_engine.head_revision()
+            if current == head:
+                print(f"the schema is current ({current})")
+                return 0
+            print(f"the schema is at {current or 'none (empty database)'}, this release "
+                  f"needs {head}: run `glimpse db sync`")
+            return 3
         else:
             print(db_engine.current_revision(db) or "none")
     finally:
@@ -173,22 +299,40 @@ def _policy(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config-file", action="append", metavar="PATH",
-                        help="glance-api.conf-style file (repeatable)")
-    common.add_argument("--data-dir", help="data directory (default ./data)")
-    parser = argparse.ArgumentParser(prog="glimpse", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", parents=[common], help="run the API server")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
-    serve.add_argument("--log-level", default="info")
-    serve.add_argument("--access-log", action="store_true")
+                        help="glance-api.conf-style file; repeatable, later files win "
+                        "(a glance-image-import.conf beside it is read too)")
+    common.add_argument("--data-dir", metavar="DIR",
+                        help="[DEFAULT] data_dir: the embedded SQLite database, file store "
+                        "and staging area (default ./data)")
+    common.add_argument("--debug", action="store_true",
+                        help="log at DEBUG level and show the full traceback of a failure")
+    parser = argparse.ArgumentParser(prog="glimpse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve", parents=[common], help="run the API server",
+        description="Run the Images API server. The schema is migrated first. TLS, "
+        "workers, logging and the listen address come from the configuration file; "
+        "these flags override it.")
+    serve.add_argument("--host", help="[DEFAULT] bind_host: address to listen on")
+    serve.add_argument("--port", type=int, help="[DEFAULT] bind_port: port to listen on")
+    serve.add_argument("--workers", type=int,
+                       help="[DEFAULT] workers: number of worker processes")
+    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info",
+                                               "debug", "trace"],
+                       help="level of the HTTP server's own lines (default info, debug "
+                       "with --debug)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="also log uvicorn's access lines (Glimpse logs one line per "
+                       "request anyway)")
     serve.set_defaults(func=_serve)
-    db = sub.add_parser("db", help="database schema")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db = sub.add_parser("db", help="database schema and metadata definitions",
+                        description="Database schema and metadata definitions.")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     for name, text in (("sync", "upgrade the schema to the latest version"),
-                       ("version", "print the schema version")):
-        p = db_sub.add_parser(name, parents=[common], help=text)
+                       ("version", "print the schema version"),
+                       ("check", "exit 0 if the schema is current, 3 if `db sync` is due")):
+        p = db_sub.add_parser(name, parents=[common], help=text, description=text)
         p.set_defaults(func=_db)
     load = db_sub.add_parser("load-metadefs", parents=[common],
                              help="load metadata definition files (one namespace each)")
@@ -207,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     unload = db_sub.add_parser("unload-metadefs", parents=[common],
                                help="delete every metadata definition")
     unload.set_defaults(func=_metadefs)
+    # glance-manage's spelling
+    sync_alias = sub.add_parser("db_sync", parents=[common],
+                                help="same as `db sync` (glance-manage db_sync)")
+    sync_alias.set_defaults(func=_db, db_command="sync")
     scrub = sub.add_parser("scrub", parents=[common],
                            help="delete data of images deleted with delayed_delete")
     scrub.add_argument("--now", action="store_true", help="ignore scrub_time")
@@ -220,18 +368,94 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recover expired leases, reset stuck images, remove orphans")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(func=_doctor)
-    pol = sub.add_parser("policy", help="policy defaults")
-    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
-    sample = pol_sub.add_parser("sample", help="print every rule with its default")
-    sample.add_argument("--output", help="write to this file instead of stdout")
+    pol = sub.add_parser("policy", help="policy defaults (oslo.policy)",
+                         description="Policy rules and their defaults.")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True,
+                                 metavar="POLICY_COMMAND")
+    sample = pol_sub.add_parser("sample", help="print every rule with its default, as a "
+                                "policy.yaml whose lines are all commented out")
+    sample.add_argument("--output", metavar="PATH",
+                        help="write to this file instead of stdout")
     sample.set_defaults(func=_policy)
     return parser
+
+
+def explain(exc: BaseException) -> StartupError | None:
+    """The operator's version of a start-up failure, or None for a real bug."""
+    from oslo_config import cfg
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    from glimpse.domain.property_protections import InvalidPropertyProtections
+    from glimpse.logs import LoggingSetupError
+
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        extra = {"psycopg": "postgresql", "psycopg2": "postgresql", "pymysql": "mysql",
+                 "MySQLdb": "mysql"}.get(exc.name.split(".")[0])
+        if extra:
+            return StartupError(f"the database driver {exc.name} is not installed "
+                                "([database] connection needs it)",
+                                f"pip install 'glimpse[{extra}]'")
+        return StartupError(f"the Python module {exc.name} is not installed",
+                            "reinstall Glimpse with its dependencies (pip install glimpse)")
+    if isinstance(exc, NoSuchModuleError | ArgumentError):
+        return StartupError(f"[database] connection is not a usable database URL ({exc})",
+                            "use sqlite:///PATH, postgresql://... or mysql+pymysql://...")
+    if isinstance(exc, OperationalError):
+        return StartupError(f"cannot connect to the database: {exc.orig}",
+                            "check [database] connection and that the server is up")
+    if isinstance(exc, cfg.ConfigFilesNotFoundError):
+        return StartupError(f"configuration file not found: {', '.join(exc.config_files)}",
+                            "check the --config-file path")
+    if isinstance(exc, cfg.ConfigFilesPermissionDeniedError):
+        return StartupError("configuration file cannot be read: "
+                            f"{', '.join(exc.config_files)}",
+                            "make it readable by the user Glimpse runs as")
+    if isinstance(exc, cfg.ConfigFileParseError):
+        return StartupError(f"configuration file {exc.config_file} cannot be parsed: "
+                            f"{exc.msg}", "fix the line it names (INI format: [section], "
+                            "name = value)")
+    if isinstance(exc, cfg.ConfigSourceValueError | cfg.ConfigFileValueError):
+        return StartupError(f"bad option value: {exc}",
+                            "fix that option (docs/configuration.md lists every option)")
+    if isinstance(exc, InvalidPropertyProtections | LoggingSetupError):
+        return StartupError(str(exc), "fix the option or the file it names")
+    if isinstance(exc, PermissionError | FileNotFoundError | IsADirectoryError):
+        return StartupError(f"{exc.strerror}: {exc.filename}",
+                            "check the path and the permissions of that file")
+    policy_error = _policy_error(exc)
+    if policy_error is not None:
+        return policy_error
+    return None
+
+
+def _policy_error(exc: BaseException) -> StartupError | None:
+    from oslo_policy import policy
+
+    if isinstance(exc, policy.PolicyNotRegistered | policy.InvalidDefinitionError):
+        return StartupError(f"policy: {exc}", "fix [oslo_policy] policy_file")
+    text = str(exc)
+    if "policy" in text.lower() and isinstance(exc, ValueError | OSError):
+        return StartupError(f"policy file: {text}", "fix [oslo_policy] policy_file")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        friendly = explain(exc)
+        if friendly is None or getattr(args, "debug", False):
+            raise
+        fix = f"; fix: {friendly.fix}" if friendly.fix else ""
+        print(f"glimpse: error: {friendly.cause}{fix} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -210,14 +210,21 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
 ]
 
 
+# --- operations options (issue 18): health, CORS, proxies, TLS, logging, shutdown ---
+def _ops_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
+    from glimpse import ops_opts  # it uses list_opt from this module
+
+    return ops_opts.OPT_GROUPS
+
+
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator."""
-    return [(group, list(opts)) for group, opts in OPT_GROUPS]
+    return [(group, list(opts)) for group, opts in OPT_GROUPS + _ops_groups()]
 
 
 def new_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
-    for group, opts in OPT_GROUPS:
+    for group, opts in OPT_GROUPS + _ops_groups():
         conf.register_opts(opts, group=group)
     return conf
 
@@ -226,11 +233,13 @@ def load_config(
     config_files: Sequence[str] = (),
     overrides: dict[str, object] | None = None,
     args: Iterable[str] = (),
+    legacy_warnings: bool = False,
 ) -> cfg.ConfigOpts:
     """Build the configuration from glance-api.conf-style files.
 
     ``overrides`` maps ``"option"`` or ``"group.option"`` to a value and wins
-    over the files (used for command-line flags and tests).
+    over the files (used for command-line flags and tests). ``legacy_warnings``: log
+    one deprecation warning per old option name found (the glimpse command does).
     """
     conf = new_conf()
     files = list(config_files)
@@ -245,6 +254,10 @@ def load_config(
     for key, value in (overrides or {}).items():
         group, _, name = key.rpartition(".")
         conf.set_override(name, value, group=group or None)
+    # --- old option names (issue 18): sql_connection, auth_host, admin_user ...
+    from glimpse import legacy_opts
+
+    legacy_opts.apply(conf, warn=legacy_warnings)
     return conf
 
 

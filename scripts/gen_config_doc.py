@@ -4,11 +4,12 @@
     python scripts/gen_config_doc.py --check  exit 1 if the file is out of date
 
 Options come from glimpse.config (every [DEFAULT], [image_format], [database],
-[glance_store], [paste_deploy] option), from the modules that register their own
-groups ([keystone_authtoken]), from glimpse.notify.options (notifications and audit,
-with oslo.messaging's own options) and from oslo.policy ([oslo_policy], with the
-defaults Glimpse sets). The "Glance" column says whether glance-api.conf has an option of the
-same name; options whose help text starts with "(Glimpse)" are Glimpse's own.
+[glance_store], [task], [paste_deploy] option and the operations groups of
+glimpse.ops_opts), from every module that registers a group of its own (listed in
+EXTRA_SOURCES; tests/test_config_doc.py fails when a module registers options and is
+missing there), and from oslo.policy ([oslo_policy], with the defaults Glimpse sets).
+The "Glance" column says whether glance-api.conf has an option of the same name;
+options whose help text starts with "(Glimpse)" are Glimpse's own.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ DOC = ROOT / "docs" / "configuration.md"
 BEGIN = "<!-- BEGIN GENERATED OPTIONS: scripts/gen_config_doc.py -->"
 END = "<!-- END GENERATED OPTIONS -->"
 
-# Modules that register an option group of their own: (module, group attribute,
-# options attribute). Missing modules are left out, so the script runs at every stage.
-EXTRA_GROUPS = [
-    ("glimpse.api.keystone", "GROUP", "opts"),
-    ("glimpse.domain.uri_filter", "GROUP", "import_filtering_opts"),
-    ("glimpse.stores.registry", "DOC_GROUP", "DOC_OPTS"),
+# Modules that register options of their own: (module, what to read). What to read is
+# either a function's name ("list_opts": it returns (group, opts) pairs) or "GROUP_ATTR:OPTS_ATTR".
+EXTRA_SOURCES = [
+    ("glimpse.api.keystone", "GROUP:opts"),
+    ("glimpse.legacy_opts", "KS_GROUP:keystone_legacy_opts"),
+    ("glimpse.legacy_opts", ":default_legacy_opts"),
+    ("glimpse.domain.uri_filter", "list_opts"),
+    ("glimpse.imports.plugins", "list_opts"),
+    ("glimpse.services.metadefs", "LIMITS_GROUP:LIMIT_OPTS"),
+    ("glimpse.stores.registry", "STORE_SECTION:DOC_OPTS"),
+    ("glimpse.notify.options", "doc_groups"),
 ]
+# The section of each named store: documented once under this placeholder name.
+STORE_SECTION = "<store name>"
 
 GLIMPSE_ONLY = "no (Glimpse only)"
 
@@ -64,7 +72,7 @@ GLANCE_NOTES: dict[tuple[str, str], str] = {
         "yes; only a keystone* flavor has an effect: it selects auth_strategy=keystone",
     ("paste_deploy", "config_file"): "yes; accepted and ignored (no paste pipeline)",
     ("keystone_authtoken", "memcached_servers"):
-        "yes (keystonemiddleware); accepted, not used: tokens are cached in process",
+        "yes (keystonemiddleware); the entries are Glimpse's own format",
     ("keystone_authtoken", "auth_type"):
         "yes (keystoneauth1); only password is supported",
     ("oslo_policy", "enforce_new_defaults"):
@@ -84,6 +92,11 @@ FALLBACK_HELP: dict[tuple[str, str], str] = {
     ("keystone_authtoken", "interface"):
         "Catalog interface (public, internal, admin) used to reach Keystone.",
     ("keystone_authtoken", "http_connect_timeout"): "Seconds to wait for Keystone to answer.",
+    (STORE_SECTION, "filesystem_store_datadir"):
+        "Directory of this file store (a section per name in enabled_backends, and "
+        "[os_glance_staging_store], [os_glance_tasks_store]).",
+    (STORE_SECTION, "store_description"): "Description shown in /v2/info/stores.",
+    (STORE_SECTION, "weight"): "Store weight shown in /v2/info/stores/detail.",
 }
 SOURCE_NOTES = {
     "keystone_authtoken": "yes (keystonemiddleware)",
@@ -94,31 +107,33 @@ SOURCE_NOTES = {
 }
 
 
+def _extra(module_name: str, what: str) -> list[tuple[str, list[cfg.Opt]]]:
+    module = importlib.import_module(module_name)
+    if ":" not in what:  # a function returning (group, opts) pairs
+        return [(group or "DEFAULT", list(opts)) for group, opts in getattr(module, what)()]
+    group_attr, _, opts_attr = what.partition(":")
+    if group_attr == "STORE_SECTION":
+        group = STORE_SECTION
+    else:
+        group = getattr(module, group_attr) if group_attr else "DEFAULT"
+    return [(group, list(getattr(module, opts_attr)))]
+
+
 def _groups() -> list[tuple[str, list[cfg.Opt]]]:
     from oslo_policy import opts as policy_opts
 
     from glimpse import config
 
-    groups = [(group or "DEFAULT", list(opts)) for group, opts in config.list_opts()]
-    for module_name, group_attr, opts_attr in EXTRA_GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        group, opts = getattr(module, group_attr, None), getattr(module, opts_attr, None)
-        if group and opts:
-            groups.append((group, list(opts)))
-    from glimpse.notify import options as notify_options
-
-    for group, opts in notify_options.doc_groups():
-        known = dict(groups)
-        if group in known:  # [DEFAULT]: one table
-            known[group].extend(o for o in opts if o not in known[group])
-        else:
-            groups.append((group, list(opts)))
+    found = [(group or "DEFAULT", list(opts)) for group, opts in config.list_opts()]
+    for module_name, what in EXTRA_SOURCES:
+        found.extend(_extra(module_name, what))
     for group, opts in policy_opts.list_opts():
-        groups.append((group, list(opts)))
-    return groups
+        found.append((group, list(opts)))
+    merged: dict[str, list[cfg.Opt]] = {}
+    for group, opts in found:  # one table per section, options in definition order
+        names = {o.name for o in merged.setdefault(group, [])}
+        merged[group].extend(o for o in opts if o.name not in names)
+    return list(merged.items())
 
 
 def _effective_defaults(groups: Iterable[tuple[str, list[cfg.Opt]]]) -> cfg.ConfigOpts:

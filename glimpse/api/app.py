@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 from oslo_config import cfg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -11,11 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from glimpse.api import health as health_api
 from glimpse.api import imports as imports_api
 from glimpse.api import metadefs as metadefs_api
 from glimpse.api import v2
 from glimpse.api import versions as versions_mod
-from glimpse.api.http import ContextMiddleware, error_response, json_response, tune_allocator
+from glimpse.api.cors import CORSMiddleware
+from glimpse.api.http import (
+    ContextMiddleware,
+    error_response,
+    json_response,
+    tune_allocator,
+)
+from glimpse.api.proxy import ProxyHeadersMiddleware
 from glimpse.errors import GlimpseError, MethodNotAllowed, NotFound
 from glimpse.notify import audit
 from glimpse.services import runtime as runtime_mod
@@ -61,6 +72,24 @@ async def _glimpse_error(request: Request, exc: Exception) -> Response:
     return error_response(exc, request.headers.get("accept"))
 
 
+# --- graceful stop (issue 18) ----------------------------------------------------------
+# Shutdown runs once uvicorn's grace period (graceful_shutdown_timeout) is over: what is
+# still uploading is cut short here and rolled back before the process exits.
+SHUTDOWN_CLEANUP_SECONDS = 30
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async with imports_api.lifespan(app):
+        yield
+        from glimpse.api.http import abort_body_reads
+        from glimpse.services.data import ACTIVE_UPLOADS
+
+        if abort_body_reads():
+            LOG.warning("Shutdown: aborting the uploads still in progress")
+        await anyio.to_thread.run_sync(ACTIVE_UPLOADS.wait_idle, SHUTDOWN_CLEANUP_SECONDS)
+
+
 def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None) -> Starlette:
     rt = runtime or runtime_mod.build(conf)
     tune_allocator()  # before the first request: image data streams through big buffers
@@ -69,11 +98,14 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         *v2.routes,
         *imports_api.routes,
         *metadefs_api.routes,
+        *health_api.routes,  # operations (issue 18)
+        *(health_api.metrics_routes if conf.metrics.enabled and not conf.metrics.bind_port
+          else []),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, GlimpseError: _glimpse_error},
-        lifespan=imports_api.lifespan,
+        lifespan=lifespan,
     )
     # "/v2/images/" is not "/v2/images": Glance answers 404, never a redirect.
     app.router.redirect_slashes = False
@@ -88,5 +120,14 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     app.add_middleware(ContextMiddleware, runtime=rt)
     # Outermost: version discovery answers before authentication and request ids.
     app.add_middleware(versions_mod.VersionNegotiation, conf=conf)
+    # --- operations (issue 18): outermost last. CORS answers preflights before
+    # authentication, as oslo.middleware's filter does in front of Glance.
+    if conf.metrics.enabled:
+        from glimpse.metrics import MetricsMiddleware
+
+        app.add_middleware(MetricsMiddleware)
+    if conf.oslo_middleware.enable_proxy_headers_parsing:
+        app.add_middleware(ProxyHeadersMiddleware)
+    app.add_middleware(CORSMiddleware, conf=conf)
     app.state.runtime = rt
     return app

@@ -8,7 +8,9 @@ import functools
 import html
 import json
 import logging
+import os
 import platform
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,12 +23,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from glimpse import logs
 from glimpse.api import auth, render
 from glimpse.context import RequestContext
 from glimpse.errors import BadRequest, GlimpseError
 from glimpse.services.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
+ACCESS_LOG = logging.getLogger("glimpse.access")
 T = TypeVar("T")
 
 JSON_TYPE = "application/json"
@@ -58,6 +62,8 @@ def error_response(exc: GlimpseError, accept: str | None = None) -> Response:
     JSON when the client accepts application/json; an HTML page for ``*/*``
     (what python-requests, so glanceclient and openstacksdk's DELETE, send;
     both clients strip the tags and show the message); plain text otherwise."""
+    if exc.status < 500:
+        LOG.info("refused: %d %s: %s", exc.status, exc.title, exc.message)
     if exc.status == 401 and "WWW-Authenticate" in exc.headers:
         # Token refusals look like keystonemiddleware's, whatever the Accept.
         doc = {"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}
@@ -95,28 +101,50 @@ class ContextMiddleware:
             return
         request_id = "req-" + str(uuid.uuid4())
         started = False
+        # for the one line per request (logs.py): status, bytes sent, duration
+        status = 0
+        sent = 0
+        expected = -1  # Content-Length of the response, when it has one
+        t0 = time.perf_counter()
+        log_token = logs.bind(request_id)
+
+        with_id = True  # False for a refused authentication (no request id, as Glance)
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status, sent, expected
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-openstack-request-id", request_id.encode()))
+                for name, value in headers:
+                    if name.lower() == b"content-length":
+                        expected = int(value)
+                if with_id:
+                    headers.append((b"x-openstack-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.pathsend":
+                sent += os.path.getsize(message["path"])
             await send(message)
 
-        headers = header_dict(scope)
+        headers: dict[str, str] = {}
         try:
-            context = await self.authenticate(scope["path"], headers, request_id)
-        except GlimpseError as exc:
-            # Refused before there is a request context: as keystonemiddleware's
-            # 401 in Glance, without an x-openstack-request-id.
-            await error_response(exc, headers.get("accept"))(scope, receive, send)
-            return
-        try:
+            headers = header_dict(scope)
             scope.setdefault("state", {})
-            scope["state"]["context"] = context
+            try:
+                ctx = await self.authenticate(scope["path"], headers, request_id)
+            except GlimpseError:
+                # Refused before there is a request context: as keystonemiddleware's
+                # 401 in Glance, without an x-openstack-request-id.
+                with_id = False
+                raise
+            scope["state"]["context"] = ctx
             scope["state"]["runtime"] = self.runtime
+            if ctx.user_id or ctx.project_id:
+                logs.unbind(log_token)
+                log_token = logs.bind(request_id, ctx.user_id, ctx.project_id,
+                                      headers.get("x-openstack-request-id"))
             await self.app(scope, receive, send_with_id)
         except GlimpseError as exc:
             if started:
@@ -129,6 +157,20 @@ class ContextMiddleware:
             exc = GlimpseError("The server has either erred or is incapable of performing "
                                "the requested operation.")
             await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
+        finally:
+            path = scope.get("path", "")
+            if scope.get("query_string"):
+                path += "?" + scope["query_string"].decode("latin-1")
+            elapsed = time.perf_counter() - t0
+            method = scope.get("method")
+            if method != "HEAD" and (not status or 0 <= expected != sent):
+                ACCESS_LOG.warning("%s %s status: %s len: %d of %s time: %.4f: transfer "
+                                   "aborted", method, path, status or "none", sent,
+                                   expected if expected >= 0 else "?", elapsed)
+            else:
+                ACCESS_LOG.info("%s %s status: %s len: %d time: %.4f", method, path,
+                                status, sent, elapsed)
+            logs.unbind(log_token)
 
 
 def header_dict(scope: Scope) -> dict[str, str]:
@@ -138,6 +180,13 @@ def header_dict(scope: Scope) -> dict[str, str]:
     for name, value in scope["headers"]:
         out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
     return out
+
+
+def link_base(request: Request) -> str:
+    """Scheme, host and port of absolute links: ``public_endpoint`` when set, else what
+    the client used (through a proxy's headers when those are trusted)."""
+    conf = request.state.runtime.conf
+    return (conf.public_endpoint or str(request.base_url)).rstrip("/")
 
 
 def ctx_of(request: Request) -> RequestContext:
@@ -193,7 +242,10 @@ async def _in_db_thread(rt: Runtime, fn: Callable[..., T], *args: Any) -> T:
 
 
 async def read_json(request: Request, max_bytes: int = 1024 * 1024) -> Any:
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # nobody is left to read an answer: no 500, no traceback
+        raise BadRequest("The client disconnected before sending all the data") from None
     if len(body) > max_bytes:
         raise BadRequest("Request body is too large")
     if not body:
@@ -266,15 +318,41 @@ def body_chunks(request: Request, size: int = UPLOAD_CHUNK) -> Iterator[bytes]:
 
     def chunks() -> Iterator[bytes]:
         ahead = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+        current = _PendingRead(ahead)
+        _READS_IN_FLIGHT.add(current)  # so a shutdown can cut it short (abort_body_reads)
         try:
             while (chunk := ahead.result()) is not None:
                 ahead = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+                current.future = ahead
                 yield chunk
         finally:
             # The consumer gave up (error, size limit): stop reading for it.
             ahead.cancel()
+            _READS_IN_FLIGHT.discard(current)
 
     return chunks()
+
+
+class _PendingRead:
+    """The pending read of one request body being streamed to a thread."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Any):
+        self.future = future
+
+
+_READS_IN_FLIGHT: set[_PendingRead] = set()
+
+
+def abort_body_reads() -> int:
+    """At shutdown, once the grace period is over: make every upload still reading its
+    body fail now, while the process can still roll it back (image queued again, no
+    data left). Returns how many were cut short."""
+    pending = list(_READS_IN_FLIGHT)
+    for current in pending:
+        current.future.cancel()
+    return len(pending)
 
 
 @functools.cache

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
@@ -47,7 +48,17 @@ opts = [
     cfg.StrOpt("region_name"),
     cfg.StrOpt("interface", default="internal"),
     cfg.ListOpt("memcached_servers",
-                help="Accepted for compatibility; tokens are cached in process."),
+                help="host:port of memcached servers: validated tokens are then cached "
+                "there, shared by every worker and node (see memcache_security_strategy). "
+                "Unset: each worker caches in process."),
+    cfg.StrOpt("memcache_security_strategy", choices=["None", "MAC", "ENCRYPT", "mac",
+                                                      "encrypt"],
+               help="Protect the cached tokens: MAC (authenticated) or ENCRYPT (encrypted "
+               "and authenticated), with keys derived from memcache_secret_key."),
+    cfg.StrOpt("memcache_secret_key", secret=True,
+               help="Secret for memcache_security_strategy; required with it."),
+    cfg.FloatOpt("memcache_pool_socket_timeout", default=3.0,
+                 help="Seconds to wait for memcached."),
     # keystonemiddleware documents -1 as "no caching"; operators' files say so.
     cfg.IntOpt("token_cache_time", default=300, min=-1,
                help="Seconds a validated token is trusted without asking Keystone again; "
@@ -67,7 +78,8 @@ opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    if GROUP not in conf:
+    # the group may exist already, holding only the old names (glimpse.legacy_opts)
+    if GROUP not in conf or "auth_url" not in conf[GROUP]:
         conf.register_opts(opts, group=GROUP)
 
 
@@ -164,7 +176,15 @@ class TokenValidator:
             verify = self.group.cafile
         self.session = ks_session.Session(auth=auth, verify=verify,
                                           timeout=self.group.http_connect_timeout)
-        self.cache = _Cache(self.group.cache_size)
+        self.cache: Any = _Cache(self.group.cache_size)
+        if self.group.memcached_servers:
+            from glimpse.api.token_cache import MemcacheTokenCache
+
+            strategy = self.group.memcache_security_strategy
+            self.cache = MemcacheTokenCache(
+                self.group.memcached_servers,
+                None if (strategy or "None") == "None" else strategy,
+                self.group.memcache_secret_key, self.group.memcache_pool_socket_timeout)
         www = self.group.www_authenticate_uri or self.group.auth_uri or self.group.auth_url
         self.www_authenticate = f'Keystone uri="{www}"'
 

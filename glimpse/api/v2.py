@@ -18,6 +18,7 @@ from glimpse.api.http import (
     ctx_of,
     iterate_in_thread,
     json_response,
+    link_base,
     read_json,
     rt_of,
 )
@@ -89,7 +90,7 @@ async def create_image(request: Request) -> Response:
     schemas.check_create_attributes(doc, _image_schema(request))
     image = await call_db(image_svc.create_image, rt_of(request), ctx_of(request), doc)
     # WebOb makes Glance's Location absolute, from the URL the client used.
-    headers = {"Location": f"{str(request.base_url).rstrip('/')}/v2/images/{image.id}"}
+    headers = {"Location": f"{link_base(request)}/v2/images/{image.id}"}
     methods = rt_of(request).conf.enabled_import_methods
     if methods:
         headers["OpenStack-image-import-methods"] = ",".join(methods)

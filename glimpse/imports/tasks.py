@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from glimpse import metrics
 from glimpse.db import repository as repo
 from glimpse.db import tasks_repo
 from glimpse.db.repository import utcnow
@@ -160,6 +161,7 @@ class TaskRunner:
             return
         self.rt.notifier.task_event("task.processing", task)
         progress = Progress(self.rt, task_id, self.stopping)
+        metrics.IMPORTS.inc()
         try:
             if task.type == "api_image_import":
                 methods.run_api_import(self, task, progress)
@@ -178,6 +180,8 @@ class TaskRunner:
             else:
                 LOG.exception("Task %s failed", task_id)
             self.fail(task_id, str(exc) or exc.__class__.__name__)
+        finally:
+            metrics.IMPORTS.dec()
 
     def succeed(self, task_id: str, result: dict[str, Any]) -> None:
         with self.rt.db.write() as session, session.begin():

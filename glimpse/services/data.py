@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from glimpse import metrics
 from glimpse.context import RequestContext
 from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
@@ -128,8 +130,40 @@ class DataStream:
             future.result()
 
 
+class _Active:
+    """How many uploads this process is running, to wait for at shutdown."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cond = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self.cond:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cond:
+            self.count -= 1
+            self.cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.count == 0, timeout)
+
+
+ACTIVE_UPLOADS = _Active()
+
+
 def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[bytes],
            store_name: str | None = None) -> None:
+    """Store an image's data; on any failure (the client leaving, a shutdown cutting
+    it short) the image is queued again and no data is left."""
+    with ACTIVE_UPLOADS:
+        _upload(rt, ctx, image_id, chunks, store_name)
+
+
+def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[bytes],
+            store_name: str | None = None) -> None:
     with rt.db.write() as session, session.begin():
         image, is_member = load_visible(rt, session, ctx, image_id)
         require_change(rt, ctx, image, is_member, "upload_image")
@@ -152,13 +186,15 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
     backend = store.name if rt.conf.enabled_backends else None
     rt.notifier.upload_started(image, saving, backend)
     stored = None
+    stream: DataStream | None = None
     try:
         # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
         inspector = diskformat.inspector_for(image.disk_format, image.container_format)
         algo = rt.conf.hashing_algorithm
         stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
                             inspector=inspector, hash_algos=("md5", algo))
-        stored = store.add(image_id, stream)
+        with metrics.in_flight(metrics.UPLOADS):
+            stored = store.add(image_id, stream)
         virtual_size = diskformat.finish(inspector,
                                          rt.conf.image_format.require_image_format_match)
         crash_point("upload.stored")
@@ -176,12 +212,18 @@ def upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byt
                               {**stored.metadata, "store": store.name})
             rt.leases.release(session, lease)
         crash_point("upload.committed")
+        LOG.info("Uploaded %d bytes to image %s (store %s)", stream.size, image_id,
+                 store.name)
     except BaseException as exc:
+        LOG.warning("Upload to image %s aborted after %d bytes: %s", image_id,
+                    stream.size if stream is not None else 0,
+                    exc.__class__.__name__ + (f": {exc}" if str(exc) else ""))
         rt.notifier.upload_failed(image_id, exc)
         _abort_upload(rt, image_id, saving, stored.url if stored else None, store, lease)
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc
         if isinstance(exc, StoreError):
+            metrics.STORE_ERRORS.labels(store.name).inc()
             raise http_error(exc, "Error storing image data") from exc
         raise
     rt.notifier.image_uploaded(replace(

@@ -340,6 +340,9 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
             rt.leases.release_now(lease)
         else:
             rt.leases.forget(lease)
+    LOG.info("Deleted image %s (%s, %d location(s)%s)", image_id, image.status,
+             len(image.locations), ", data kept for the scrubber"
+             if event is Event.DELETE_DELAYED else "")
     return None
 
 

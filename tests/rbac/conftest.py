@@ -1,9 +1,9 @@
 """Fixtures for the RBAC tests: a real Keystone, fresh projects and users, a live Glimpse.
 
-Keystone is the one that ``../shared/anchors/tempest/setup.sh`` starts; its work
-directory is read from ``GLIMPSE_TEMPEST_WORKDIR`` (``state.env`` there holds the
-port and the passwords). Without it, or with Keystone not answering, the tests
-are skipped with the reason; with CI=true they fail, because CI runs setup.sh.
+Keystone is the one ``scripts/keystone.sh up DIR`` starts (``scripts/test.sh`` and
+``.ci/run`` do that once per run); ``GLIMPSE_KEYSTONE_DIR`` names DIR, whose
+``keystone.env`` holds the URL and the passwords. Without it, or with Keystone not
+answering, the tests are skipped with the reason; with CI=true they fail.
 
 That Keystone is shared (tempest may be running against it at the same time),
 so these fixtures only ever add their own projects and users, with unique
@@ -38,22 +38,23 @@ import pytest
 
 from tests.conftest import IN_CI, LiveServer, start_server
 
-WORKDIR_ENV = "GLIMPSE_TEMPEST_WORKDIR"
-# The anchor's Keystone is one uWSGI process on SQLite; while tempest runs
-# against it a single call can take seconds.
+KEYSTONE_DIR_ENV = "GLIMPSE_KEYSTONE_DIR"
+# Keystone is one uWSGI process on SQLite; while tempest runs against it a single
+# call can take seconds.
 KEYSTONE_TIMEOUT = 120.0
 
 
 def unavailable(reason: str) -> None:
     """Skip (or, in CI, fail) when the real Keystone cannot be used."""
+    hint = (f"start one with `scripts/keystone.sh up DIR` and set {KEYSTONE_DIR_ENV}=DIR "
+            "(scripts/test.sh does both)")
     if IN_CI:
-        pytest.fail(f"{reason}; CI must run ../shared/anchors/tempest/setup.sh and set "
-                    f"{WORKDIR_ENV} to its work directory", pytrace=False)
-    pytest.skip(reason)
+        pytest.fail(f"{reason}; {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
 
 
 def read_state(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of the anchor's state.env."""
+    """KEY=VALUE lines of keystone.env."""
     state: dict[str, str] = {}
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -72,25 +73,24 @@ class KeystoneSite:
 
 
 def keystone_site() -> KeystoneSite:
-    workdir = os.environ.get(WORKDIR_ENV)
-    if not workdir:
-        unavailable(f"{WORKDIR_ENV} is not set (the work directory of the tempest anchor's "
-                    "setup.sh, which runs Keystone)")
-    assert workdir is not None
-    state_file = Path(workdir) / "state.env"
+    directory = os.environ.get(KEYSTONE_DIR_ENV)
+    if not directory:
+        unavailable(f"{KEYSTONE_DIR_ENV} is not set")
+    assert directory is not None
+    state_file = Path(directory) / "keystone.env"
     if not state_file.is_file():
-        unavailable(f"{state_file} does not exist; run the tempest anchor's setup.sh first")
+        unavailable(f"{state_file} does not exist")
     state = read_state(state_file)
-    url = f"http://127.0.0.1:{state.get('KEYSTONE_PORT', '15000')}/v3"
+    url = state.get("KEYSTONE_URL") or f"http://127.0.0.1:{state['KEYSTONE_PORT']}/v3"
     try:
         httpx.get(url, timeout=30).raise_for_status()
     except httpx.HTTPError as exc:
         unavailable(f"Keystone at {url} is not reachable ({exc.__class__.__name__}: {exc})")
     return KeystoneSite(
         url=url,
-        admin_password=state.get("ADMIN_PASSWORD", "admin-secret"),
+        admin_password=state["ADMIN_PASSWORD"],
         service_user=state.get("SERVICE_USER", "glance"),
-        service_password=state.get("SERVICE_PASSWORD", "glance-secret"),
+        service_password=state["SERVICE_PASSWORD"],
     )
 
 

@@ -42,20 +42,22 @@ def _unavailable(name: str, detail: str) -> None:
 
 def keystone_for_swift() -> dict[str, str]:
     """The Keystone the Keystone-auth Swift proxy uses: SWIFT_KEYSTONE_AUTH_URL, _USER,
-    _PASSWORD (and _PROJECT) from the environment, else the one the tempest harness
-    runs for the RBAC tests (GLIMPSE_TEMPEST_WORKDIR, as .ci/run sets it up)."""
+    _PASSWORD (and _PROJECT) from the environment, else the project's own Keystone
+    (scripts/keystone.sh up DIR, named by GLIMPSE_KEYSTONE_DIR as .ci/run and
+    scripts/test.sh set it)."""
     names = ("SWIFT_KEYSTONE_AUTH_URL", "SWIFT_KEYSTONE_USER", "SWIFT_KEYSTONE_PASSWORD",
              "SWIFT_KEYSTONE_PROJECT")
     if os.environ.get("SWIFT_KEYSTONE_AUTH_URL"):
         return {n: os.environ[n] for n in names if os.environ.get(n)}
-    workdir = os.environ.get("GLIMPSE_TEMPEST_WORKDIR")
-    state = Path(workdir) / "state.env" if workdir else None
+    directory = os.environ.get("GLIMPSE_KEYSTONE_DIR")
+    state = Path(directory) / "keystone.env" if directory else None
     if state is None or not state.exists():
         _unavailable("Swift with Keystone auth",
                      "no Keystone: set SWIFT_KEYSTONE_AUTH_URL/_USER/_PASSWORD or "
-                     "GLIMPSE_TEMPEST_WORKDIR")
+                     "GLIMPSE_KEYSTONE_DIR (scripts/keystone.sh up DIR)")
     values = dict(line.split("=", 1) for line in state.read_text().splitlines() if "=" in line)
-    return {"SWIFT_KEYSTONE_AUTH_URL": f"http://127.0.0.1:{values['KEYSTONE_PORT']}/v3",
+    url = values.get("KEYSTONE_URL") or f"http://127.0.0.1:{values['KEYSTONE_PORT']}/v3"
+    return {"SWIFT_KEYSTONE_AUTH_URL": url,
             "SWIFT_KEYSTONE_USER": values["SERVICE_USER"],
             "SWIFT_KEYSTONE_PASSWORD": values["SERVICE_PASSWORD"],
             "SWIFT_KEYSTONE_PROJECT": "service"}
