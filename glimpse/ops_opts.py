@@ -115,16 +115,6 @@ logging_opts = [
              help="logger=LEVEL pairs applied to other libraries' loggers."),
 ]
 
-# oslo.db's pool options beside [database] max_pool_size / max_overflow (glimpse.config)
-database_pool_opts = [
-    cfg.IntOpt("pool_timeout", default=30, min=1,
-               help="Seconds to wait for a free connection from the pool before failing "
-               "(server databases)."),
-    cfg.IntOpt("connection_recycle_time", default=3600, min=-1,
-               help="Seconds after which a pooled connection is replaced by a new one "
-               "(-1: never)."),
-]
-
 metrics_opts = [
     cfg.BoolOpt("enabled", default=False,
                 help="(Glimpse) Export Prometheus metrics (glimpse.metrics lists them). Off "
@@ -142,6 +132,5 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     ("healthcheck", healthcheck_opts),
     ("cors", cors_opts),
     ("oslo_middleware", oslo_middleware_opts),
-    ("database", database_pool_opts),
     ("metrics", metrics_opts),
 ]
