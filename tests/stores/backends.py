@@ -321,3 +321,41 @@ def swift_keystone_driver() -> StoreDriver:
                        make_unreachable=_swift_unreachable,
                        foreign_urls=swift_s3.SWIFT_FOREIGN_URLS,
                        schemes=("swift", "swift+http", "swift+https", "swift+config"))
+
+
+@driver("s3-rgw")
+def s3_rgw_driver() -> StoreDriver:
+    """The s3 driver against Ceph's RGW (a second real S3 server, signatures checked)."""
+    import boto3
+    from botocore.config import Config
+
+    from glimpse.stores.s3 import S3Store
+    from tests.stores import swift_s3_backends as swift_s3
+
+    env = backend_env("s3-rgw")
+    endpoint = env["S3_RGW_ENDPOINT"]
+    access, secret = env["S3_RGW_ACCESS_KEY"], env["S3_RGW_SECRET_KEY"]
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access,
+                          aws_secret_access_key=secret, region_name="us-east-1",
+                          config=Config(signature_version="s3v4",
+                                        s3={"addressing_style": "path"}))
+
+    def make(tmp: Path) -> Store:
+        return S3Store("s3", host=endpoint, access_key=access, secret_key=secret,
+                       bucket=swift_s3.unique_name("glimpse-rgw", tmp), description="conformance",
+                       large_object_size=5 * MIB, large_object_chunk_size=5 * MIB,
+                       thread_pools=3, bucket_url_format="path", create_bucket_on_put=True)
+
+    def leftovers(store: Store) -> list[str]:
+        bucket = store.bucket  # type: ignore[attr-defined]
+        try:
+            objects = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+            uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        except client.exceptions.NoSuchBucket:
+            return []
+        return sorted([o["Key"] for o in objects] + [f"upload:{u['Key']}" for u in uploads])
+
+    s3 = s3_driver()
+    return StoreDriver(make=make, leftovers=leftovers, chunk_size=5 * MIB,
+                       make_unreachable=s3.make_unreachable,
+                       foreign_urls=swift_s3.S3_FOREIGN_URLS, schemes=s3.schemes)
