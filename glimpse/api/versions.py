@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 from typing import Any
 
 from oslo_config import cfg
@@ -62,6 +63,10 @@ def versions_doc(conf: cfg.ConfigOpts, base_url: str) -> dict[str, Any]:
         for version, status in version_list(conf)]}
 
 
+# What the router would have put in scope["route"] for the answers given here.
+_ANSWERED_HERE = {path: SimpleNamespace(path=path) for path in ("/", "/versions")}
+
+
 class VersionNegotiation:
     """Pure ASGI middleware; the outermost layer of the application."""
 
@@ -78,15 +83,18 @@ class VersionNegotiation:
         path: str = scope["path"]
         first, _, rest = path.lstrip("/").partition("/")
         if first == "versions":
+            scope["route"] = _ANSWERED_HERE["/versions"]  # for the metrics' route label
             await self._answer(scope, receive, send, 200)
             return
         if not first or (_VERSION_SEGMENT.match(first) and first not in self.offered):
+            scope["route"] = _ANSWERED_HERE["/"]
             await self._answer(scope, receive, send, 300)
             return
         if first != "v2" and first in self.offered:
             new_path = "/v2/" + rest if rest or path.endswith("/") else "/v2"
-            scope = {**scope, "path": new_path,
-                     "raw_path": new_path.encode("latin-1")}
+            # In place: the outer middlewares see the route the router picks.
+            scope["path"] = new_path
+            scope["raw_path"] = new_path.encode("latin-1")
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:

@@ -22,9 +22,9 @@ from sqlalchemy import text
 
 from glimpse.context import RequestContext
 from glimpse.errors import Forbidden
+from glimpse.notify import options as notify_options
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import Store
-from glimpse.stores.file import FileStore
 
 BROKER_TIMEOUT = 3.0
 DISABLED_REASON = "DISABLED BY FILE"
@@ -71,7 +71,7 @@ def _database(rt: Runtime) -> str:
 
 
 def _store(store: Store) -> str:
-    if isinstance(store, FileStore):
+    if store.type == "file":
         if not os.path.isdir(store.datadir):
             raise FileNotFoundError(f"{store.datadir} does not exist")
         if not os.access(store.datadir, os.W_OK | os.X_OK):
@@ -86,12 +86,13 @@ def _store(store: Store) -> str:
     return f"{store.type} store answered a listing"
 
 
-def broker_url(conf: cfg.ConfigOpts) -> str | None:
-    """The message broker Glimpse talks to, when one is configured."""
-    try:
-        return conf.transport_url or None
-    except cfg.NoSuchOptError:
+def broker_url(rt: Runtime) -> str | None:
+    """The message broker Glimpse talks to: the notifications' transport, when
+    notifications are on (oslo.messaging's default "rabbit://" names no broker)."""
+    if not rt.notifier.enabled:
         return None
+    url = notify_options.transport_url(rt.conf)
+    return url if url and urllib.parse.urlsplit(url.split(",")[0]).netloc else None
 
 
 def _broker(url: str) -> Callable[[], str]:
@@ -110,7 +111,7 @@ def checks(rt: Runtime) -> list[Check]:
     results = [_timed("database", lambda: _database(rt))]
     for name, store in rt.stores.stores.items():
         results.append(_timed(f"store:{name}", lambda s=store: _store(s)))
-    url = broker_url(rt.conf)
+    url = broker_url(rt)
     if url:
         results.append(_timed("broker", _broker(url)))
     return results

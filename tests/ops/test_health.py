@@ -7,12 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from oslo_config import cfg
 from starlette.testclient import TestClient
 
 from glimpse.api.app import create_app
+from glimpse.config import load_config
 from glimpse.services import runtime as runtime_mod
-from tests.conftest import as_project, make_conf
+from tests.conftest import as_project
 
 
 def test_probe_answers_ok_as_text(client: TestClient) -> None:
@@ -110,10 +110,12 @@ def listener() -> socket.socket:
 
 
 def _client_with_broker(tmp_path: Path, db_url: str, url: str) -> TestClient:
-    conf = make_conf(tmp_path, db_url)
-    if "transport_url" not in conf:
-        conf.register_opt(cfg.StrOpt("transport_url", secret=True))
-    conf.set_override("transport_url", url)
+    """Notifications on, to the broker at ``url`` (the one the report checks)."""
+    conf_file = tmp_path / "glance-api.conf"
+    conf_file.write_text(f"[DEFAULT]\ntransport_url = {url}\n"
+                         "[oslo_messaging_notifications]\ndriver = messagingv2\n")
+    conf = load_config([str(conf_file)], {"data_dir": str(tmp_path / "data"),
+                                          "database.connection": db_url})
     rt = runtime_mod.build(conf, migrate=True)
     return TestClient(create_app(conf, rt), headers={"Accept": "application/json"})
 

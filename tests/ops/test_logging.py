@@ -149,12 +149,12 @@ format = MINE %(levelname)s %(request_id)s %(message)s
     s = serve(tmp_path, f"log_config_append = {logging_conf}\nlog_file = {tmp_path}/no.log",
               db_url)
     served.append(s)
-    r = httpx.get(s.url + "/versions")
+    r = httpx.get(s.url + "/v2/images")
     request_id = r.headers["x-openstack-request-id"]
     _wait_for(lambda: target.exists() and request_id in target.read_text())
-    assert f"MINE INFO {request_id} GET /versions status: 200" in target.read_text()
+    assert f"MINE INFO {request_id} GET /v2/images status: 200" in target.read_text()
     assert not (tmp_path / "no.log").exists()  # log_config_append wins over log_file
     target.rename(tmp_path / "rotated.log")  # logrotate moves it: a new file is started
-    r = httpx.get(s.url + "/versions")
+    r = httpx.get(s.url + "/v2/images")
     request_id = r.headers["x-openstack-request-id"]
     _wait_for(lambda: target.exists() and request_id in target.read_text())

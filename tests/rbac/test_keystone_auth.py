@@ -50,7 +50,8 @@ def uncached(tmp_path_factory: pytest.TempPathFactory,
 def assert_unauthorized(r: httpx.Response, site: KeystoneSite) -> None:
     assert r.status_code == 401, r.text
     assert r.headers["WWW-Authenticate"] == f'Keystone uri="{site.url}"'
-    assert r.headers["x-openstack-request-id"].startswith("req-")
+    # keystonemiddleware refuses before Glance's request-id middleware runs.
+    assert "x-openstack-request-id" not in r.headers
 
 
 # ---------------------------------------------------------------- no token needed
@@ -67,14 +68,13 @@ def test_version_discovery_needs_no_token(api: httpx.Client, identities: Identit
     assert_unauthorized(api.get("/v2/images"), identities.site)
 
 
-def test_unauthorized_answer_carries_a_request_id(api: httpx.Client,
-                                                  identities: Identities) -> None:
-    seen = set()
+def test_unauthorized_answer_carries_no_request_id(api: httpx.Client,
+                                                   identities: Identities) -> None:
+    """As Glance behind keystonemiddleware: a refused token gets no request id
+    (the matrix checks that accepted requests do)."""
     for headers in ({}, {"X-Auth-Token": BOGUS_TOKEN}):
         r = api.get("/v2/images", headers=headers)
         assert_unauthorized(r, identities.site)
-        seen.add(r.headers["x-openstack-request-id"])
-    assert len(seen) == 2
 
 
 def test_unauthorized_body_is_keystonemiddlewares_json(api: httpx.Client) -> None:
