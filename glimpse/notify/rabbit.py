@@ -12,7 +12,7 @@ login options are read as oslo.messaging reads them.
 Why not oslo.messaging's own driver: it costs three to five times more CPU per
 message in the worker process (its connection pool and retry machinery around
 the same kombu publish), and that CPU competes with the requests
-(bench/notify.py). See docs/decisions/0003-notifications.md.
+(bench/notify.py). See docs/decisions/0005-notifications.md.
 """
 
 from __future__ import annotations
