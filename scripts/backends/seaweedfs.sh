@@ -14,7 +14,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
 . "$HERE/common.sh"
 
-[ $# -eq 2 ] || die "usage: $0 up|down DIR"
+# Names after DIR (what scripts/backends.sh asks of this server) are accepted and ignored.
+[ $# -ge 2 ] || die "usage: $0 up|down DIR [NAME...]"
 ACTION=$1
 mkdir -p "$2"
 STATE=$(cd "$2" && pwd)/seaweedfs
