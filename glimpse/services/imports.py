@@ -283,6 +283,9 @@ def import_image(rt: Runtime, ctx: RequestContext, image_id: str, body: Any,
         _check_uri(rt, body["method"].get("uri"))
     _validation_data(body, method)
     task = _start(rt, ctx, image, body, method, stores)
+    if method != COPY_IMAGE:  # the image is importing now (copy-image keeps it active)
+        rt.notifier.image_event("image.update", image, touched=True,
+                                status=transition(image.status, Event.IMPORT_START))
     rt.notifier.task_started(task)
     rt.runner.submit(task.id)
     return ImportOutcome(task_id=task.id)

@@ -217,11 +217,12 @@ def test_import_task_events(notify_app, consumer) -> None:
     consumer.wait_for(lambda m: any(x["event_type"] == "task.success" for x in m))
     consumer.settle()
     assert consumer.types() == [
-        "image.create", "image.update", "task.create", "task.run", "task.processing",
-        "image.prepare", "image.upload", "image.update", "task.success",
+        "image.create", "image.update", "image.update", "task.create", "task.run",
+        "task.processing", "image.prepare", "image.upload", "image.update", "task.success",
     ]
     staged = consumer.messages[1]["payload"]
     assert staged["status"] == "uploading" and staged["size"] == len(DATA)
+    assert consumer.messages[2]["payload"]["status"] == "importing"  # the import started
     tasks = [m["payload"] for m in consumer.messages if m["event_type"].startswith("task.")]
     for payload in tasks:
         assert set(payload) == TASK_FIELDS
@@ -251,12 +252,18 @@ def test_failed_task_sends_task_failure(notify_app, consumer) -> None:
                                     "import_from_format": "raw",
                                     "image_properties": {"name": "x"}}})
     assert r.status_code == 201, r.text
+    task_id = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if client.get(f"/v2/tasks/{task_id}", headers=admin).json()["status"] == "failure":
+            break
+        time.sleep(0.1)
     client.app.state.runtime.runner.shutdown(wait=True)
     client.app.state.runtime.notifier.flush()
     consumer.wait_for(lambda m: any(x["event_type"] == "task.failure" for x in m))
     types = consumer.types()
     assert types[:3] == ["task.create", "task.run", "task.processing"]
-    assert types[-1] == "task.failure"
+    assert types[-1] == "task.failure", types
     assert consumer.messages[-1]["payload"]["status"] == "failure"
     assert "passwd" not in str(consumer.messages)  # the input is never sent
 
