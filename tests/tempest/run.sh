@@ -215,6 +215,15 @@ user_domain_name = Default
 project_domain_name = Default
 service_token_roles_required = true
 CONF
+# As devstack does for Glance (glance-manage db_load_metadefs): the metadefs tests
+# expect Glance's catalogue (resource types, namespaces) in the database.
+METADEFS=${GLIMPSE_GLANCE_METADEFS:-$ROOT/.tmp/glance-metadefs}
+"$(dirname "$GLIMPSE")/python" "$ROOT/scripts/fetch_glance_metadefs.py" "$METADEFS" \
+    >"$G/metadefs.log" 2>&1 || { tail -n 20 "$G/metadefs.log"; exit 1; }
+"$GLIMPSE" db sync --config-file "$G/glance-api.conf" >>"$G/metadefs.log" 2>&1 \
+    && "$GLIMPSE" db load-metadefs --config-file "$G/glance-api.conf" "$METADEFS" \
+    >>"$G/metadefs.log" 2>&1 || { tail -n 20 "$G/metadefs.log"; exit 1; }
+log "Glance's metadefs catalogue loaded ($(ls "$METADEFS"/*.json | wc -l) files)"
 setsid "$GLIMPSE" serve --config-file "$G/glance-api.conf" >"$G/glimpse.log" 2>&1 </dev/null &
 GLIMPSE_PID=$!
 CLEANUP=("kill $GLIMPSE_PID" "${CLEANUP[@]}")
