@@ -23,6 +23,7 @@ if ! ls "$DIST"/rbd.cpython-*.so "$DIST"/rados.cpython-*.so >/dev/null 2>&1; the
         python3-rados python3-rbd >&2
 fi
 [ -x "$VENV/bin/python" ] || { echo "ceph-bindings: no virtualenv at $VENV" >&2; exit 1; }
+VENV=$(cd "$VENV" && pwd)  # the .pth line must be absolute (relative ones name the site dir)
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 LIBS=$VENV/lib/ceph-bindings
 mkdir -p "$LIBS"

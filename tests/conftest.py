@@ -125,7 +125,10 @@ def _truncate(url: str) -> None:
 
     engine = _TRUNCATORS.get(url)
     if engine is None:
-        engine = _TRUNCATORS[url] = create_engine(url, pool_size=1, max_overflow=0)
+        # Pinged before each use: some tests make the server drop every connection
+        # to the test database (tests/db), this one's included.
+        engine = _TRUNCATORS[url] = create_engine(url, pool_size=1, max_overflow=0,
+                                                  pool_pre_ping=True)
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
