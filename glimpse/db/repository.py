@@ -341,20 +341,24 @@ def set_properties(session: Session, image_id: str, to_set: dict[str, str],
 _UPSERT_PROPERTY: dict[str, Any] = {}
 
 
+def _dialect_insert(dialect: str) -> Any:
+    """The dialect's own ``insert`` construct, which knows its conflict clauses."""
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def _upsert_property(dialect: str) -> Any:
     stmt = _UPSERT_PROPERTY.get(dialect)
     if stmt is None:
+        ins = _dialect_insert(dialect)(_PROPS)
         if dialect in ("mysql", "mariadb"):
-            from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-            ins = mysql_insert(_PROPS)
             stmt = ins.on_duplicate_key_update(value=ins.inserted.value)
         else:
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as upsert_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as upsert_insert
-            ins = upsert_insert(_PROPS)
             stmt = ins.on_conflict_do_update(index_elements=[_PROPS.c.image_id, _PROPS.c.name],
                                              set_={"value": ins.excluded.value})
         _UPSERT_PROPERTY[dialect] = stmt
@@ -465,17 +469,11 @@ _INSERT_TAG_IF_ABSENT: dict[str, Any] = {}
 def _insert_tag_if_absent(dialect: str) -> Any:
     stmt = _INSERT_TAG_IF_ABSENT.get(dialect)
     if stmt is None:
+        ins = _dialect_insert(dialect)(_TAGS)
         if dialect in ("mysql", "mariadb"):
-            from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-            ins = mysql_insert(_TAGS)
             stmt = ins.on_duplicate_key_update(value=ins.inserted.value)
         else:
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as upsert_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as upsert_insert
-            stmt = upsert_insert(_TAGS).on_conflict_do_nothing()
+            stmt = ins.on_conflict_do_nothing()
         _INSERT_TAG_IF_ABSENT[dialect] = stmt
     return stmt
 
