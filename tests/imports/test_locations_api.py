@@ -16,11 +16,19 @@ from tests.imports.conftest import RAW, image, new_image, wait_task_done
 from tests.stores.http_server import RangeServer
 
 DATA = b"locations " * 20_000
-ADMIN = {"X-Identity-Status": "Confirmed", "X-Project-Id": "admin-p", "X-User-Id": "admin-u",
-         "X-Roles": "admin,member,reader"}
+ADMIN = {
+    "X-Identity-Status": "Confirmed",
+    "X-Project-Id": "admin-p",
+    "X-User-Id": "admin-u",
+    "X-Roles": "admin,member,reader",
+}
 OWNER = as_project("p1")
-SERVICE = {"X-Identity-Status": "Confirmed", "X-Project-Id": "service-p",
-           "X-User-Id": "nova", "X-Roles": "service,member,reader"}
+SERVICE = {
+    "X-Identity-Status": "Confirmed",
+    "X-Project-Id": "service-p",
+    "X-User-Id": "nova",
+    "X-Roles": "service,member,reader",
+}
 PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
 
 
@@ -45,18 +53,32 @@ def web() -> Web:
 
 def config(tmp_path, web, *, weights: dict[str, int] | None = None, extra: str = "") -> str:
     names = ["fast", "cheap"]
-    lines = ["[DEFAULT]", "enabled_backends = fast:file,cheap:file,web:http",
-             "show_multiple_locations = true", "show_image_direct_url = true",
-             "[glance_store]", "default_backend = fast"]
+    lines = [
+        "[DEFAULT]",
+        "enabled_backends = fast:file,cheap:file,web:http",
+        "show_multiple_locations = true",
+        "show_image_direct_url = true",
+        "[glance_store]",
+        "default_backend = fast",
+    ]
     for name in names:
-        lines += [f"[{name}]", f"filesystem_store_datadir = {tmp_path / 'stores' / name}",
-                  f"store_description = {name} store",
-                  f"weight = {(weights or {}).get(name, 0)}"]
-    lines += ["[web]", "store_description = web store",
-              "[os_glance_staging_store]", f"filesystem_store_datadir = {tmp_path / 'st'}",
-              "[os_glance_tasks_store]", f"filesystem_store_datadir = {tmp_path / 'tk'}",
-              "[import_filtering_opts]", "allowed_hosts = [127.0.0.1]",
-              f"allowed_ports = [80,443,{web.port}]"]
+        lines += [
+            f"[{name}]",
+            f"filesystem_store_datadir = {tmp_path / 'stores' / name}",
+            f"store_description = {name} store",
+            f"weight = {(weights or {}).get(name, 0)}",
+        ]
+    lines += [
+        "[web]",
+        "store_description = web store",
+        "[os_glance_staging_store]",
+        f"filesystem_store_datadir = {tmp_path / 'st'}",
+        "[os_glance_tasks_store]",
+        f"filesystem_store_datadir = {tmp_path / 'tk'}",
+        "[import_filtering_opts]",
+        "allowed_hosts = [127.0.0.1]",
+        f"allowed_ports = [80,443,{web.port}]",
+    ]
     return "\n".join(lines) + "\n" + extra
 
 
@@ -67,23 +89,27 @@ def app(make_app, tmp_path, web):
 
 def uploaded(client, store: str = "fast", headers: dict | None = None) -> str:
     image_id = new_image(client, headers=headers or OWNER)
-    r = client.put(f"/v2/images/{image_id}/file", content=DATA,
-                   headers={"Content-Type": RAW, "X-Image-Meta-Store": store,
-                            **(headers or OWNER)})
+    r = client.put(
+        f"/v2/images/{image_id}/file",
+        content=DATA,
+        headers={"Content-Type": RAW, "X-Image-Meta-Store": store, **(headers or OWNER)},
+    )
     assert r.status_code == 204, r.text
     return image_id
 
 
 def copied(client, image_id: str, store: str) -> None:
-    r = client.post(f"/v2/images/{image_id}/import", headers=ADMIN,
-                    json={"method": {"name": "copy-image"}, "stores": [store]})
+    r = client.post(
+        f"/v2/images/{image_id}/import",
+        headers=ADMIN,
+        json={"method": {"name": "copy-image"}, "stores": [store]},
+    )
     assert r.status_code == 202, r.text
     assert wait_task_done(client, image_id)["status"] == "success"
 
 
 def patch(client, image_id: str, ops: list, headers: dict | None = None):
-    return client.patch(f"/v2/images/{image_id}", json=ops,
-                        headers={**PATCH, **(headers or OWNER)})
+    return client.patch(f"/v2/images/{image_id}", json=ops, headers={**PATCH, **(headers or OWNER)})
 
 
 # ---------------------------------------------------------------- DELETE /v2/stores
@@ -133,25 +159,35 @@ def test_locations_order_by_weight_and_deactivated(make_app, tmp_path, web):
     assert doc["direct_url"] == doc["locations"][0]["url"]
     assert doc["stores"] == "cheap,fast"
     # get_image_location: another project sees a public image but not its locations
-    assert patch(client, image_id, [{"op": "replace", "path": "/visibility",
-                                     "value": "public"}], ADMIN).status_code == 200
+    assert (
+        patch(
+            client, image_id, [{"op": "replace", "path": "/visibility", "value": "public"}], ADMIN
+        ).status_code
+        == 200
+    )
     other = image(client, image_id, as_project("p2"))
     assert other["locations"] == [] and "direct_url" not in other
     assert other["stores"] == "cheap,fast"
-    assert client.post(f"/v2/images/{image_id}/actions/deactivate",
-                       headers=ADMIN).status_code == 204
+    assert (
+        client.post(f"/v2/images/{image_id}/actions/deactivate", headers=ADMIN).status_code == 204
+    )
     hidden = image(client, image_id, OWNER)
     assert hidden["locations"] == [] and "direct_url" not in hidden and "stores" not in hidden
 
 
 def test_store_type_strategy(make_app, tmp_path, web):
-    extra = ("[DEFAULT]\nlocation_strategy = store_type\n"
-             "[store_type_location_strategy]\nstore_type_preference = http,file\n")
+    extra = (
+        "[DEFAULT]\nlocation_strategy = store_type\n"
+        "[store_type_location_strategy]\nstore_type_preference = http,file\n"
+    )
     client = make_app(config(tmp_path, web, extra=extra))
     image_id = uploaded(client, "fast")
     url = web.data("/same", DATA)
-    r = patch(client, image_id, [{"op": "add", "path": "/locations/-",
-                                  "value": {"url": url, "metadata": {}}}])
+    r = patch(
+        client,
+        image_id,
+        [{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}],
+    )
     assert r.status_code == 200, r.text
     stores = [loc["metadata"]["store"] for loc in image(client, image_id, OWNER)["locations"]]
     assert stores == ["web", "fast"]
@@ -165,9 +201,11 @@ def test_patch_add_location_activates_queued_image(app, web):
     url = web.data("/img", DATA)
     md5 = hashlib.md5(DATA).hexdigest()
     sha = hashlib.sha512(DATA).hexdigest()
-    value = {"url": url, "metadata": {"foo": "bar"},
-             "validation_data": {"checksum": md5, "os_hash_algo": "sha512",
-                                 "os_hash_value": sha}}
+    value = {
+        "url": url,
+        "metadata": {"foo": "bar"},
+        "validation_data": {"checksum": md5, "os_hash_algo": "sha512", "os_hash_value": sha},
+    }
     r = patch(app, image_id, [{"op": "add", "path": "/locations/-", "value": value}])
     assert r.status_code == 200, r.text
     doc = r.json()
@@ -177,9 +215,11 @@ def test_patch_add_location_activates_queued_image(app, web):
     assert doc["stores"] == "web"
     assert app.get(f"/v2/images/{image_id}/file", headers=OWNER).content == DATA
     # a different value for a hash already set: 409; the same one: accepted
-    second = {"url": url + "#2", "metadata": {},
-              "validation_data": {"checksum": "2" * 32, "os_hash_algo": "sha512",
-                                  "os_hash_value": sha}}
+    second = {
+        "url": url + "#2",
+        "metadata": {},
+        "validation_data": {"checksum": "2" * 32, "os_hash_algo": "sha512", "os_hash_value": sha},
+    }
     r = patch(app, image_id, [{"op": "add", "path": "/locations/-", "value": second}])
     assert r.status_code == 409
     second["validation_data"]["checksum"] = md5
@@ -187,8 +227,11 @@ def test_patch_add_location_activates_queued_image(app, web):
     assert r.status_code == 200, r.text
     assert len(r.json()["locations"]) == 2
     # duplicate: 400; remove one: 200; the last one stays: 403
-    r = patch(app, image_id, [{"op": "add", "path": "/locations/-",
-                               "value": {"url": url, "metadata": {"foo": "bar"}}}])
+    r = patch(
+        app,
+        image_id,
+        [{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {"foo": "bar"}}}],
+    )
     assert r.status_code == 400
     r = patch(app, image_id, [{"op": "remove", "path": "/locations/1"}], ADMIN)
     assert r.status_code == 200, r.text
@@ -209,8 +252,11 @@ def test_patch_replace_locations(app, web):
     assert r.status_code == 200, r.text
     assert r.json()["locations"][0]["metadata"] == {"date": "2015-10-15", "store": "fast"}
     other = web.data("/other", DATA)
-    r = patch(app, image_id, [{"op": "replace", "path": "/locations",
-                               "value": [{"url": other, "metadata": {}}]}])
+    r = patch(
+        app,
+        image_id,
+        [{"op": "replace", "path": "/locations", "value": [{"url": other, "metadata": {}}]}],
+    )
     assert r.status_code == 400
     r = patch(app, image_id, [{"op": "replace", "path": "/locations", "value": []}])
     assert r.status_code == 403
@@ -220,15 +266,21 @@ def test_patch_location_refusals(make_app, tmp_path, web):
     client = make_app(config(tmp_path, web, extra="[DEFAULT]\nimage_location_quota = 1\n"))
     image_id = new_image(client, headers=OWNER)
     add = [{"op": "add", "path": "/locations/-"}]
-    for url in ("gopher://info.cern.ch", f"file://{tmp_path}/x",
-                web.url("/missing"),  # no data there
-                "http://127.0.0.2:9/x",  # loopback, not in allowed_hosts
-                "http://169.254.169.254/latest/meta-data"):
+    for url in (
+        "gopher://info.cern.ch",
+        f"file://{tmp_path}/x",
+        web.url("/missing"),  # no data there
+        "http://127.0.0.2:9/x",  # loopback, not in allowed_hosts
+        "http://169.254.169.254/latest/meta-data",
+    ):
         r = patch(client, image_id, [{**add[0], "value": {"url": url, "metadata": {}}}])
         assert r.status_code == 400, (url, r.text)
     url = web.data("/a", DATA)
-    r = patch(client, image_id, [{"op": "add", "path": "/locations/7",
-                                  "value": {"url": url, "metadata": {}}}])
+    r = patch(
+        client,
+        image_id,
+        [{"op": "add", "path": "/locations/7", "value": {"url": url, "metadata": {}}}],
+    )
     assert r.status_code == 200, r.text  # Glance inserts at any index (list.insert)
     r = patch(client, image_id, [{**add[0], "value": {"url": url + "#b", "metadata": {}}}])
     assert r.status_code == 413
@@ -238,8 +290,17 @@ def test_patch_location_refusals(make_app, tmp_path, web):
 def test_patch_locations_need_show_multiple_locations(make_app, tmp_path, web):
     client = make_app(config(tmp_path, web), show_multiple_locations=False)
     image_id = new_image(client, headers=OWNER)
-    r = patch(client, image_id, [{"op": "add", "path": "/locations/-",
-                                  "value": {"url": web.data("/a", DATA), "metadata": {}}}])
+    r = patch(
+        client,
+        image_id,
+        [
+            {
+                "op": "add",
+                "path": "/locations/-",
+                "value": {"url": web.data("/a", DATA), "metadata": {}},
+            }
+        ],
+    )
     assert r.status_code == 403
     assert "invisible" in r.json()["message"]
 
@@ -251,21 +312,21 @@ def test_add_location_with_validation_data(app, web):
     url = web.data("/img", DATA)
     sha256 = hashlib.sha256(DATA).hexdigest()
     image_id = new_image(app, headers=OWNER)
-    bad = [{"url": url, "validation_data": {"os_hash_algo": "sha512",
-                                            "os_hash_value": "ab" * 10}},
-           {"url": url, "validation_data": {"os_hash_value": sha256}},
-           {"url": url, "validation_data": {"os_hash_algo": "sha123",
-                                            "os_hash_value": sha256}},
-           {"url": url, "validation_data": {"os_hash_algo": "sha512",
-                                            "os_hash_value": sha256}},
-           {"url": url, "validation_data": {"os_hash_algo": "sha256",
-                                            "os_hash_value": sha256, "x": 1}},
-           {"validation_data": {}}]
+    bad = [
+        {"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab" * 10}},
+        {"url": url, "validation_data": {"os_hash_value": sha256}},
+        {"url": url, "validation_data": {"os_hash_algo": "sha123", "os_hash_value": sha256}},
+        {"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha256}},
+        {
+            "url": url,
+            "validation_data": {"os_hash_algo": "sha256", "os_hash_value": sha256, "x": 1},
+        },
+        {"validation_data": {}},
+    ]
     for body in bad:
         r = app.post(f"/v2/images/{image_id}/locations", json=body, headers=OWNER)
         assert r.status_code == 400, (body, r.text)
-    body = {"url": url, "validation_data": {"os_hash_algo": "sha256",
-                                            "os_hash_value": sha256}}
+    body = {"url": url, "validation_data": {"os_hash_algo": "sha256", "os_hash_value": sha256}}
     r = app.post(f"/v2/images/{image_id}/locations", json=body, headers=OWNER)
     assert r.status_code == 202, r.text
     assert wait_task_done(app, image_id)["status"] == "success"
@@ -280,8 +341,7 @@ def test_add_location_with_validation_data(app, web):
     assert app.get(f"/v2/images/{image_id}/locations", headers=OWNER).status_code == 403
     r = app.get(f"/v2/images/{image_id}/locations", headers=SERVICE)
     assert r.status_code == 404  # the service's project does not see a private image
-    r = app.get(f"/v2/images/{image_id}/locations",
-                headers={**SERVICE, "X-Project-Id": "p1"})
+    r = app.get(f"/v2/images/{image_id}/locations", headers={**SERVICE, "X-Project-Id": "p1"})
     assert r.status_code == 200, r.text
     assert r.json() == [{"url": url, "metadata": {"store": "web"}}]
 
@@ -289,10 +349,11 @@ def test_add_location_with_validation_data(app, web):
 def test_add_location_wrong_hash_goes_back_to_queued(app, web):
     url = web.data("/img", DATA)
     image_id = new_image(app, headers=OWNER)
-    body = {"url": url, "validation_data": {"os_hash_algo": "sha512",
-                                            "os_hash_value": "beefdead" * 16}}
-    assert app.post(f"/v2/images/{image_id}/locations", json=body,
-                    headers=OWNER).status_code == 202
+    body = {
+        "url": url,
+        "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "beefdead" * 16},
+    }
+    assert app.post(f"/v2/images/{image_id}/locations", json=body, headers=OWNER).status_code == 202
     assert wait_task_done(app, image_id)["status"] == "failure"
     doc = image(app, image_id, OWNER)
     assert doc["status"] == "queued"
@@ -303,8 +364,10 @@ def test_add_location_wrong_hash_goes_back_to_queued(app, web):
 def test_add_location_without_validation_data(app, web):
     url = web.data("/img", DATA)
     image_id = new_image(app, headers=OWNER)
-    assert app.post(f"/v2/images/{image_id}/locations", json={"url": url},
-                    headers=OWNER).status_code == 202
+    assert (
+        app.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=OWNER).status_code
+        == 202
+    )
     assert wait_task_done(app, image_id)["status"] == "success"
     doc = image(app, image_id, OWNER)
     assert doc["status"] == "active" and doc["os_hash_algo"] == "sha512"
@@ -315,10 +378,13 @@ def test_add_location_without_secure_hash(make_app, tmp_path, web):
     client = make_app(config(tmp_path, web), do_secure_hash=False)
     url = web.data("/img", DATA)
     image_id = new_image(client, headers=OWNER)
-    body = {"url": url, "validation_data": {"os_hash_algo": "sha512",
-                                            "os_hash_value": "beefdead" * 16}}
-    assert client.post(f"/v2/images/{image_id}/locations", json=body,
-                       headers=OWNER).status_code == 202
+    body = {
+        "url": url,
+        "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "beefdead" * 16},
+    }
+    assert (
+        client.post(f"/v2/images/{image_id}/locations", json=body, headers=OWNER).status_code == 202
+    )
     assert wait_task_done(client, image_id)["status"] == "success"
     doc = image(client, image_id, OWNER)
     assert doc["status"] == "active" and doc["os_hash_value"] == "beefdead" * 16
