@@ -121,3 +121,22 @@ def test_rbd_copied_to_s3_and_swift(make_app, tmp_path, strategy, caplog):  # no
     assert r.status_code == 206 and r.content == DATA[1000:2000]
 
     assert client.delete(f"/v2/images/{image_id}", headers=ADMIN).status_code == 204
+
+
+def test_stores_detail_shows_driver_properties_never_secrets(make_app, tmp_path):  # noqa: F811
+    get_driver("rbd")
+    text = _config(tmp_path, "")
+    client = make_app(text)
+    assert [s["id"] for s in client.get("/v2/info/stores").json()["stores"]] == [
+        "ceph", "objects", "swift"]
+    r = client.get("/v2/info/stores/detail", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    detail = {s["id"]: s for s in r.json()["stores"]}
+    ceph = backend_env("ceph")
+    assert detail["ceph"]["type"] == "rbd" and detail["ceph"]["weight"] == 30
+    assert detail["ceph"]["properties"]["pool"] == ceph["CEPH_POOL"]
+    assert detail["objects"]["properties"]["s3_store_large_object_chunk_size"] > 0
+    assert detail["swift"]["properties"]["container"].startswith("glimpse-loc")
+    for secret in (swift_s3.backend_env("seaweedfs")["S3_SECRET_KEY"],
+                   swift_s3.backend_env("swift")["SWIFT_KEY"]):
+        assert secret not in r.text
