@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from glimpse.context import RequestContext
@@ -97,8 +97,6 @@ def in_order(rt: Runtime, image: ImageRecord) -> ImageRecord:
     locations = ordered(rt, image.locations)
     if locations is image.locations or locations == image.locations:
         return image
-    from dataclasses import replace  # noqa: PLC0415
-
     return replace(image, locations=locations)
 
 

@@ -26,8 +26,10 @@ def source() -> RangeServer:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, source: RangeServer,
-           ) -> Iterator[LiveServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory,
+    source: RangeServer,
+) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("location-clients")
     port = source.url.rsplit(":", 1)[1]
     config = f"""enabled_backends = fast:file,cheap:file,web:http
@@ -35,9 +37,9 @@ show_multiple_locations = true
 [glance_store]
 default_backend = fast
 [fast]
-filesystem_store_datadir = {root / 'fast'}
+filesystem_store_datadir = {root / "fast"}
 [cheap]
-filesystem_store_datadir = {root / 'cheap'}
+filesystem_store_datadir = {root / "cheap"}
 [import_filtering_opts]
 allowed_hosts = [127.0.0.1]
 allowed_ports = [80,443,{port}]
@@ -55,11 +57,22 @@ def _show(api: httpx.Client, image_id: str) -> dict:
 
 def test_location_add_update_delete(glance, api, source, suite):
     url = source.put(f"cli-{suite}", PAYLOAD)
-    image_id = glance.props("image-create", "--name", suite, "--disk-format", "raw",
-                            "--container-format", "bare")["id"]
+    image_id = glance.props(
+        "image-create", "--name", suite, "--disk-format", "raw", "--container-format", "bare"
+    )["id"]
     sha = hashlib.sha512(PAYLOAD).hexdigest()
-    shown = glance.props("location-add", "--url", url, "--metadata", '{"speed": "88mph"}',
-                         "--hash-algo", "sha512", "--hash-value", sha, image_id)
+    shown = glance.props(
+        "location-add",
+        "--url",
+        url,
+        "--metadata",
+        '{"speed": "88mph"}',
+        "--hash-algo",
+        "sha512",
+        "--hash-value",
+        sha,
+        image_id,
+    )
     assert shown["status"] == "active"
     doc = _show(api, image_id)
     assert doc["os_hash_value"] == sha and doc["size"] == len(PAYLOAD)
@@ -81,11 +94,23 @@ def test_location_add_update_delete(glance, api, source, suite):
 def test_stores_delete(glance, api, tmp_path, suite):
     path = tmp_path / "data"
     path.write_bytes(PAYLOAD)
-    image_id = glance.props("image-create", "--name", suite, "--disk-format", "raw",
-                            "--container-format", "bare", "--file", str(path),
-                            "--store", "fast")["id"]
-    r = api.post(f"/v2/images/{image_id}/import",
-                 json={"method": {"name": "copy-image"}, "stores": ["cheap"]})
+    image_id = glance.props(
+        "image-create",
+        "--name",
+        suite,
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--file",
+        str(path),
+        "--store",
+        "fast",
+    )["id"]
+    r = api.post(
+        f"/v2/images/{image_id}/import",
+        json={"method": {"name": "copy-image"}, "stores": ["cheap"]},
+    )
     assert r.status_code == 202, r.text
     for _ in range(200):
         if _show(api, image_id).get("stores") == "fast,cheap":

@@ -128,7 +128,10 @@ def test_stores_detail_shows_driver_properties_never_secrets(make_app, tmp_path)
     text = _config(tmp_path, "")
     client = make_app(text)
     assert [s["id"] for s in client.get("/v2/info/stores").json()["stores"]] == [
-        "ceph", "objects", "swift"]
+        "ceph",
+        "objects",
+        "swift",
+    ]
     r = client.get("/v2/info/stores/detail", headers=ADMIN)
     assert r.status_code == 200, r.text
     detail = {s["id"]: s for s in r.json()["stores"]}
@@ -137,6 +140,8 @@ def test_stores_detail_shows_driver_properties_never_secrets(make_app, tmp_path)
     assert detail["ceph"]["properties"]["pool"] == ceph["CEPH_POOL"]
     assert detail["objects"]["properties"]["s3_store_large_object_chunk_size"] > 0
     assert detail["swift"]["properties"]["container"].startswith("glimpse-loc")
-    for secret in (swift_s3.backend_env("seaweedfs")["S3_SECRET_KEY"],
-                   swift_s3.backend_env("swift")["SWIFT_KEY"]):
+    for secret in (
+        swift_s3.backend_env("seaweedfs")["S3_SECRET_KEY"],
+        swift_s3.backend_env("swift")["SWIFT_KEY"],
+    ):
         assert secret not in r.text
