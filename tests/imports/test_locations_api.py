@@ -416,3 +416,50 @@ def test_download_falls_back_to_next_location(make_app, tmp_path, web, caplog):
     (tmp_path / "stores" / "cheap" / image_id).unlink()
     r = client.get(f"/v2/images/{image_id}/file", headers=OWNER)
     assert r.status_code == 404
+
+
+# ---------------------------------------------------------------- lock and recovery
+
+
+def _location_task(client, image_id: str, status: str, worker: str, url: str) -> str:
+    import uuid
+
+    from glimpse.db import tasks_repo
+    from glimpse.imports.tasks import host_identity
+
+    rt = client.runtime
+    task_id = str(uuid.uuid4())
+    with rt.db.write() as session, session.begin():
+        tasks_repo.create_task(session, {
+            "id": task_id, "type": "location_import", "status": status, "owner": "p1",
+            "image_id": image_id,
+            "input": {"image_id": image_id, "loc_url": url, "validation_data": {}},
+            "host": host_identity(rt), "worker": worker})
+        assert tasks_repo.acquire_import_lock(session, image_id, task_id)
+    return task_id
+
+
+def test_add_location_waits_for_the_import_lock(app, web):
+    url = web.data("/img", DATA)
+    image_id = new_image(app, headers=OWNER)
+    _location_task(app, image_id, "processing", app.runtime.runner.worker, url)
+    r = app.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=OWNER)
+    assert r.status_code == 409
+
+
+def test_interrupted_location_import_is_reverted_at_start(make_app, tmp_path, web):
+    from glimpse.db import repository as repo
+    from tests.imports.test_lock_and_recovery import dead_worker
+
+    client = make_app(config(tmp_path, web))
+    url = web.data("/img", DATA)
+    image_id = new_image(client, headers=OWNER)
+    task_id = _location_task(client, image_id, "processing", dead_worker(), url)
+    with client.runtime.db.write() as session, session.begin():
+        assert repo.set_status(session, image_id, "queued", "importing",
+                               os_hash_algo="sha512")
+    restarted = make_app(config(tmp_path, web))
+    assert restarted.get(f"/v2/tasks/{task_id}", headers=ADMIN).json()["status"] == "failure"
+    doc = image(restarted, image_id, OWNER)
+    assert doc["status"] == "queued" and doc["os_hash_algo"] is None
+    assert "os_glance_import_task" not in doc
