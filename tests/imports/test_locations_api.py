@@ -463,3 +463,19 @@ def test_interrupted_location_import_is_reverted_at_start(make_app, tmp_path, we
     doc = image(restarted, image_id, OWNER)
     assert doc["status"] == "queued" and doc["os_hash_algo"] is None
     assert "os_glance_import_task" not in doc
+
+
+def test_loopback_location_refused_unless_host_allowed(make_app, tmp_path, web):
+    # Without 127.0.0.1 in allowed_hosts the address guard refuses the loopback
+    # address the host resolves to: the URL is refused before any connection.
+    text = config(tmp_path, web).replace("allowed_hosts = [127.0.0.1]", "allowed_hosts = []")
+    client = make_app(text)
+    url = web.data("/guarded", DATA)
+    before = len(web.server.requests)
+    image_id = new_image(client, headers=OWNER)
+    r = patch(client, image_id, [{"op": "add", "path": "/locations/-",
+                                  "value": {"url": url, "metadata": {}}}])
+    assert r.status_code == 400 and "loopback" in r.json()["message"]
+    r = client.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=OWNER)
+    assert r.status_code == 400 and "loopback" in r.json()["message"]
+    assert len(web.server.requests) == before
