@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from glimpse import metrics
+from glimpse.cache import FillSource
 from glimpse.context import RequestContext
 from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
@@ -279,14 +280,29 @@ class Download:
 
     def open(self, rt: Runtime, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         assert self.url is not None
+        if rt.cache is not None:  # this node's image cache (glimpse.cache)
+            chunks = rt.cache.read(self.image_id, offset, length, self._fill_source(rt),
+                                   functools.partial(self._from_store, rt, offset, length))
+        else:
+            chunks = self._from_store(rt, offset, length)
+        expected = length if length is not None else self.size - offset
+        return rt.notifier.watch_send(self.image, *self.receiver, chunks, expected)
+
+    def _from_store(self, rt: Runtime, offset: int, length: int | None) -> Iterator[bytes]:
+        assert self.url is not None
         try:
-            chunks = rt.stores.for_url(self.url).get(self.url, offset, length)
+            return rt.stores.for_url(self.url).get(self.url, offset, length)
         except DataNotFound as exc:
             raise NotFound(f"Image data for {self.image_id} is missing") from exc
         except StoreError as exc:
             raise http_error(exc, "Could not read image data") from exc
-        expected = length if length is not None else self.size - offset
-        return rt.notifier.watch_send(self.image, *self.receiver, chunks, expected)
+
+    def _fill_source(self, rt: Runtime) -> FillSource | None:
+        image = self.image
+        if image is None or image.status != "active" or not image.size:
+            return None
+        return FillSource(self.image_id, image.size, image.checksum,
+                          functools.partial(self._from_store, rt, 0, None))
 
 
 def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Download:
@@ -299,6 +315,10 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     if image.status not in READABLE or not image.locations:
         return Download(image_id, 0, None, None)
     url = image.locations[0]["url"]
+    if rt.cache is not None and image.size and rt.cache.is_cached(image_id):
+        # A hit asks the store nothing: the record's size is the copy's.
+        return Download(image_id, image.size, image.checksum, url, None, image,
+                        (ctx.project_id, ctx.user_id))
     try:
         store = rt.stores.for_url(url)
         size = store.size(url)
@@ -308,3 +328,14 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
         raise http_error(exc, "Could not read image data") from exc
     return Download(image_id, size, image.checksum, url, store.local_path(url), image,
                     (ctx.project_id, ctx.user_id))
+
+
+def cache_source(rt: Runtime, image_id: str) -> FillSource | None:
+    """What the prefetcher copies for a queued image (None: not an active image)."""
+    with rt.db.read() as session:
+        image = repo.get_image(session, image_id)
+    if image is None or image.status != "active" or not image.locations or not image.size:
+        return None
+    dl = Download(image_id, image.size, image.checksum, image.locations[0]["url"], None,
+                  image)
+    return dl._fill_source(rt)
