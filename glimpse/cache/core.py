@@ -157,13 +157,14 @@ class ImageCache:
         self._pool = ThreadPoolExecutor(conf.image_cache_max_concurrent_fills,
                                         thread_name_prefix="glimpse-cache-fill")
         self._prune_lock = threading.Lock()
+        # queued images are copied one at a time, beside the fills of downloads
+        self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="glimpse-cache-prefetch")
         # set by the runtime: image id -> FillSource, or None (not active, gone)
         self.source_for: Callable[[str], FillSource | None] | None = None
         # set by the runtime: image ids -> those that are still active images
         self.still_active: Callable[[list[str]], set[str]] | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._prefetch_wakeup = threading.Event()
         self._last_floor_warning = 0.0
 
     # ------------------------------------------------------------ paths
@@ -485,8 +486,15 @@ class ImageCache:
             thread.start()
             self._threads.append(thread)
 
-    def wake_prefetcher(self) -> None:
-        self._prefetch_wakeup.set()
+    def prefetch_soon(self, image_id: str) -> None:
+        """Cache a queued image now, in the background (a failure stays queued)."""
+        def run() -> None:
+            try:
+                self.cache_now(image_id)
+            except Exception:  # noqa: BLE001 - the periodic pass retries
+                LOG.warning("Caching queued image %s failed", image_id, exc_info=True)
+
+        self._prefetcher.submit(run)
 
     def _maintain(self) -> None:
         interval = self.conf.image_cache_prune_interval
@@ -500,13 +508,8 @@ class ImageCache:
                 LOG.warning("Cache maintenance pass failed", exc_info=True)
 
     def _prefetch_loop(self) -> None:
-        interval = self.conf.cache_prefetcher_interval
-        while not self._stop.is_set():
-            self._prefetch_wakeup.wait(interval)
-            self._prefetch_wakeup.clear()
-            if self._stop.is_set():
-                return
-            self.prefetch()
+        while not self._stop.wait(self.conf.cache_prefetcher_interval):
+            self._prefetcher.submit(self.prefetch)
 
     def prefetch(self) -> int:
         """Cache every queued image that can be; the others stay queued."""
@@ -521,7 +524,7 @@ class ImageCache:
 
     def close(self) -> None:
         self._stop.set()
-        self._prefetch_wakeup.set()
+        self._prefetcher.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.records.close()
 
