@@ -14,6 +14,11 @@ async def get_cache_state(request: Request) -> Response:
     return json_response(await call(cache_svc.cache_state, rt_of(request), ctx_of(request)))
 
 
+async def cached_nodes(request: Request) -> Response:
+    return json_response(await call(cache_svc.cached_nodes, rt_of(request), ctx_of(request),
+                                    request.path_params["image_id"]))
+
+
 async def queue_image(request: Request) -> Response:
     await call(cache_svc.queue_image, rt_of(request), ctx_of(request),
                request.path_params["image_id"])
@@ -46,6 +51,7 @@ routes = [
     Route("/v2/cache", clear_cache, methods=["DELETE"]),
     Route("/v2/cache/clean", clean_cache, methods=["POST"]),
     Route("/v2/cache/prune", prune_cache, methods=["POST"]),
+    Route("/v2/cache/nodes/{image_id}", cached_nodes, methods=["GET"]),
     Route("/v2/cache/{image_id}", delete_cache_entry, methods=["DELETE"]),
     Route("/v2/cache/{image_id}", queue_image, methods=["PUT"]),
 ]

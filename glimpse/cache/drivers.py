@@ -114,6 +114,14 @@ class CentralizedDb:
         return [Entry(r["image_id"], r["size"], r["checksum"], r["hits"],
                       _stamp(r["last_accessed"]), _stamp(r["last_modified"])) for r in rows]
 
+    def nodes_with(self, image_id: str) -> list[str]:
+        """The URLs of every node whose cache holds this image."""
+        t, n = self._t, self._node_t
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(select(n.c.url).join(t, t.c.node_id == n.c.id)
+                                     .where(t.c.image_id == image_id)
+                                     .order_by(n.c.url)).scalars())
+
     def close(self) -> None:
         pass
 

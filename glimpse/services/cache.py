@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from glimpse.context import RequestContext
-from glimpse.errors import BadRequest, NotFound
+from glimpse.errors import BadRequest, Conflict, NotFound
 from glimpse.services.images import load_visible, target
 from glimpse.services.runtime import Runtime
 
@@ -39,6 +39,16 @@ def _find(rt: Runtime, ctx: RequestContext, image_id: str) -> tuple[Any, bool] |
 def cache_state(rt: Runtime, ctx: RequestContext) -> dict[str, Any]:
     cache = _enforce(rt, ctx, "cache_list")
     return {"cached_images": cache.cached_images(), "queued_images": cache.queued_images()}
+
+
+def cached_nodes(rt: Runtime, ctx: RequestContext, image_id: str) -> list[str]:
+    """The nodes (worker_self_reference_url) whose cache holds an image."""
+    cache = _enforce(rt, ctx, "list_cached_nodes")
+    if rt.conf.image_cache_driver != "centralized_db":
+        raise Conflict("Centralized caching is not enabled")
+    if _find(rt, ctx, image_id) is None:
+        raise NotFound(f"Image {image_id} not found.")
+    return cache.records.nodes_with(image_id)
 
 
 def queue_image(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
