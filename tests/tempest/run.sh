@@ -18,9 +18,13 @@
 #   GLIMPSE_CACHE           where the tempest virtualenv is kept (~/.cache/glimpse-ci)
 #   GLIMPSE_TEMPEST_PORT    Glimpse's port (default: a free one)
 #   CONCURRENCY             tempest workers (default 2)
+#   IMAGE_CACHING           1 (default): Glimpse runs with its image cache on
+#                           (image_cache_dir) and tempest's caching tests run; 0: off
+#   TEMPEST_REGEX           run only the tests of the suite matching this regex (the
+#                           expected list is filtered the same way)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[ $# -gt 0 ] || { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 for suite in "$@"; do
     case $suite in image | rbac | rbac-all) ;; *) echo "unknown suite $suite" >&2; exit 2 ;; esac
 done
@@ -33,6 +37,9 @@ GLIMPSE=${GLIMPSE_BIN:-$ROOT/.venv/bin/glimpse}
 TEMPEST_WANT=${TEMPEST_WANT:-tempest==47.0.0 glance-tempest-plugin==0.17.0}
 VT=$CACHE/venv-tempest
 CONCURRENCY=${CONCURRENCY:-2}
+IMAGE_CACHING=${IMAGE_CACHING:-1}
+CACHE_DIR_LINE=
+case $IMAGE_CACHING in 0) CACHING_ENABLED=false ;; *) CACHING_ENABLED=true ;; esac
 log() { echo "tempest: $*"; }
 free_port() {
     "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0))
@@ -159,7 +166,7 @@ build_interval = 1
 container_formats = bare,ami,ari,aki,ovf,ova
 disk_formats = qcow2,raw,ami,ari,aki,vhd,vmdk,vdi,iso,vhdx
 hashing_algorithm = sha512
-image_caching_enabled = true
+image_caching_enabled = $CACHING_ENABLED
 
 [image-feature-enabled]
 api_v2 = true
@@ -176,6 +183,7 @@ CONF
 # ------------------------------------------------------------ Glimpse
 G=$W/glimpse
 rm -rf "$G"
+[ "$CACHING_ENABLED" = false ] || CACHE_DIR_LINE="image_cache_dir = $G/data/image-cache"
 mkdir -p "$G"
 cat >"$G/glance-api.conf" <<CONF
 [DEFAULT]
@@ -189,6 +197,7 @@ enabled_import_methods = [glance-direct,web-download,copy-image]
 enabled_backends = fast:file,web:http
 worker_self_reference_url = $IMAGE_URL
 hashing_algorithm = sha512
+$CACHE_DIR_LINE
 
 [glance_store]
 default_backend = fast
@@ -246,6 +255,8 @@ for suite in "$@"; do
         rbac) regex='^glance_tempest_plugin\.tests\.rbac\.v2\.test_project_[a-z_]+\.Image' ;;
         rbac-all) regex='^glance_tempest_plugin\.tests\.rbac' ;;
     esac
+    filter=${TEMPEST_REGEX:-}
+    [ -z "$filter" ] || regex=$filter
     echo "== tempest $suite ($regex)"
     out=$W/results/$suite
     rm -rf "$out"
@@ -258,6 +269,7 @@ for suite in "$@"; do
         --concurrency "$CONCURRENCY" ) >"$out/tempest-run.log" 2>&1 || true
     ( cd "$TW" && "$VT/bin/stestr" last --subunit ) >"$out/results.subunit" 2>/dev/null || true
     "$VT/bin/python" "$ROOT/tests/tempest/results.py" "$out" \
-        "$ROOT/tests/tempest/expected-$suite.txt" "$(($(date +%s) - t0))" || status=1
+        "$ROOT/tests/tempest/expected-$suite.txt" "$(($(date +%s) - t0))" "$filter" \
+        || status=1
 done
 exit $status
