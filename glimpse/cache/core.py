@@ -293,6 +293,8 @@ class ImageCache:
         try:
             with open(fd, "wb", buffering=0, closefd=False) as out:
                 for chunk in chunks:
+                    if self._stop.is_set():  # shutting down: do not hold the exit
+                        raise CacheFillError("the server is stopping")
                     if not chunk:
                         continue
                     view = memoryview(chunk)
