@@ -20,11 +20,13 @@
 #   CONCURRENCY             tempest workers (default 2)
 #   IMAGE_CACHING           1 (default): Glimpse runs with its image cache on
 #                           (image_cache_dir) and tempest's caching tests run; 0: off
+#   GLIMPSE_TEMPEST_CATALOG_TYPE  the image service's type in Keystone's catalog
+#                           (default image; runs sharing one Keystone each need one)
 #   TEMPEST_REGEX           run only the tests of the suite matching this regex (the
 #                           expected list is filtered the same way)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[ $# -gt 0 ] || { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 for suite in "$@"; do
     case $suite in image | rbac | rbac-all) ;; *) echo "unknown suite $suite" >&2; exit 2 ;; esac
 done
@@ -87,8 +89,9 @@ eval "$KS_ENV"  # KEYSTONE_URL KEYSTONE_PORT ADMIN_PASSWORD SERVICE_USER SERVICE
 
 PORT=${GLIMPSE_TEMPEST_PORT:-$(free_port)}
 IMAGE_URL=http://127.0.0.1:$PORT
+CATALOG_TYPE=${GLIMPSE_TEMPEST_CATALOG_TYPE:-image}
 "$PYTHON" "$ROOT/scripts/keystone_admin.py" "$KEYSTONE_URL" "$ADMIN_PASSWORD" \
-    catalog "$IMAGE_URL" >/dev/null
+    catalog "$IMAGE_URL" "$CATALOG_TYPE" >/dev/null
 
 # ------------------------------------------------------------ test image over loopback HTTP
 # tempest's web-download and location tests fetch [image] http_image: a small valid qcow2.
@@ -156,7 +159,7 @@ glance = true
 keystone = true
 
 [image]
-catalog_type = image
+catalog_type = $CATALOG_TYPE
 region = RegionOne
 endpoint_type = public
 http_image = $HTTP_IMAGE
