@@ -87,6 +87,18 @@ default_opts = [
                help="Maximum tags of one image; negative means unlimited."),
     cfg.IntOpt("image_location_quota", default=10,
                help="Maximum locations of one image; negative means unlimited."),
+    cfg.StrOpt("location_strategy", default="location_order",
+               choices=("location_order", "store_type"),
+               help="Order of an image's locations, in its record and when its data is "
+               "read: 'location_order' (as added; with enabled_backends, by the stores' "
+               "weight, highest first) or 'store_type' (by "
+               "[store_type_location_strategy] store_type_preference)."),
+    cfg.BoolOpt("do_secure_hash", default=True,
+                help="Compute checksum and os_hash_value of data added with the locations "
+                "API (POST /v2/images/{id}/locations); when false the validation_data "
+                "given is copied as it is."),
+    cfg.IntOpt("http_retries", default=3, min=0,
+               help="Times the locations API retries reading a location's data to hash it."),
     cfg.StrOpt("user_storage_quota", default="0",
                help="Maximum bytes of image data per project, optionally with a unit "
                "(B, KB, MB, GB, TB; 1024-based). 0 means unlimited."),
@@ -194,6 +206,13 @@ task_opts = [
                help="Accepted for compatibility with Glance; Glimpse runs tasks in threads."),
 ]
 
+store_type_location_strategy_opts = [
+    list_opt("store_type_preference", default=[],
+             help="Store types in the order their locations are preferred, e.g. "
+             "'rbd,swift,file' (location_strategy = store_type); types not listed come "
+             "last."),
+]
+
 paste_deploy_opts = [
     cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone', 'keystone+caching' "
                "and 'keystone+cachemanagement' select auth_strategy=keystone (the cache "
@@ -207,6 +226,7 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     ("database", database_opts),
     ("glance_store", glance_store_opts + legacy_spelling(SWIFT_OPTS + S3_OPTS)),
     ("task", task_opts),
+    ("store_type_location_strategy", store_type_location_strategy_opts),
     ("paste_deploy", paste_deploy_opts),
 ]
 

@@ -528,6 +528,14 @@ def add_location(session: Session, image_id: str, url: str, metadata: dict) -> N
     session.flush()
 
 
+def set_location_metadata(session: Session, image_id: str, location_id: int,
+                          metadata: dict) -> None:
+    session.execute(update(ImageLocation)
+                    .where(ImageLocation.image_id == image_id, ImageLocation.id == location_id)
+                    .values(meta_data=json.dumps(metadata), updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
+
+
 def set_location_status(session: Session, image_id: str, status: str,
                         location_id: int | None = None) -> None:
     stmt = update(ImageLocation).where(ImageLocation.image_id == image_id)

@@ -175,7 +175,7 @@ image_caching_enabled = $CACHING_ENABLED
 api_v2 = true
 import_image = true
 os_glance_reserved = true
-manage_locations = false
+manage_locations = true
 image_conversion = false
 image_format_enforcement = true
 do_secure_hash = true
@@ -197,7 +197,10 @@ auth_strategy = keystone
 data_dir = $G/data
 workers = 2
 enabled_import_methods = [glance-direct,web-download,copy-image]
-enabled_backends = fast:file,web:http
+# tempest waits for an all-stores import until "stores" equals the sorted store ids, and
+# "stores" follows the order the copies were written (enabled_backends order, as Glance).
+enabled_backends = cheap:file,fast:file,web:http
+show_multiple_locations = true
 worker_self_reference_url = $IMAGE_URL
 hashing_algorithm = sha512
 $CACHE_DIR_LINE
@@ -208,6 +211,10 @@ default_backend = fast
 [fast]
 filesystem_store_datadir = $G/data/images-fast
 store_description = Fast file store
+
+[cheap]
+filesystem_store_datadir = $G/data/images-cheap
+store_description = Cheap file store
 
 [web]
 store_description = Read-only HTTP store
