@@ -167,7 +167,7 @@ def test_fifty_concurrent_misses_read_the_store_once(app_factory, tmp_path):
     with ThreadPoolExecutor(50) as pool:
         bodies = list(pool.map(fetch, range(50)))
     assert all(body == data for body in bodies)
-    assert reads.calls == [(0, None)]
+    assert reads.calls == [(0, len(data))]  # the whole image, once
     assert (tmp_path / "cache" / image_id).read_bytes() == data
 
 
