@@ -270,6 +270,12 @@ def test_background_pruner_runs_without_any_request(app_factory, tmp_path):
     ids = [_image(client, os.urandom(MiB)) for _ in range(2)]
     for image_id in ids:
         client.get(f"/v2/images/{image_id}/file", headers=ADMIN)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(list(rt.cache.records.entries())) < 2:
+        time.sleep(0.05)
+    time.sleep(0.05)
+    # A hit makes ids[1] the most recently used, whatever order the fills committed in.
+    assert client.get(f"/v2/images/{ids[1]}/file", headers=ADMIN).status_code == 200
     rt.cache.start()
     rt.cache.max_size = MiB
     deadline = time.monotonic() + 10
