@@ -214,8 +214,9 @@ store_type_location_strategy_opts = [
 ]
 
 paste_deploy_opts = [
-    cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' and "
-               "'keystone+cachemanagement' select auth_strategy=keystone."),
+    cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone', 'keystone+caching' "
+               "and 'keystone+cachemanagement' select auth_strategy=keystone (the cache "
+               "itself is on when image_cache_dir is set)."),
     cfg.StrOpt("config_file", help="Accepted and ignored: Glimpse has no paste pipeline."),
 ]
 
@@ -237,14 +238,21 @@ def _ops_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
     return ops_opts.OPT_GROUPS
 
 
+# --- image cache options (issue 16)
+def _cache_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
+    from glimpse.cache import opts as cache_opts
+
+    return cache_opts.OPT_GROUPS
+
+
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator."""
-    return [(group, list(opts)) for group, opts in OPT_GROUPS + _ops_groups()]
+    return [(group, list(opts)) for group, opts in OPT_GROUPS + _ops_groups() + _cache_groups()]
 
 
 def new_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
-    for group, opts in OPT_GROUPS + _ops_groups():
+    for group, opts in OPT_GROUPS + _ops_groups() + _cache_groups():
         conf.register_opts(opts, group=group)
     return conf
 

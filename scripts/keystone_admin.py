@@ -3,9 +3,11 @@
 
     keystone_admin.py URL ADMIN_PASSWORD provision SERVICE_USER SERVICE_PASSWORD
         service project, the service user with roles admin and service on it
-    keystone_admin.py URL ADMIN_PASSWORD catalog IMAGE_URL
+    keystone_admin.py URL ADMIN_PASSWORD catalog IMAGE_URL [SERVICE_TYPE]
         an ``image`` service (name glance, RegionOne) whose public, internal and
-        admin endpoints are IMAGE_URL (replaced when they point elsewhere)
+        admin endpoints are IMAGE_URL (replaced when they point elsewhere);
+        SERVICE_TYPE (default image) lets runs sharing one Keystone each have a
+        catalog entry of their own
 
 URL is the identity v3 endpoint (http://127.0.0.1:PORT/v3). Loopback only.
 Every step is idempotent, so a re-run against a running Keystone is harmless.
@@ -96,13 +98,15 @@ def provision(ks: Keystone, user: str, password: str) -> None:
     print(f"keystone_admin: service user {user} ready on project service")
 
 
-def catalog(ks: Keystone, image_url: str) -> None:
-    services = ks.expect("GET", "/services?type=image", (200,))["services"]
+def catalog(ks: Keystone, image_url: str, service_type: str = "image") -> None:
+    query = urllib.parse.urlencode({"type": service_type})
+    services = ks.expect("GET", f"/services?{query}", (200,))["services"]
     if services:
         service_id = services[0]["id"]
     else:
         service_id = ks.expect("POST", "/services", (201,), {"service": {
-            "type": "image", "name": "glance", "description": "Image service"}})["service"]["id"]
+            "type": service_type, "name": "glance",
+            "description": "Image service"}})["service"]["id"]
     endpoints = ks.expect("GET", f"/endpoints?service_id={service_id}", (200,))["endpoints"]
     for interface in ("public", "internal", "admin"):
         mine = [e for e in endpoints if e["interface"] == interface]
@@ -113,7 +117,7 @@ def catalog(ks: Keystone, image_url: str) -> None:
         ks.expect("POST", "/endpoints", (201,), {"endpoint": {
             "service_id": service_id, "interface": interface, "url": image_url,
             "region_id": "RegionOne"}})
-    print(f"keystone_admin: catalog image -> {image_url}")
+    print(f"keystone_admin: catalog {service_type} -> {image_url}")
 
 
 def main(argv: list[str]) -> None:
@@ -123,8 +127,8 @@ def main(argv: list[str]) -> None:
     ks = Keystone(url, admin_password)
     if command == "provision" and len(args) == 2:
         provision(ks, *args)
-    elif command == "catalog" and len(args) == 1:
-        catalog(ks, args[0])
+    elif command == "catalog" and len(args) in (1, 2):
+        catalog(ks, *args)
     else:
         sys.exit(__doc__)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from glimpse import metrics
+from glimpse.cache import FillSource
 from glimpse.context import RequestContext
 from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
@@ -283,9 +284,24 @@ class Download:
     def open(self, rt: Runtime, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         assert self.url is not None
         expected = length if length is not None else self.size - offset
-        chunks = _read_with_fallback(rt, self.image_id, [self.url, *self.fallbacks],
-                                     offset, expected)
+        if rt.cache is not None:  # this node's image cache (glimpse.cache)
+            chunks = rt.cache.read(self.image_id, offset, length, self._fill_source(rt),
+                                   functools.partial(self._from_store, rt, offset, expected))
+        else:
+            chunks = self._from_store(rt, offset, expected)
         return rt.notifier.watch_send(self.image, *self.receiver, chunks, expected)
+
+    def _from_store(self, rt: Runtime, offset: int, length: int) -> Iterator[bytes]:
+        assert self.url is not None
+        return _read_with_fallback(rt, self.image_id, [self.url, *self.fallbacks],
+                                   offset, length)
+
+    def _fill_source(self, rt: Runtime) -> FillSource | None:
+        image = self.image
+        if image is None or image.status != "active" or not image.size:
+            return None
+        return FillSource(self.image_id, image.size, image.checksum,
+                          functools.partial(self._from_store, rt, 0, image.size))
 
 
 def _open_first(rt: Runtime, image_id: str, urls: list[str], offset: int, length: int,
@@ -356,6 +372,10 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     if image.status not in READABLE or not image.locations:
         return Download(image_id, 0, None, None)
     urls = [loc["url"] for loc in ordered(rt, image.locations)]
+    if rt.cache is not None and image.size and rt.cache.is_cached(image_id):
+        # A hit asks the store nothing: the record's size is the copy's.
+        return Download(image_id, image.size, image.checksum, urls[0], None, image,
+                        (ctx.project_id, ctx.user_id), fallbacks=urls[1:])
     failure: Exception | None = None
     for index, url in enumerate(urls):
         try:
@@ -371,3 +391,17 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     if isinstance(failure, StoreError) and not isinstance(failure, DataNotFound):
         raise http_error(failure, "Could not read image data") from failure
     raise NotFound(f"Image data for {image_id} is missing") from failure
+
+
+def cache_source(rt: Runtime, image_id: str) -> FillSource | None:
+    """What the prefetcher copies for a queued image (None: not an active image)."""
+    from glimpse.services.locations import ordered
+
+    with rt.db.read() as session:
+        image = repo.get_image(session, image_id)
+    if image is None or image.status != "active" or not image.locations or not image.size:
+        return None
+    urls = [loc["url"] for loc in ordered(rt, image.locations)]
+    dl = Download(image_id, image.size, image.checksum, urls[0], None, image,
+                  fallbacks=urls[1:])
+    return dl._fill_source(rt)
