@@ -430,11 +430,19 @@ def _location_task(client, image_id: str, status: str, worker: str, url: str) ->
     rt = client.runtime
     task_id = str(uuid.uuid4())
     with rt.db.write() as session, session.begin():
-        tasks_repo.create_task(session, {
-            "id": task_id, "type": "location_import", "status": status, "owner": "p1",
-            "image_id": image_id,
-            "input": {"image_id": image_id, "loc_url": url, "validation_data": {}},
-            "host": host_identity(rt), "worker": worker})
+        tasks_repo.create_task(
+            session,
+            {
+                "id": task_id,
+                "type": "location_import",
+                "status": status,
+                "owner": "p1",
+                "image_id": image_id,
+                "input": {"image_id": image_id, "loc_url": url, "validation_data": {}},
+                "host": host_identity(rt),
+                "worker": worker,
+            },
+        )
         assert tasks_repo.acquire_import_lock(session, image_id, task_id)
     return task_id
 
@@ -456,8 +464,7 @@ def test_interrupted_location_import_is_reverted_at_start(make_app, tmp_path, we
     image_id = new_image(client, headers=OWNER)
     task_id = _location_task(client, image_id, "processing", dead_worker(), url)
     with client.runtime.db.write() as session, session.begin():
-        assert repo.set_status(session, image_id, "queued", "importing",
-                               os_hash_algo="sha512")
+        assert repo.set_status(session, image_id, "queued", "importing", os_hash_algo="sha512")
     restarted = make_app(config(tmp_path, web))
     assert restarted.get(f"/v2/tasks/{task_id}", headers=ADMIN).json()["status"] == "failure"
     doc = image(restarted, image_id, OWNER)
@@ -473,8 +480,11 @@ def test_loopback_location_refused_unless_host_allowed(make_app, tmp_path, web):
     url = web.data("/guarded", DATA)
     before = len(web.server.requests)
     image_id = new_image(client, headers=OWNER)
-    r = patch(client, image_id, [{"op": "add", "path": "/locations/-",
-                                  "value": {"url": url, "metadata": {}}}])
+    r = patch(
+        client,
+        image_id,
+        [{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}],
+    )
     assert r.status_code == 400 and "loopback" in r.json()["message"]
     r = client.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=OWNER)
     assert r.status_code == 400 and "loopback" in r.json()["message"]
