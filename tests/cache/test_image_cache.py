@@ -345,3 +345,18 @@ def test_parse_floor() -> None:
     assert cache_core.parse_floor("5%", 1000) == 50
     assert cache_core.parse_floor("2GB", 0) == 2 * 1024**3
     assert cache_core.parse_floor("12345", 0) == 12345
+
+
+def test_concurrent_hits_all_count(cached_client):
+    client = cached_client
+    data = os.urandom(256 * 1024)
+    image_id = _image(client, data)
+    client.get(f"/v2/images/{image_id}/file", headers=ADMIN)  # the fill
+
+    def fetch(_n: int) -> bytes:
+        return client.get(f"/v2/images/{image_id}/file", headers=ADMIN).content
+
+    with ThreadPoolExecutor(20) as pool:
+        assert all(body == data for body in pool.map(fetch, range(30)))
+    [entry] = client.get("/v2/cache", headers=ADMIN).json()["cached_images"]
+    assert entry["hits"] == 30
