@@ -422,8 +422,13 @@ class ImageCache:
         if self.is_cached(image_id):
             self._dequeue(image_id)
             return True
-        source = self.source_for(image_id) if self.source_for is not None else None
+        if self.source_for is None:
+            return False
+        source = self.source_for(image_id)
         if source is None:
+            if self._dequeue(image_id):
+                LOG.warning("Dropped image %s from the cache queue: it is no longer an "
+                            "active image with data", image_id)
             return False
         fill = self._fill(source)
         if fill is None or fill is _FOREIGN:
@@ -451,6 +456,11 @@ class ImageCache:
             had = True
         self.records.remove(image_id)
         return had
+
+    def image_deleted(self, image_id: str) -> None:
+        """Forget a deleted image on this node: its copy, its record, its queue entry."""
+        self.evict(image_id)
+        self.dequeue(image_id)
 
     def evict_all(self) -> int:
         count = 0
