@@ -38,6 +38,9 @@ READ_SIZE = 2 * 1024 * 1024  # as the file store reads
 INCOMPLETE, INVALID, QUEUE = "incomplete", "invalid", "queue"
 
 
+_FOREIGN = object()  # a fill run by another worker process of this node
+
+
 class CacheFillError(Exception):
     """The fill a client was following failed: the response cannot be completed."""
 
@@ -190,9 +193,77 @@ class ImageCache:
         if source is None or offset or length is not None:
             return from_store()
         fill = self._fill(source)
+        if fill is _FOREIGN:
+            # Another worker process of this node is copying it: follow its file.
+            foreign = self._follow_foreign(image_id, source.size)
+            if foreign is not None:
+                return foreign
+            copy = self._open_copy(image_id, 0, None)  # it may just have finished
+            return copy if copy is not None else from_store()
         if fill is None:
             return from_store()
         return fill.follow()
+
+    def _follow_foreign(self, image_id: str, size: int) -> Iterator[bytes] | None:
+        try:
+            fd = os.open(self.path(image_id, INCOMPLETE), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        return _FdChunks(fd, self._read_foreign(fd, image_id, size))
+
+    def _read_foreign(self, fd: int, image_id: str, size: int) -> Iterator[bytes]:
+        """A copy written by another process, read as it grows. Its last byte is only
+        read once that copy is committed (renamed into place, so the same inode), so a
+        copy that fails never ends up as a complete response here either."""
+        inode = os.fstat(fd).st_ino
+        pos = 0
+        idle_limit = min(self.conf.image_cache_stall_time or 600, 600)
+        last_progress = time.monotonic()
+        while True:
+            current = os.fstat(fd).st_size
+            if current < pos:  # a stale file truncated by a new writer
+                raise CacheFillError(f"Copy of image {image_id} was restarted")
+            limit = min(current, size - 1)
+            if pos < limit:
+                while pos < limit:
+                    data = os.pread(fd, min(READ_SIZE, limit - pos), pos)
+                    if not data:
+                        break
+                    pos += len(data)
+                    yield data
+                last_progress = time.monotonic()
+                continue
+            verdict = self._foreign_verdict(fd, image_id, inode)
+            if verdict is False:
+                raise CacheFillError(f"Copy of image {image_id} by another worker failed")
+            if verdict is True:
+                while pos < size:
+                    data = os.pread(fd, min(READ_SIZE, size - pos), pos)
+                    if not data:
+                        raise CacheFillError(f"Copy of image {image_id} was truncated")
+                    pos += len(data)
+                    yield data
+                return
+            if time.monotonic() - last_progress > idle_limit:
+                raise CacheFillError(f"Copy of image {image_id} by another worker stalled")
+            time.sleep(0.01)
+
+    def _foreign_verdict(self, fd: int, image_id: str, inode: int) -> bool | None:
+        """True: committed; False: failed or abandoned; None: still being written."""
+        def committed() -> bool:
+            try:
+                return os.stat(self.path(image_id)).st_ino == inode
+            except FileNotFoundError:
+                return False
+
+        if committed():
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return None  # its writer still holds the lock
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return committed()  # the writer renames before it lets go
 
     def _open_copy(self, image_id: str, offset: int, length: int | None,
                    ) -> Iterator[bytes] | None:
@@ -210,9 +281,10 @@ class ImageCache:
 
     # ------------------------------------------------------------ filling
 
-    def _fill(self, source: FillSource) -> _Fill | None:
+    def _fill(self, source: FillSource) -> Any:
         """The fill of this image on this node: the one in progress, a new one, or
-        None when none may start (limits, free space, another worker filling).
+        None when none may start (limits, free space), or _FOREIGN when another
+        worker process of this node is writing it.
 
         A new fill opens the store here, in the caller's thread, so that a store
         that cannot be read fails this request before anything is sent."""
@@ -236,7 +308,7 @@ class ImageCache:
                 raise
             if lock_fd is None:
                 self._slots.release()
-                return None  # another worker process of this node is writing it
+                return _FOREIGN  # another worker process of this node is writing it
             fill = _Fill(image_id, self.path(image_id, INCOMPLETE), source.size)
             self._fills[image_id] = fill
         try:
@@ -350,12 +422,17 @@ class ImageCache:
         if self.is_cached(image_id):
             self._dequeue(image_id)
             return True
-        source = self.source_for(image_id) if self.source_for is not None else None
+        if self.source_for is None:
+            return False
+        source = self.source_for(image_id)
         if source is None:
+            if self._dequeue(image_id):
+                LOG.warning("Dropped image %s from the cache queue: it is no longer an "
+                            "active image with data", image_id)
             return False
         fill = self._fill(source)
-        if fill is None:
-            return False
+        if fill is None or fill is _FOREIGN:
+            return False  # the worker copying it dequeues it when done
         with fill.cond:
             fill.cond.wait_for(lambda: fill.done)
         return fill.error is None
@@ -379,6 +456,11 @@ class ImageCache:
             had = True
         self.records.remove(image_id)
         return had
+
+    def image_deleted(self, image_id: str) -> None:
+        """Forget a deleted image on this node: its copy, its record, its queue entry."""
+        self.evict(image_id)
+        self.dequeue(image_id)
 
     def evict_all(self) -> int:
         count = 0

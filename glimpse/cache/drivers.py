@@ -65,6 +65,10 @@ class CentralizedDb:
 
         self.db = db
         self.node_url = node_url
+        # Writes take SQLite's write lock up front (as Database.write does), so
+        # concurrent hits queue instead of failing on a lock upgrade.
+        self._writer = (db.engine.execution_options(sqlite_write=True) if db.is_sqlite
+                        else db.engine)
         self._node_t = CacheNode.__table__
         self._t = CachedImage.__table__
         self._node_id: int | None = None
@@ -80,7 +84,7 @@ class CentralizedDb:
                     self._node_id = int(found)
                     return self._node_id
             try:
-                with self.db.engine.begin() as conn:
+                with self._writer.begin() as conn:
                     conn.execute(insert(t).values(url=self.node_url))
             except IntegrityError:
                 pass  # another worker of this node registered it first
@@ -88,7 +92,7 @@ class CentralizedDb:
 
     def add(self, image_id: str, size: int, checksum: str | None) -> None:
         node, now = self._node(), _now()
-        with self.db.engine.begin() as conn:
+        with self._writer.begin() as conn:
             conn.execute(delete(self._t).where(self._t.c.node_id == node,
                                                self._t.c.image_id == image_id))
             conn.execute(insert(self._t).values(
@@ -96,14 +100,15 @@ class CentralizedDb:
                 last_accessed=now, last_modified=now))
 
     def hit(self, image_id: str) -> None:
-        t = self._t
-        with self.db.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.node_id == self._node(), t.c.image_id == image_id)
+        t, node = self._t, self._node()
+        with self._writer.begin() as conn:
+            conn.execute(update(t).where(t.c.node_id == node, t.c.image_id == image_id)
                          .values(hits=t.c.hits + 1, last_accessed=_now()))
 
     def remove(self, image_id: str) -> None:
-        with self.db.engine.begin() as conn:
-            conn.execute(delete(self._t).where(self._t.c.node_id == self._node(),
+        node = self._node()
+        with self._writer.begin() as conn:
+            conn.execute(delete(self._t).where(self._t.c.node_id == node,
                                                self._t.c.image_id == image_id))
 
     def entries(self) -> list[Entry]:

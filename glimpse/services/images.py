@@ -348,7 +348,7 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
     if rt.runner is not None:
         rt.runner.staging.remove(image_id)
     if rt.cache is not None:  # this node's copy; other nodes' cleaners drop theirs
-        rt.cache.evict(image_id)
+        rt.cache.image_deleted(image_id)
     removed = all([_delete_data(rt, url) for url in urls])
     if lease is not None:
         if removed:

@@ -138,3 +138,16 @@ def test_flavors_with_caching_are_accepted(tmp_path):
     for flavor in ("keystone+caching", "keystone+cachemanagement"):
         conf = load_config([], {"paste_deploy.flavor": flavor})
         assert effective_auth_strategy(conf) == "keystone"
+
+
+def test_a_queued_image_deleted_before_it_is_cached_leaves_the_queue(on):
+    image_id = _active(on)
+    rt = on.app.state.runtime
+    rt.cache.queue(image_id)  # queued, not yet copied
+    assert rt.cache.queued_images() == [image_id]
+    assert on.delete(f"/v2/images/{image_id}", headers=ADMIN).status_code == 204
+    assert rt.cache.queued_images() == []  # the delete took it out
+    rt.cache.queue(image_id)  # as if another node's delete: the prefetcher drops it
+    assert rt.cache.prefetch() == 0
+    assert on.get("/v2/cache", headers=ADMIN).json() == {"cached_images": [],
+                                                          "queued_images": []}

@@ -351,3 +351,91 @@ def test_parse_floor() -> None:
     assert cache_core.parse_floor("5%", 1000) == 50
     assert cache_core.parse_floor("2GB", 0) == 2 * 1024**3
     assert cache_core.parse_floor("12345", 0) == 12345
+
+
+def test_concurrent_hits_all_count(cached_client):
+    client = cached_client
+    data = os.urandom(256 * 1024)
+    image_id = _image(client, data)
+    client.get(f"/v2/images/{image_id}/file", headers=ADMIN)  # the fill
+
+    def fetch(_n: int) -> bytes:
+        return client.get(f"/v2/images/{image_id}/file", headers=ADMIN).content
+
+    with ThreadPoolExecutor(20) as pool:
+        assert all(body == data for body in pool.map(fetch, range(30)))
+    [entry] = client.get("/v2/cache", headers=ADMIN).json()["cached_images"]
+    assert entry["hits"] == 30
+
+
+def _wait_filling(tmp_path: Path, image_id: str) -> None:
+    """Until some worker's copy of the image is under way."""
+    partial = tmp_path / "cache" / "incomplete" / image_id
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size > 0):
+        assert time.monotonic() < deadline, "no fill started"
+        time.sleep(0.005)
+
+
+def test_two_workers_of_one_node_share_one_fill(app_factory, tmp_path):
+    """Two runtimes on one cache directory stand for two worker processes of a node
+    (the fill's lock is a flock, which two open files of one process contend for as
+    two processes would): misses on both read the store once."""
+    worker_a = app_factory(**_cache_conf(tmp_path))
+    worker_b = app_factory(**_cache_conf(tmp_path))
+    data = os.urandom(6 * MiB)
+    image_id = _image(worker_a, data)
+    reads_a = CountingReads(_runtime(worker_a), delay=0.1)
+    reads_b = CountingReads(_runtime(worker_b), delay=0.1)
+    started = threading.Event()
+
+    def first() -> bytes:
+        started.set()
+        return worker_a.get(f"/v2/images/{image_id}/file", headers=ADMIN).content
+
+    def later(client) -> bytes:  # noqa: ANN001
+        started.wait()
+        _wait_filling(tmp_path, image_id)
+        return client.get(f"/v2/images/{image_id}/file", headers=ADMIN).content
+
+    with ThreadPoolExecutor(9) as pool:
+        futures = [pool.submit(first)]
+        futures += [pool.submit(later, c) for c in [worker_b] * 6 + [worker_a] * 2]
+        assert all(f.result() == data for f in futures)
+    assert len(reads_a.calls) + len(reads_b.calls) == 1
+    assert (tmp_path / "cache" / image_id).read_bytes() == data
+
+
+def test_a_worker_following_another_workers_failed_fill_never_completes(
+        app_factory, tmp_path):
+    worker_a = app_factory(**_cache_conf(tmp_path))
+    worker_b = app_factory(**_cache_conf(tmp_path))
+    data = os.urandom(4 * MiB)
+    image_id = _image(worker_a, data)
+    stored = _store_file(tmp_path, image_id)
+    stored.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    CountingReads(_runtime(worker_a), delay=0.1)
+    reads_b = CountingReads(_runtime(worker_b))
+    started = threading.Event()
+
+    def fetch(client, wait: bool) -> int:  # noqa: ANN001
+        if wait:
+            started.wait()
+            _wait_filling(tmp_path, image_id)
+        else:
+            started.set()
+        got = 0
+        try:
+            with client.stream("GET", f"/v2/images/{image_id}/file", headers=ADMIN) as resp:
+                for chunk in resp.iter_bytes():
+                    got += len(chunk)
+        except Exception:  # noqa: BLE001 - the broken response is the point
+            pass
+        return got
+
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(fetch, worker_a, False)
+        b = pool.submit(fetch, worker_b, True)
+        assert a.result() < len(data) and b.result() < len(data)
+    assert reads_b.calls == []
+    assert not (tmp_path / "cache" / image_id).exists()
