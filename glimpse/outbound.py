@@ -18,8 +18,10 @@ would be the proxy's, and the destination could not be checked.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -114,16 +116,24 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise failure
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CAs, no environment), built once.
+
+    Loading the CA bundle takes tens of milliseconds; a context is safe to share
+    between clients and threads once set up, and nothing here changes it."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with the checked connections of ``_GuardedBackend``."""
 
     def __init__(self, conf: cfg.ConfigOpts):
-        super().__init__(trust_env=False)
+        super().__init__(verify=default_ssl_context(), trust_env=False)
         # httpx builds its pool without a way to pass a network backend; this is
         # the same pool (default TLS context, no retries) with ours.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=_GuardedBackend(conf))
+            ssl_context=default_ssl_context(), network_backend=_GuardedBackend(conf))
 
 
 def client(conf: cfg.ConfigOpts, **kwargs: Any) -> httpx.Client:

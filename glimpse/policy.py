@@ -14,7 +14,9 @@ registering them would open the image API; without them that option is inert.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -438,13 +440,15 @@ class Policy:
         # Every default changed with secure RBAC; warning about each one on
         # every start only buries the warnings that matter.
         self._enforcer.suppress_default_change_warnings = True
-        self._enforcer.register_defaults(list_rules())
+        # register_defaults() deep-copies every rule (about 10 ms a runtime, most
+        # of a test's app construction); the copies are made once per process.
+        self._enforcer.registered_rules.update(_registered_defaults())
         self._lock = threading.Lock()
         self._files: tuple = ()          # what the loaded rules were read from
         self._file_stats: tuple = ()
         self._next_search = 0.0
         self._decisions: dict[tuple, bool] = {}
-        self._cacheable: dict[str, bool] = {}
+        self._cacheable: dict[str, Any] = {}
         self._reload()
 
     @property
@@ -491,6 +495,9 @@ class Policy:
     # a millisecond per call. A decision depends only on the rules, the rule
     # name, the target and the credentials, so it is remembered until the
     # rules change; the files are watched with a stat() per check instead.
+    # Of the target, only the keys that the rule's checks format into their
+    # match strings (``%(project_id)s``) count: a GET of any private image of
+    # one project by one caller is then one decision, not one per image.
 
     MAX_DECISIONS = 20000
     SEARCH_INTERVAL = 1.0  # how often a policy file that is absent is looked for
@@ -499,8 +506,14 @@ class Policy:
         """``target`` None means the credentials themselves (context_is_admin)."""
         self._refresh()
         key = None
-        if self._is_cacheable(rule):
-            frozen_target = () if target is None else _freeze(target)
+        used = self._target_keys(rule)
+        if used is not False:
+            if target is None:
+                frozen_target: tuple | None = ()
+            elif used is None:
+                frozen_target = _freeze(target)
+            else:
+                frozen_target = _freeze({k: target[k] for k in used if k in target})
             if frozen_target is not None:
                 key = (rule, frozen_target, _identity(ctx))
                 known = self._decisions.get(key)
@@ -518,9 +531,13 @@ class Policy:
     def _refresh(self) -> None:
         """Reload the rules when a policy file changed, appeared or was added to."""
         enforcer = self._enforcer
-        if (not enforcer.use_conf and _stat_all(self._files) == self._file_stats
-                and (self._files[0] is not None or time.monotonic() < self._next_search)):
-            return
+        if not enforcer.use_conf and _stat_all(self._files) == self._file_stats:
+            if self._files[0] is not None or time.monotonic() < self._next_search:
+                return
+            if not _policy_file_found(enforcer) and _policy_files(enforcer) == self._files:
+                # Still no file and the same directories: the same rules and decisions.
+                self._next_search = time.monotonic() + self.SEARCH_INTERVAL
+                return
         with self._lock:
             self._reload()
 
@@ -535,10 +552,18 @@ class Policy:
         self._decisions = {}
         self._cacheable = {}
 
-    def _is_cacheable(self, rule: str) -> bool:
-        known = self._cacheable.get(rule)
-        if known is None:
-            known = _deterministic(self._enforcer.rules.get(rule), self._enforcer.rules, set())
+    def _target_keys(self, rule: str) -> tuple[str, ...] | None | bool:
+        """False: ``rule``'s decisions are not remembered; None: they depend on the
+        whole target; otherwise the target keys they depend on."""
+        known = self._cacheable.get(rule, _UNKNOWN)
+        if known is _UNKNOWN:
+            rules = self._enforcer.rules
+            if not _deterministic(rules.get(rule), rules, set()):
+                known = False
+            else:
+                keys: set[str] | None = set()
+                known = None if not _formatted_keys(rules.get(rule), rules, set(), keys) \
+                    else tuple(sorted(keys))
             self._cacheable[rule] = known
         return known
 
@@ -555,6 +580,27 @@ class Policy:
             self._enforcer.set_rules(parsed, overwrite=False, use_conf=True)
             self._reload()
 
+
+_DEFAULTS_LOCK = threading.Lock()
+_DEFAULTS: dict[str, policy.RuleDefault] = {}
+
+
+def _registered_defaults() -> dict[str, policy.RuleDefault]:
+    """Copies of :func:`list_rules`, made once per process and shared by every Policy.
+
+    oslo.policy copies each default it registers so that nothing it does to an
+    enforcer's rules reaches the module's RuleDefault objects; it only reads the
+    registered ones (load_rules puts their checks into the enforcer's own Rules),
+    so one copy can serve all enforcers."""
+    with _DEFAULTS_LOCK:
+        if not _DEFAULTS:
+            rules = list_rules()
+            names = [rule.name for rule in rules]
+            if len(set(names)) != len(names):
+                raise policy.DuplicatePolicyError(
+                    next(n for n in names if names.count(n) > 1))
+            _DEFAULTS.update((rule.name, copy.deepcopy(rule)) for rule in rules)
+        return _DEFAULTS
 
 
 # Checks whose answer depends only on the target and the credentials.
@@ -576,6 +622,40 @@ def _deterministic(check: Any, rules: Mapping[str, Any], seen: set[str]) -> bool
     if children is None and isinstance(check, _checks.NotCheck):
         children = [check.rule]
     return all(_deterministic(c, rules, seen) for c in children or ())
+
+
+_UNKNOWN = object()
+_TARGET_KEY = re.compile(r"%\(([^)]*)\)s")
+
+
+def _formatted_keys(check: Any, rules: Mapping[str, Any], seen: set[str],
+                    keys: set[str]) -> bool:
+    """Add to ``keys`` the target keys a deterministic check formats into its
+    match strings (GenericCheck and RoleCheck format ``match % target``); False
+    when a match string formats the target in any other way (then all of it counts)."""
+    if check is None:
+        return True
+    if isinstance(check, _checks.RuleCheck):
+        if check.match in seen:
+            return True
+        seen.add(check.match)
+        return _formatted_keys(rules.get(check.match), rules, seen, keys)
+    if isinstance(check, (_checks.GenericCheck, _checks.RoleCheck)):
+        match = check.match
+        keys.update(_TARGET_KEY.findall(match))
+        return "%" not in _TARGET_KEY.sub("", match)
+    children = getattr(check, "rules", None)
+    if children is None and isinstance(check, _checks.NotCheck):
+        children = [check.rule]
+    return all(_formatted_keys(c, rules, seen, keys) for c in children or ())
+
+
+def _policy_file_found(enforcer: policy.Enforcer) -> bool:
+    try:
+        enforcer._get_policy_path(enforcer.policy_file)
+    except cfg.ConfigFilesNotFoundError:
+        return False
+    return True
 
 
 def _identity(ctx: RequestContext) -> tuple:

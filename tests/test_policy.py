@@ -387,6 +387,44 @@ def test_policy_file_changes_are_picked_up(make_policy: PolicyFactory,
     assert pol.check(manager, "publicize_image", image_target(image()))
 
 
+def test_policy_file_that_appears_later_is_picked_up(make_policy: PolicyFactory,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Policy, "SEARCH_INTERVAL", 0.0)
+    pol = make_policy()
+    manager = ctx(OWNER, "image_manager")
+    for _ in range(2):  # the second answer comes from the remembered decisions
+        assert not pol.check(manager, "publicize_image", image_target(image()))
+    (tmp_path / "policy.yaml").write_text('"publicize_image": "role:image_manager"\n')
+    assert pol.check(manager, "publicize_image", image_target(image()))
+
+
+def test_remembered_decisions_follow_every_target_key_a_rule_reads(pol: Policy) -> None:
+    """Decisions are remembered per target keys the rule formats (owner, member_id,
+    visibility), so a target that differs in any of them is decided anew."""
+    caller = member(OTHER)
+    cases = [
+        (image(), False),
+        (image(name="another", id="img-2"), False),  # only unread keys differ
+        (image(visibility="public"), True),
+        (image(visibility="community"), True),
+        (image(visibility="shared"), True),  # membership is checked outside policy
+        (image(owner=OTHER), True),
+        (image(owner=None), False),
+        (image(), False),
+    ]
+    for _ in range(2):
+        for doc, allowed in cases:
+            assert pol.check(caller, "get_image", image_target(doc)) is allowed, doc
+    shared = image(visibility="shared")
+    for _ in range(2):
+        assert pol.check(caller, "get_member", image_target(shared, member_project_id=OTHER))
+        assert not pol.check(caller, "get_member", image_target(shared))
+    # The same target, other credentials.
+    assert pol.check(member(OWNER), "get_image", image_target(image()))
+    assert not pol.check(ctx(OWNER), "get_image", image_target(image()))
+
+
 def test_config_file_sets_policy_file(tmp_path: Path) -> None:
     rules = tmp_path / "my-policy.yaml"
     rules.write_text('"get_images": "!"\n')

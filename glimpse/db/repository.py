@@ -425,8 +425,13 @@ class _PatchChange:
 def _patch_in_one_statement(image_update: Any, change: _PatchChange) -> Any:
     """PostgreSQL: the image update and every child change as CTEs of one
     statement, which returns how many image rows were updated (the children
-    are changed only if that is 1). The CTEs touch disjoint rows."""
-    from sqlalchemy import column, values
+    are changed only if that is 1). The CTEs touch disjoint rows.
+
+    New properties and tags come as array parameters unnested in the statement
+    (not as a VALUES list of literals), so that the statement's shape depends
+    only on which kinds of change there are and its compiled form is cached:
+    compiling it took most of a PATCH's client CPU."""
+    from sqlalchemy import ARRAY, column, literal
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     updated = image_update.returning(_IMAGES.c.id).cte("updated_image")
@@ -437,8 +442,10 @@ def _patch_in_one_statement(image_update: Any, change: _PatchChange) -> Any:
                                          _PROPS.c.name.in_(change.props_removed))
                     .returning(_PROPS.c.name).cte("removed_props"))
     if change.props_to_set:
-        rows = values(column("name", String), column("value", Text), name="new_props").data(
-            list(change.props_to_set.items()))
+        rows = func.unnest(literal(list(change.props_to_set), ARRAY(String)),
+                           literal(list(change.props_to_set.values()), ARRAY(Text))
+                           ).table_valued(column("name", String), column("value", Text),
+                                          name="new_props").render_derived()
         ins = pg_insert(_PROPS).from_select(
             ["image_id", "name", "value"],
             select(updated.c.id, rows.c.name, rows.c.value).select_from(updated.join(rows, true())))
@@ -450,8 +457,8 @@ def _patch_in_one_statement(image_update: Any, change: _PatchChange) -> Any:
                                         _TAGS.c.value.in_(change.tags_removed))
                     .returning(_TAGS.c.value).cte("removed_tags"))
     if change.tags_added:
-        rows = values(column("value", String), name="new_tags").data(
-            [(t,) for t in change.tags_added])
+        rows = func.unnest(literal(change.tags_added, ARRAY(String))).table_valued(
+            column("value", String), name="new_tags").render_derived()
         pairs = select(updated.c.id, rows.c.value).select_from(updated.join(rows, true()))
         ctes.append(pg_insert(_TAGS).from_select(["image_id", "value"], pairs)
                     .on_conflict_do_nothing().returning(_TAGS.c.value).cte("added_tags"))

@@ -91,21 +91,6 @@ def _with_progress(chunks: Iterable[bytes], progress: Progress, phase: str,
     progress.update(phase, done, total, force=True)
 
 
-def _size_limit(rt: Runtime, owner: str | None, image_id: str,
-                with_quota: bool = True) -> tuple[int, str]:
-    cap = rt.conf.image_size_cap
-    limit, message = cap, f"Image exceeds the maximum image size of {cap} bytes"
-    quota = rt.storage_quota
-    if with_quota and quota > 0 and owner is not None:
-        with rt.db.read() as session:
-            used = repo.storage_used(session, owner, exclude_image=image_id)
-        if quota - used < limit:
-            limit = max(quota - used, 0)
-            message = ("Denying attempt to upload image because it exceeds the quota: the "
-                       f"remaining storage quota is {limit} bytes")
-    return limit, message
-
-
 # ---------------------------------------------------------------- image updates under the lock
 
 
@@ -164,7 +149,8 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     if store.read_only:
         raise ImportFailed(f"Store {store.name} is read-only")
     with_quota = activate_from is not None  # a copy does not change what the image is
-    limit, message = _size_limit(rt, image.owner, image.id, with_quota)
+    limit, message = storage_quota.size_limit(rt, image.owner, image.id,
+                                               with_quota=with_quota)
     algo = rt.conf.hashing_algorithm
     staged = _staged_measures(runner, image, source, algo) if measure else None
     inspector = (diskformat.inspector_for(image.disk_format, image.container_format)
@@ -310,7 +296,7 @@ def download(runner: TaskRunner, task: TaskRecord, image: ImageRecord, uri: str,
     """Fetch ``uri`` into the task's work file, following redirects by hand so
     that every hop passes the URI filter; stop at the size cap and the quota."""
     rt = runner.rt
-    limit, message = _size_limit(rt, image.owner, image.id)
+    limit, message = storage_quota.size_limit(rt, image.owner, image.id)
     inspector = diskformat.inspector_for(image.disk_format, image.container_format)
     algo = validation["os_hash_algo"] if validation else None
     url = uri

@@ -11,6 +11,7 @@ declared here, as are the names older releases used (``notification_driver``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from typing import Any
@@ -107,13 +108,19 @@ audit_opts = [
 ]
 
 
-def _oslo_messaging_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+@functools.cache
+def _oslo_messaging_opts() -> list[tuple[str | None, tuple[cfg.Opt, ...]]]:
+    """oslo.messaging's options of the groups used here, listed once per process.
+
+    list_opts() deep-copies all of them (tens of milliseconds); the copies are
+    then shared by every ConfigOpts of the process, like Glimpse's own options
+    (only set_default("control_exchange", CONTROL_EXCHANGE) changes one)."""
     with warnings.catch_warnings():
         # oslo.messaging imports eventlet, which warns that it is deprecated; unused here.
         warnings.simplefilter("ignore")
         from oslo_messaging import opts as om_opts
     wanted = {None, NOTIFICATIONS_GROUP, RABBIT_GROUP}
-    return [(group, list(opts)) for group, opts in om_opts.list_opts() if group in wanted]
+    return [(group, tuple(opts)) for group, opts in om_opts.list_opts() if group in wanted]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -121,7 +128,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(legacy_opts)
     conf.register_opts(audit_opts, group=AUDIT_GROUP)
     for group, opts in _oslo_messaging_opts():
-        conf.register_opts(opts, group=group)
+        conf.register_opts(list(opts), group=group)
     conf.set_default("control_exchange", CONTROL_EXCHANGE)
 
 
@@ -138,7 +145,7 @@ def doc_groups() -> list[tuple[str, list[cfg.Opt]]]:
         elif group == RABBIT_GROUP:
             groups.append((group, [o for o in opts if o.name in rabbit_doc]))
         else:
-            groups.append((group, opts))
+            groups.append((group, list(opts)))
     groups.append((AUDIT_GROUP, list(audit_opts)))
     return groups
 

@@ -179,7 +179,7 @@ def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[by
         saving = transition(image.status, Event.UPLOAD_START)
         if not repo.set_status(session, image_id, image.status, saving):
             raise Conflict("Image status transition from queued to saving is not allowed")
-        limit, message = _size_limit(rt, session, image.owner, image_id)
+        limit, message = storage_quota.size_limit(rt, image.owner, image_id, session=session)
         # Owned from here on: if this process dies, any node puts the image back.
         lease = rt.leases.acquire(session, UPLOAD, image_id=image_id,
                                   detail={"store": store.name})
@@ -252,18 +252,6 @@ def _abort_upload(rt: Runtime, image_id: str, saving: str, url: str | None, stor
         LOG.exception("Could not reset image %s to queued after a failed upload", image_id)
         rt.leases.forget(lease)
 
-
-def _size_limit(rt: Runtime, session, owner: str | None, image_id: str) -> tuple[int, str]:  # noqa: ANN001
-    cap = rt.conf.image_size_cap
-    limit, message = cap, f"Image exceeds the maximum image size of {cap} bytes"
-    quota = rt.storage_quota
-    if quota > 0 and owner is not None:
-        remaining = quota - repo.storage_used(session, owner, exclude_image=image_id)
-        if remaining < limit:
-            limit = max(remaining, 0)
-            message = (f"Denying attempt to upload image because it exceeds the quota: "
-                       f"the remaining storage quota is {limit} bytes")
-    return limit, message
 
 
 # ---------------------------------------------------------------- download

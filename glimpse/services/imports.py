@@ -58,20 +58,6 @@ def self_url(rt: Runtime) -> str | None:
 # ---------------------------------------------------------------- stage
 
 
-def _size_limit(rt: Runtime, owner: str | None, image_id: str) -> tuple[int, str]:
-    cap = rt.conf.image_size_cap
-    limit, message = cap, f"The incoming image is too large: exceeds the maximum of {cap} bytes"
-    quota = rt.storage_quota
-    if quota > 0 and owner is not None:
-        with rt.db.read() as session:
-            remaining = quota - repo.storage_used(session, owner, exclude_image=image_id)
-        if remaining < limit:
-            limit = max(remaining, 0)
-            message = ("Image exceeds the storage quota: the remaining storage quota is "
-                       f"{limit} bytes")
-    return limit, message
-
-
 def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[bytes]) -> None:
     if GLANCE_DIRECT not in rt.conf.enabled_import_methods:
         raise NotFound("'glance-direct' method is not available at this site.")
@@ -86,7 +72,7 @@ def stage(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[byte
         lease = rt.leases.acquire(session, STAGE, image_id=image_id)
     rt.leases.held(lease)
     crash_point("stage.started")
-    limit, message = _size_limit(rt, image.owner, image_id)
+    limit, message = storage_quota.size_limit(rt, image.owner, image_id, wording="stage")
     try:
         # The digests are taken now, while the data streams in (in parallel with
         # the write), and kept beside the staged file for the import.

@@ -66,7 +66,8 @@ class HttpStore(Store):
         if conf is not None:
             self._client = outbound.client(conf, timeout=httpx.Timeout(timeout))
         else:
-            self._client = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False)
+            self._client = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False,
+                                        verify=outbound.default_ssl_context())
 
     def owns(self, url: str) -> bool:
         try:

@@ -501,8 +501,10 @@ def test_client_disconnect_mid_upload_leaves_nothing(tmp_path):
     disconnect reaching the store and the rollback; the rollback's SQL is covered on
     every database by the refused-upload tests above."""
     server = start_server(tmp_path)
+    # One client for every poll below (each new client loads the CA bundle).
+    poller = httpx.Client(timeout=10, trust_env=False)
     try:
-        r = httpx.post(server.url + "/v2/images", json={
+        r = poller.post(server.url + "/v2/images", json={
             "name": "cut", "disk_format": "raw", "container_format": "bare"})
         assert r.status_code == 201
         image_id = r.json()["id"]
@@ -519,14 +521,14 @@ def test_client_disconnect_mid_upload_leaves_nothing(tmp_path):
             # Give the server time to start writing, then vanish.
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                status = httpx.get(f"{server.url}/v2/images/{image_id}").json()["status"]
+                status = poller.get(f"{server.url}/v2/images/{image_id}").json()["status"]
                 if status == "saving":
                     break
                 time.sleep(0.05)
             assert status == "saving"
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            image = httpx.get(f"{server.url}/v2/images/{image_id}").json()
+            image = poller.get(f"{server.url}/v2/images/{image_id}").json()
             if image["status"] == "queued" and _live_files(server) == []:
                 break
             time.sleep(0.1)
@@ -534,8 +536,9 @@ def test_client_disconnect_mid_upload_leaves_nothing(tmp_path):
         assert image["size"] is None and image["checksum"] is None
         assert _live_files(server) == []
         # The server is healthy and the image can be uploaded afterwards.
-        r = httpx.put(f"{server.url}/v2/images/{image_id}/file", content=DATA, headers=OCTET)
+        r = poller.put(f"{server.url}/v2/images/{image_id}/file", content=DATA, headers=OCTET)
         assert r.status_code == 204
         assert _live_files(server) == [image_id]
     finally:
+        poller.close()
         server.stop()

@@ -63,14 +63,16 @@ def serve(tmp_path: Path, text: str = "", db_url: str | None = None, *, args: tu
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
     try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{log.read_text()}")
-            try:
-                httpx.get(url + ready_path, timeout=2, verify=verify)
-                return Served(proc, url, log, conf)
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        # One client for the whole wait (each new one loads a CA bundle).
+        with httpx.Client(timeout=2, verify=verify, trust_env=False) as poller:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited early:\n{log.read_text()}")
+                try:
+                    poller.get(url + ready_path)
+                    return Served(proc, url, log, conf)
+                except httpx.HTTPError:
+                    time.sleep(0.2)
         raise RuntimeError(f"server did not start:\n{log.read_text()}")
     except BaseException:
         proc.kill()  # never leave a server behind a failed start
