@@ -51,43 +51,43 @@ show_multiple_locations = true
 [glance_store]
 default_backend = local
 [local]
-filesystem_store_datadir = {root / 'local'}
+filesystem_store_datadir = {root / "local"}
 [ceph]
-rbd_store_pool = {env['CEPH_POOL']}
-rbd_store_user = {env['CEPH_USER']}
-rbd_store_ceph_conf = {env['CEPH_CONF']}
+rbd_store_pool = {env["CEPH_POOL"]}
+rbd_store_user = {env["CEPH_USER"]}
+rbd_store_ceph_conf = {env["CEPH_CONF"]}
 rbd_store_chunk_size = 1
 rados_connect_timeout = 30
 [rgw]
-s3_store_host = {env['S3_RGW_ENDPOINT']}
-s3_store_access_key = {env['S3_RGW_ACCESS_KEY']}
-s3_store_secret_key = {env['S3_RGW_SECRET_KEY']}
+s3_store_host = {env["S3_RGW_ENDPOINT"]}
+s3_store_access_key = {env["S3_RGW_ACCESS_KEY"]}
+s3_store_secret_key = {env["S3_RGW_SECRET_KEY"]}
 s3_store_bucket = glimpse-copy-rgw-{suffix}
 s3_store_create_bucket_on_put = true
 s3_store_bucket_url_format = path
 s3_store_large_object_size = 5
 s3_store_large_object_chunk_size = 5
 [weed]
-s3_store_host = {env['S3_SEAWEEDFS_ENDPOINT']}
-s3_store_access_key = {env['S3_ACCESS_KEY']}
-s3_store_secret_key = {env['S3_SECRET_KEY']}
+s3_store_host = {env["S3_SEAWEEDFS_ENDPOINT"]}
+s3_store_access_key = {env["S3_ACCESS_KEY"]}
+s3_store_secret_key = {env["S3_SECRET_KEY"]}
 s3_store_bucket = glimpse-copy-weed-{suffix}
 s3_store_create_bucket_on_put = true
 s3_store_bucket_url_format = path
 s3_store_large_object_size = 5
 s3_store_large_object_chunk_size = 5
 [swift]
-swift_store_auth_address = {env['SWIFT_AUTH_URL']}
-swift_store_user = {env['SWIFT_USER']}
-swift_store_key = {env['SWIFT_KEY']}
+swift_store_auth_address = {env["SWIFT_AUTH_URL"]}
+swift_store_user = {env["SWIFT_USER"]}
+swift_store_key = {env["SWIFT_KEY"]}
 swift_store_auth_version = 1
 swift_store_container = glimpse-copy-{suffix}
 swift_store_create_container_on_put = true
 swift_store_large_object_chunk_size = 4
 [os_glance_staging_store]
-filesystem_store_datadir = {root / 'staging'}
+filesystem_store_datadir = {root / "staging"}
 [os_glance_tasks_store]
-filesystem_store_datadir = {root / 'tasks'}
+filesystem_store_datadir = {root / "tasks"}
 """
 
 
@@ -104,8 +104,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     remove_stale_test_data()  # SeaweedFS has room for a bounded number of buckets
     root = tmp_path_factory.mktemp("copy-every-kind")
     suffix = unique_name("x", root).removeprefix("x-")
-    live = start_server(root, f"sqlite:///{root / 'glimpse.sqlite'}",
-                        _config(root, env, suffix))
+    live = start_server(root, f"sqlite:///{root / 'glimpse.sqlite'}", _config(root, env, suffix))
     yield live
     live.stop()
 
@@ -120,20 +119,19 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
 def stores(server: LiveServer) -> registry.StoreRegistry:
     """The server's stores, built from its own configuration file, to read each copy
     directly from its back end."""
-    conf = load_config([str(server.data_dir / "glance-api.conf")],
-                       {"data_dir": str(server.data_dir)})
+    conf = load_config(
+        [str(server.data_dir / "glance-api.conf")], {"data_dir": str(server.data_dir)}
+    )
     return registry.from_conf(conf)
 
 
 def _new_image(api: httpx.Client, **extra: str) -> str:
-    r = api.post("/v2/images", json={"disk_format": "raw", "container_format": "bare",
-                                     **extra})
+    r = api.post("/v2/images", json={"disk_format": "raw", "container_format": "bare", **extra})
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
-def _wait_copies(api: httpx.Client, image_id: str, want: set[str],
-                 timeout: float = 300) -> dict:
+def _wait_copies(api: httpx.Client, image_id: str, want: set[str], timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         image = api.get(f"/v2/images/{image_id}").json()
@@ -158,15 +156,18 @@ def _hashes(chunks: Iterator[bytes]) -> tuple[str, str, int]:
 def test_copy_image_from_each_kind_to_every_other(server, api, stores, source):
     glance = GlanceCLI(find_program("glance"), server.url)
     image_id = _new_image(api, name=f"copy-from-{source}")
-    r = api.put(f"/v2/images/{image_id}/file", content=DATA,
-                headers={"Content-Type": "application/octet-stream",
-                         "X-Image-Meta-Store": source})
+    r = api.put(
+        f"/v2/images/{image_id}/file",
+        content=DATA,
+        headers={"Content-Type": "application/octet-stream", "X-Image-Meta-Store": source},
+    )
     assert r.status_code == 204, r.text
     assert api.get(f"/v2/images/{image_id}").json()["stores"] == source
     targets = [s for s in STORES if s != source]
 
-    glance.run("image-import", image_id, "--import-method", "copy-image",
-               "--stores", ",".join(targets))
+    glance.run(
+        "image-import", image_id, "--import-method", "copy-image", "--stores", ",".join(targets)
+    )
     image = _wait_copies(api, image_id, set(STORES))
     assert image["checksum"] == hashlib.md5(DATA).hexdigest()  # noqa: S324
     assert image["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
@@ -178,8 +179,9 @@ def test_copy_image_from_each_kind_to_every_other(server, api, stores, source):
     assert image["locations"][0]["metadata"]["store"] == source  # what the copies read
     for name, url in by_store.items():
         md5, sha512, size = _hashes(stores.get(name).get(url))
-        assert (md5, sha512, size) == (image["checksum"], image["os_hash_value"],
-                                       len(DATA)), f"copy in {name} differs"
+        assert (md5, sha512, size) == (image["checksum"], image["os_hash_value"], len(DATA)), (
+            f"copy in {name} differs"
+        )
 
     assert api.delete(f"/v2/images/{image_id}").status_code == 204
     for name, url in by_store.items():
@@ -193,7 +195,7 @@ def _generated(size: int) -> Iterator[bytes]:
     sent = 0
     while sent < size:
         block[:8] = (sent // MIB).to_bytes(8, "big")
-        piece = bytes(block[:min(MIB, size - sent)])
+        piece = bytes(block[: min(MIB, size - sent)])
         sent += len(piece)
         yield piece
 
@@ -209,15 +211,20 @@ def test_round_trip_per_driver(api, store, round_trip_hashes, capsys):
     md5, sha512 = round_trip_hashes
     image_id = _new_image(api, name=f"round-trip-{store}")
     start = time.monotonic()
-    r = api.put(f"/v2/images/{image_id}/file", content=_generated(ROUND_TRIP),
-                headers={"Content-Type": "application/octet-stream",
-                         "Content-Length": str(ROUND_TRIP), "X-Image-Meta-Store": store})
+    r = api.put(
+        f"/v2/images/{image_id}/file",
+        content=_generated(ROUND_TRIP),
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(ROUND_TRIP),
+            "X-Image-Meta-Store": store,
+        },
+    )
     up = time.monotonic() - start
     assert r.status_code == 204, r.text
     image = api.get(f"/v2/images/{image_id}").json()
     assert image["stores"] == store
-    assert (image["checksum"], image["os_hash_value"], image["size"]) == \
-        (md5, sha512, ROUND_TRIP)
+    assert (image["checksum"], image["os_hash_value"], image["size"]) == (md5, sha512, ROUND_TRIP)
     start = time.monotonic()
     with api.stream("GET", f"/v2/images/{image_id}/file") as resp:
         assert resp.status_code == 200
@@ -228,4 +235,3 @@ def test_round_trip_per_driver(api, store, round_trip_hashes, capsys):
     assert api.delete(f"/v2/images/{image_id}").status_code == 204
     with capsys.disabled():
         print(f"\n{store}: {ROUND_TRIP // MIB} MiB up {up:.1f} s, down {down:.1f} s")
-
