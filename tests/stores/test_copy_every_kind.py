@@ -38,7 +38,8 @@ pytestmark = pytest.mark.clients
 MIB = 1024 * 1024
 STORES = ("local", "ceph", "rgw", "weed", "swift")
 # Above every driver's part size below (rbd 1 MiB objects, s3 5 MiB parts, Swift
-# segments from 8 MiB, 4 MiB each): every copy crosses part boundaries.
+# segments from 8 MiB): every copy is written in parts (a 1 GiB one in 11 Swift
+# segments: this Swift serves a DLO of many small segments at a few MiB/s).
 DATA = os.urandom(9 * MIB + 12_345)
 BLOCK = os.urandom(MIB)
 ROUND_TRIP = int(os.environ.get("GLIMPSE_ROUND_TRIP_MIB", "1024")) * MIB
@@ -83,7 +84,7 @@ swift_store_key = {env["SWIFT_KEY"]}
 swift_store_auth_version = 1
 swift_store_container = glimpse-copy-{suffix}
 swift_store_create_container_on_put = true
-swift_store_large_object_chunk_size = 4
+swift_store_large_object_chunk_size = 100
 [os_glance_staging_store]
 filesystem_store_datadir = {root / "staging"}
 [os_glance_tasks_store]
