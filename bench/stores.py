@@ -24,9 +24,11 @@ transfer's md5 is checked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -203,14 +205,21 @@ class Glance:
                     raise RuntimeError(f"Glance did not come up; see {root / 'log'}") from None
                 time.sleep(0.5)
 
-    @staticmethod
-    def _stop(pid: int) -> None:
-        os.kill(pid, signal.SIGINT)  # uWSGI: SIGINT stops at once, SIGTERM reloads
-        deadline = time.monotonic() + 30
+    def _stop(self, pid: int) -> None:
+        """Stop start_glance.sh's uWSGI (master and workers) and wait for its port."""
+        pids = [pid, *children(pid)]
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, sig)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+                time.sleep(0.2)
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
+            except httpx.ConnectError:
                 return
             time.sleep(0.2)
 
@@ -223,6 +232,14 @@ class Glance:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             self.proc.wait(60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def api_round(endpoint: str, master: int, store: str, data: Path, size: int, md5: str
@@ -366,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stores", default=",".join(KINDS))
     ap.add_argument("--glance", action="store_true", help="real Glance on the same servers")
     ap.add_argument("--out", help="also write the figures as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
     kinds = [k for k in KINDS if k in args.stores.split(",")]
     env: dict[str, str] = {}
@@ -378,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load = [os.getloadavg()[0]]
     (REPO_ROOT / ".tmp").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-stores-", dir=REPO_ROOT / ".tmp") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = tempfile.mkdtemp(prefix="bench-stores-", dir=REPO_ROOT / ".tmp")
+        if not args.keep:
+            stack.callback(shutil.rmtree, tmp, True)
         root = Path(tmp)
         data = root / "image.raw"
         md5 = make_data(data, size)
