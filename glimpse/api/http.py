@@ -139,6 +139,9 @@ class ContextMiddleware:
                 # 401 in Glance, without an x-openstack-request-id.
                 with_id = False
                 raise
+            if "\x00" in scope["path"]:
+                # No name or id holds a NUL, and PostgreSQL cannot even compare one.
+                raise BadRequest("The request path may not contain NUL characters.")
             scope["state"]["context"] = ctx
             scope["state"]["runtime"] = self.runtime
             if ctx.user_id or ctx.project_id:
@@ -252,8 +255,10 @@ async def body_pieces(request: Request) -> AsyncIterator[bytes]:
             async with asyncio.timeout(timeout):  # a timer handle, no task per piece
                 piece = await anext(pieces, None)
         except TimeoutError:
+            # Closing the connection too: the rest of the body will never be read.
             raise RequestTimeout(f"The client sent no data for {timeout} seconds; the "
-                                 "request was given up") from None
+                                 "request was given up",
+                                 headers={"Connection": "close"}) from None
         except ClientDisconnect:
             # Not a server fault: the upload is rolled back and nobody is
             # left to read the answer, so no 500 and no traceback in the log.

@@ -30,6 +30,13 @@ SPECIAL = {"visibility", "member_status", "tag", "size_min", "size_max", "protec
            "os_hidden", *IN_LIST_FIELDS, *EXACT_FIELDS, *INT_FIELDS, *TIME_FIELDS, *IGNORED}
 
 
+# Each tag or property filter is one more condition of the query: past a few
+# hundred, SQLite refuses the statement ("Expression tree is too large") and the
+# server databases spend long planning it. No image can match more than its
+# quotas allow (128 of each by default).
+MAX_TAG_AND_PROPERTY_FILTERS = 256
+
+
 def _unescaped_quote(token: str) -> bool:
     return any(ch == '"' and (i == 0 or token[i - 1] != "\\") for i, ch in enumerate(token))
 
@@ -237,6 +244,9 @@ def parse(params: QueryParams, conf: cfg.ConfigOpts) -> ListQuery:
     q.filters = conds
     q.tags = [t.strip() for t in params.getlist("tag")]
     q.properties = {k: v for k, v in params.multi_items() if k not in SPECIAL | PAGING}
+    if len(q.tags) + len(q.properties) > MAX_TAG_AND_PROPERTY_FILTERS:
+        raise BadRequest(f"Too many tag and property filters: at most "
+                         f"{MAX_TAG_AND_PROPERTY_FILTERS} may be given in one request.")
     return q
 
 

@@ -155,12 +155,14 @@ def test_chunked_bodies_with_bad_sizes(server, body):
                       wait=IDLE_TIMEOUT + 8)
     assert all(code < 500 for code in statuses(answer)), answer[:300]
     assert_alive(server)
-    # Nothing half-written is left: the image is queued and holds no data.
     deadline = time.monotonic() + IDLE_TIMEOUT + 8
-    while image(server, image_id)["status"] != "queued" and time.monotonic() < deadline:
+    while image(server, image_id)["status"] == "saving" and time.monotonic() < deadline:
         time.sleep(0.1)
     doc = image(server, image_id)
-    assert doc["status"] == "queued" and doc["size"] is None, doc
+    if status_of(answer) == 204:  # the framing was valid after all (a long extension)
+        assert doc["status"] == "active" and doc["size"] == 4, doc
+    else:  # nothing half-written is left: the image is queued and holds no data
+        assert doc["status"] == "queued" and doc["size"] is None, doc
 
 
 def test_absurd_content_length_on_json_body_is_refused_unread(server):
@@ -186,7 +188,8 @@ def test_endless_json_body_is_cut_at_the_limit(server):
         except (BrokenPipeError, ConnectionResetError):
             pass
         try:
-            answer = sock.recv(65536)
+            while data := sock.recv(65536):
+                answer += data
         except ConnectionResetError:
             pass
     assert status_of(answer) == 400, answer[:300]
@@ -286,7 +289,8 @@ def test_slow_but_steady_client_is_not_cut(server):
 
 TRAVERSALS = ["..", "%2e%2e", "..%2f..%2f..%2fetc%2fpasswd", "%2e%2e%2f%2e%2e%2fetc",
               "..%5c..%5cwindows", "....//....//etc", "%252e%252e%252f", "..%00",
-              "%c0%ae%c0%ae%c0%af", "~root", "%2fetc%2fpasswd", "file:%2f%2f%2fetc%2fpasswd"]
+              "%c0%ae%c0%ae%c0%af", "~root", "%2fetc%2fpasswd", "file:%2f%2f%2fetc%2fpasswd",
+              "%00", "x%00y"]
 
 
 def test_traversal_in_image_ids(server):
@@ -315,7 +319,7 @@ def test_traversal_in_image_ids(server):
 
 def test_traversal_in_store_names(server):
     root = server.data_dir.parent
-    for bad in ("../fast", "..", "fast/../slow", "/etc", "fast\x00", "os_glance_staging_store",
+    for bad in ("../fast", "..", "fast/../slow", "/etc", "os_glance_staging_store",
                 "os_glance_tasks_store", "%2e%2e"):
         image_id = new_image(server)
         before = stored_files(root)
@@ -331,20 +335,31 @@ def test_traversal_in_store_names(server):
 
 
 def test_traversal_in_metadef_names(server):
+    """Names are data, never paths; found here: a name with a line break or outside
+    Latin-1 broke the Location header after the commit (the client saw the
+    connection drop), and one with a NUL was a 500 on PostgreSQL."""
     base = server.url + "/v2/metadefs/namespaces"
-    for bad in ("../../etc", "..", "a/../b", "%2e%2e", "..\\..", "x\x00y"):
-        r = httpx.post(base, json={"namespace": bad, "visibility": "public"})
-        assert r.status_code < 500, (bad, r.text)
-        if r.status_code == 201:  # a name is a name: it must read back as itself
-            from urllib.parse import quote
-            shown = httpx.get(f"{base}/{quote(bad, safe='')}")
-            assert shown.status_code in (200, 404), shown.text
-            httpx.delete(f"{base}/{quote(bad, safe='')}")
     for bad in TRAVERSALS:
         for path in (f"{base}/{bad}", f"{base}/{bad}/objects/{bad}",
                      f"{base}/{bad}/properties/{bad}", f"{base}/{bad}/tags/{bad}",
                      f"{base}/{bad}/resource_types/{bad}"):
             answer = exchange(server, head("GET", path.removeprefix(server.url),
                                            "Connection: close"), wait=5)
-            assert status_of(answer) in (404, 405), (path, answer[:300])
+            assert status_of(answer) in (400, 404, 405), (path, answer[:300])
+    for bad in ("../../etc", "..", "a/../b", "%2e%2e", "..\\..", "a\r\nSet-Cookie: x=1",
+                "\u20ac\u00e9", "a b?c#d"):
+        r = httpx.post(base, json={"namespace": bad, "visibility": "public"})
+        assert r.status_code == 201, (bad, r.text)
+        assert r.json()["namespace"] == bad
+        location = r.headers["location"]
+        assert "\r" not in location and "\n" not in location and location.isascii()
+        assert "set-cookie" not in r.headers
+        # A name is a name: it reads back as itself (a client drops "/.." from a URL).
+        if "/" not in bad and bad != "..":
+            shown = httpx.get(server.url + location)
+            assert shown.status_code == 200, (bad, shown.text)
+            assert shown.json()["namespace"] == bad
+            assert httpx.delete(server.url + location).status_code == 204
+    r = httpx.post(base, json={"namespace": "x\x00y"})
+    assert r.status_code == 400, r.text
     assert_alive(server)
