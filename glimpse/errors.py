@@ -49,6 +49,10 @@ class Gone(GlimpseError):
     status, title = 410, "Gone"
 
 
+class RequestTimeout(GlimpseError):
+    status, title = 408, "Request Timeout"
+
+
 class RequestEntityTooLarge(GlimpseError):
     status, title = 413, "Request Entity Too Large"
 

@@ -84,7 +84,12 @@ def check_destination(conf: cfg.ConfigOpts, url: str,
     """Everything checked before a URI is accepted (a 400 BadRequest if refused):
     ``[import_filtering_opts]`` on the URI as written, then its host's addresses."""
     uri_filter.check_uri(conf, url, purpose)
-    parts = httpx.URL(url)
+    try:
+        parts = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        # What httpx will not fetch (127.000.000.001: leading zeros) is refused
+        # here, as a 400, rather than failing later as a 500.
+        raise uri_filter.refuse(url, f"the URI cannot be parsed: {exc}", purpose) from None
     try:
         checked_addresses(conf, parts.host, parts.port or _default_port(parts.scheme))
     except DestinationRefused as exc:

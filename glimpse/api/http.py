@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from glimpse import logs
 from glimpse.api import auth, render
 from glimpse.context import RequestContext
-from glimpse.errors import BadRequest, GlimpseError
+from glimpse.errors import BadRequest, GlimpseError, RequestTimeout
 from glimpse.services.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
@@ -139,6 +139,9 @@ class ContextMiddleware:
                 # 401 in Glance, without an x-openstack-request-id.
                 with_id = False
                 raise
+            if "\x00" in scope["path"]:
+                # No name or id holds a NUL, and PostgreSQL cannot even compare one.
+                raise BadRequest("The request path may not contain NUL characters.")
             scope["state"]["context"] = ctx
             scope["state"]["runtime"] = self.runtime
             if ctx.user_id or ctx.project_id:
@@ -241,13 +244,44 @@ async def _in_db_thread(rt: Runtime, fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
 
 
+async def body_pieces(request: Request) -> AsyncIterator[bytes]:
+    """The request body as the server receives it, given up (408) when no byte
+    arrives for ``client_socket_timeout`` seconds: a client that stops sending
+    half-way must not hold an upload, its image and its partial data forever."""
+    timeout = request.state.runtime.conf.client_socket_timeout or None
+    pieces = aiter(request.stream())
+    while True:
+        try:
+            async with asyncio.timeout(timeout):  # a timer handle, no task per piece
+                piece = await anext(pieces, None)
+        except TimeoutError:
+            # Closing the connection too: the rest of the body will never be read.
+            raise RequestTimeout(f"The client sent no data for {timeout} seconds; the "
+                                 "request was given up",
+                                 headers={"Connection": "close"}) from None
+        except ClientDisconnect:
+            # Not a server fault: the upload is rolled back and nobody is
+            # left to read the answer, so no 500 and no traceback in the log.
+            raise BadRequest("The client disconnected before sending all the data") from None
+        if piece is None:
+            return
+        if piece:
+            yield piece
+
+
 async def read_json(request: Request, max_bytes: int = 1024 * 1024) -> Any:
-    try:
-        body = await request.body()
-    except ClientDisconnect:  # nobody is left to read an answer: no 500, no traceback
-        raise BadRequest("The client disconnected before sending all the data") from None
-    if len(body) > max_bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
         raise BadRequest("Request body is too large")
+    parts: list[bytes] = []
+    held = 0
+    # Read no more than the limit: a body that never ends must not fill the memory.
+    async for piece in body_pieces(request):
+        held += len(piece)
+        if held > max_bytes:
+            raise BadRequest("Request body is too large")
+        parts.append(piece)
+    body = b"".join(parts)
     if not body:
         raise BadRequest("Body expected in request.")
     try:
@@ -306,15 +340,10 @@ def body_chunks(request: Request, size: int = UPLOAD_CHUNK) -> Iterator[bytes]:
     loop already reads the next one (one chunk of read-ahead), so the client is
     read only as fast as the store writes (back-pressure) but without pauses."""
     loop = asyncio.get_running_loop()
-    pieces = _coalesced(request.stream(), size)
+    pieces = _coalesced(body_pieces(request), size)
 
     async def next_chunk() -> bytes | None:
-        try:
-            return await anext(pieces, None)
-        except ClientDisconnect:
-            # Not a server fault: the upload is rolled back and nobody is
-            # left to read the answer, so no 500 and no traceback in the log.
-            raise BadRequest("The client disconnected before sending all the data") from None
+        return await anext(pieces, None)
 
     def chunks() -> Iterator[bytes]:
         ahead = asyncio.run_coroutine_threadsafe(next_chunk(), loop)

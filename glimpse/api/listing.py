@@ -30,6 +30,13 @@ SPECIAL = {"visibility", "member_status", "tag", "size_min", "size_max", "protec
            "os_hidden", *IN_LIST_FIELDS, *EXACT_FIELDS, *INT_FIELDS, *TIME_FIELDS, *IGNORED}
 
 
+# Each tag or property filter is one more condition of the query: past a few
+# hundred, SQLite refuses the statement ("Expression tree is too large") and the
+# server databases spend long planning it. No image can match more than its
+# quotas allow (128 of each by default).
+MAX_TAG_AND_PROPERTY_FILTERS = 256
+
+
 def _unescaped_quote(token: str) -> bool:
     return any(ch == '"' and (i == 0 or token[i - 1] != "\\") for i, ch in enumerate(token))
 
@@ -99,16 +106,20 @@ def _bool(name: str, value: str) -> bool:
 # Databases store at most signed 64-bit integers; a larger bound is refused
 # rather than overflowing the driver.
 INT64 = range(-(2**63), 2**63)
+INT32 = range(-(2**31), 2**31)
+# The columns' widths (min_disk and min_ram are 32-bit integers in Glance's schema).
+INT_RANGES = {"size": INT64, "virtual_size": INT64, "min_disk": INT32, "min_ram": INT32}
 
 
-def _int(name: str, value: str, minimum: int | None = 0, bounded: bool = True) -> int:
+def _int(name: str, value: str, minimum: int | None = 0, bounded: bool = True,
+         within: range = INT64) -> int:
     try:
         number = int(value)
     except ValueError:
         raise BadRequest(f"Invalid value for {name}: {value!r} is not an integer") from None
     if minimum is not None and number < minimum:
         raise BadRequest(f"Invalid value for {name}: must be >= {minimum}")
-    if bounded and number not in INT64:
+    if bounded and number not in within:
         raise BadRequest(f"Invalid value for {name}: out of range")
     return number
 
@@ -216,7 +227,8 @@ def parse(params: QueryParams, conf: cfg.ConfigOpts) -> ListQuery:
             conds.append(getattr(Image, field) == raw)
     for field in INT_FIELDS:
         if (raw := params.get(field)) is not None:
-            conds.append(getattr(Image, field) == _int(field, raw, minimum=None))
+            conds.append(getattr(Image, field) == _int(field, raw, minimum=None,
+                                                       within=INT_RANGES[field]))
     for field in TIME_FIELDS:
         for raw in params.getlist(field):
             conds.append(_time_condition(field, raw))
@@ -232,6 +244,9 @@ def parse(params: QueryParams, conf: cfg.ConfigOpts) -> ListQuery:
     q.filters = conds
     q.tags = [t.strip() for t in params.getlist("tag")]
     q.properties = {k: v for k, v in params.multi_items() if k not in SPECIAL | PAGING}
+    if len(q.tags) + len(q.properties) > MAX_TAG_AND_PROPERTY_FILTERS:
+        raise BadRequest(f"Too many tag and property filters: at most "
+                         f"{MAX_TAG_AND_PROPERTY_FILTERS} may be given in one request.")
     return q
 
 

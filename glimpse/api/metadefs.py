@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,7 +63,22 @@ async def _body(request: Request, schema: str) -> dict[str, Any]:
         if key in body:
             raise Forbidden(f"Attribute '{key}' is read-only.")
     metadef_schemas.validate(body, schema)
+    _refuse_nul(body)
     return body
+
+
+def _refuse_nul(value: Any) -> None:
+    """PostgreSQL cannot store NUL in text columns: a 400, not the driver's 500."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("Invalid value: NUL characters are not allowed.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
 
 
 def _ns(request: Request) -> str:
@@ -126,7 +141,10 @@ async def create_namespace(request: Request) -> Response:
     body = await _body(request, "namespace")
     doc = await call(svc.create_namespace, rt_of(request), ctx_of(request), body)
     rendered = _namespace(doc)
-    return json_response(rendered, 201, headers={"Location": rendered["self"]})
+    # A namespace is any string: percent-encoded, so a name with line breaks or
+    # characters outside Latin-1 cannot break (or split) the response's headers.
+    location = quote(rendered["self"], safe="/:@!$&'()*+,;=")
+    return json_response(rendered, 201, headers={"Location": location})
 
 
 async def show_namespace(request: Request) -> Response:
@@ -265,6 +283,7 @@ async def list_tags(request: Request) -> Response:
 def _tag_name(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 255:
         raise BadRequest("A tag name must be a non-empty string of at most 255 characters.")
+    _refuse_nul(value)
     return value
 
 

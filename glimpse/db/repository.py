@@ -771,10 +771,13 @@ def _after_marker(marker: Image, sort: list[tuple[str, str]]) -> ColumnElement[b
         values = tuple_(*(literal(_sort_value(marker, k), _sort_expr(k).type) for k, _ in sort))
         return exprs < values if directions == {"desc"} else exprs > values
     clauses = []
+    # Values as typed literals: SQLAlchemy refuses ``column > False`` (a boolean
+    # sort key: protected, os_hidden) as a comparison with a Python constant.
     for i, (key, direction) in enumerate(sort):
-        equal_prefix = [_sort_expr(k) == _sort_value(marker, k) for k, _ in sort[:i]]
-        value = _sort_value(marker, key)
+        equal_prefix = [_sort_expr(k) == literal(_sort_value(marker, k), _sort_expr(k).type)
+                        for k, _ in sort[:i]]
         expr = _sort_expr(key)
+        value = literal(_sort_value(marker, key), expr.type)
         beyond = expr < value if direction == "desc" else expr > value
         clauses.append(and_(*equal_prefix, beyond))
     return or_(*clauses)

@@ -94,13 +94,20 @@ def check_owner_change(ctx: RequestContext, image: ImageRecord, new_owner: objec
         raise Forbidden("Attribute 'owner' can only be changed by an administrator.")
 
 
+# min_disk and min_ram are 4-byte integers in the database, as in Glance.
+MAX_INT32 = 2**31 - 1
+
+
 def check_min_values(values: dict[str, object]) -> None:
-    """min_disk/min_ram may not be negative (400, Glance's wording)."""
+    """min_disk/min_ram may not be negative nor exceed a 4-byte integer (400, Glance's
+    wording for each)."""
     for name in ("min_disk", "min_ram"):
         value = values.get(name)
         if isinstance(value, int | float) and value < 0:
             raise BadRequest(f"Invalid value '{value}' for parameter '{name}': "
                              "Cannot be a negative value")
+        if isinstance(value, int | float) and value > MAX_INT32:
+            raise BadRequest(f"'{name}' value out of range, must not exceed {MAX_INT32}.")
 
 
 def check_text(what: str, value: object) -> None:

@@ -91,6 +91,8 @@ class HttpStore(Store):
                 response = _send(self._client, method, url, headers)
             except outbound.DestinationRefused as exc:
                 raise StoreForbidden(f"HTTP store refuses {_safe(url)}: {exc.reason}") from None
+            except httpx.InvalidURL as exc:  # not an httpx.HTTPError
+                raise StoreForbidden(f"HTTP store refuses {_safe(url)}: {exc}") from None
             except httpx.TimeoutException as exc:
                 raise StoreUnavailable(f"HTTP store timed out on {_safe(url)}") from exc
             except httpx.HTTPError as exc:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 from oslo_config import cfg
 
@@ -60,6 +61,24 @@ def _looks_like_iso(path: str) -> bool:
     return descriptor[1:6] in _ISO_SIGNATURES
 
 
+# What ``qemu-img info`` may use, as Glance limits it (1 GiB of address space, 30 s
+# of CPU): a crafted header must not make the inspection exhaust the node.
+INFO_ADDRESS_SPACE = 1024 * 1024 * 1024
+INFO_CPU_SECONDS = 30
+# Sets the limits in the child, then becomes the command (no preexec_fn: it is
+# not safe in a process with threads).
+_LIMITED = ("import os, resource, sys\n"
+            "address_space, cpu = int(sys.argv[1]), int(sys.argv[2])\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))\n"
+            "resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))\n"
+            "os.execv(sys.argv[3], sys.argv[3:])\n")
+
+
+def limited(args: list[str], address_space: int, cpu_seconds: int) -> list[str]:
+    """``args`` run under an address-space and a CPU-time limit."""
+    return [sys.executable, "-c", _LIMITED, str(address_space), str(cpu_seconds), *args]
+
+
 def _run(args: list[str], timeout: int, what: str) -> str:
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
@@ -95,7 +114,8 @@ class ImageConversion(Plugin):
         self.qemu_img = qemu_img
 
     def _qemu_info(self, path: str, qemu_format: str) -> dict:
-        out = _run([self.qemu_img, "info", "-f", qemu_format, "--output=json", path],
+        out = _run(limited([self.qemu_img, "info", "-f", qemu_format, "--output=json", path],
+                           INFO_ADDRESS_SPACE, INFO_CPU_SECONDS),
                    _INFO_TIMEOUT, "qemu-img info")
         try:
             return json.loads(out)
