@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from glimpse import logs
 from glimpse.api import auth, render
 from glimpse.context import RequestContext
+from glimpse.db import retry as db_retry
 from glimpse.errors import BadRequest, GlimpseError
 from glimpse.services.runtime import Runtime
 
@@ -150,12 +151,15 @@ class ContextMiddleware:
             if started:
                 raise
             await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
-        except Exception:
-            LOG.exception("Unhandled error in %s %s", scope.get("method"), scope.get("path"))
+        except Exception as raised:
+            exc = db_retry.as_http_error(raised)
+            if exc is None:
+                LOG.exception("Unhandled error in %s %s", scope.get("method"),
+                              scope.get("path"))
+                exc = GlimpseError("The server has either erred or is incapable of "
+                                   "performing the requested operation.")
             if started:
                 raise
-            exc = GlimpseError("The server has either erred or is incapable of performing "
-                               "the requested operation.")
             await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
         finally:
             path = scope.get("path", "")
