@@ -12,6 +12,7 @@ counted and the retried request must then succeed.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -33,6 +34,16 @@ RETRIABLE = (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError, htt
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _workers(log: Path, parent: int) -> list[int]:
+    """Worker processes that are serving (the parent's other children, such as
+    multiprocessing's resource tracker, are not workers)."""
+    text = log.read_text()
+    started = [int(m) for m in re.findall(r"Started server process \[(\d+)\]", text)]
+    ready = text.count("Application startup complete")
+    live = set(_children(parent))
+    return [p for p in started if p in live] if ready >= len(started) else []
 
 
 def _alive(pid: int) -> bool:
@@ -129,7 +140,9 @@ class Clients:
                 pass  # recorded
 
 
-@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+# PostgreSQL: what several workers share in production (SQLite's file works too,
+# measured, but the restart path is the same and CI time is better spent elsewhere).
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_sigterm_to_one_of_two_workers_under_load(db_url, tmp_path):
     server = start_server(
         tmp_path,
@@ -141,13 +154,15 @@ graceful_shutdown_timeout = 30
     )
     clients = Clients(server.url)
     try:
-        deadline = time.monotonic() + 30
-        while len(workers := _children(server.proc.pid)) < 2:
+        deadline = time.monotonic() + 60
+        # Both workers serving (a signal before a worker has installed its
+        # handlers is not a graceful restart).
+        while len(workers := _workers(server.log, server.proc.pid)) < 2:
             assert time.monotonic() < deadline, "two workers did not start"
             time.sleep(0.1)
         for t in clients.threads:
             t.start()
-        time.sleep(4)
+        time.sleep(3)
         victim = workers[0]
         before = sum(clients.statuses.values())
         os.kill(victim, signal.SIGTERM)
@@ -155,12 +170,12 @@ graceful_shutdown_timeout = 30
         while _alive(victim):
             assert time.monotonic() < deadline, "the worker did not exit"
             time.sleep(0.1)
-        time.sleep(4)
+        time.sleep(3)
         during = sum(clients.statuses.values()) - before
         clients.stop.set()
         for t in clients.threads:
             t.join(120)
-        replaced = [p for p in _children(server.proc.pid) if p != victim]
+        replaced = [p for p in _workers(server.log, server.proc.pid) if p != victim]
         print(
             f"\nanswers {sum(clients.statuses.values())} ({during} after the SIGTERM), "
             f"retried connections {dict(clients.retried)}, workers now {len(replaced)}"
