@@ -47,6 +47,8 @@ class TcpProxy:
         self.refused = 0  # connections reset while down
         self.cuts = 0  # connections reset by cut()
         self.bytes_up = 0  # client -> server, for "wait until the upload is flowing"
+        #: cut() as soon as this many bytes went client -> server (mid-write, exactly)
+        self.cut_at_bytes_up: int | None = None
         threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
 
     @property
@@ -121,6 +123,10 @@ class TcpProxy:
                 dst.sendall(data)
                 if upstream:
                     self.bytes_up += len(data)
+                    if self.cut_at_bytes_up is not None and self.bytes_up >= self.cut_at_bytes_up:
+                        self.cut_at_bytes_up = None
+                        self.cut()
+                        return
             dst.shutdown(socket.SHUT_WR)  # pass the end of this direction on
         except OSError:
             # A reset on one side: reset the other too (unless cut() already did).
