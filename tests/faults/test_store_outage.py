@@ -14,8 +14,8 @@ other tests).
 
 The rbd store is not covered here: Ceph clients talk to every OSD directly (the
 addresses come from the monitor's maps), so one proxy cannot cut them.
-Download failover to another location is tested by the issue 15 work that adds it
-(see test_download_fails_over_to_another_location below).
+Download failover to another location does not exist yet (issue 15):
+test_download_fails_over_to_another_location below is a strict xfail until it does.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def _create(api: httpx.Client) -> str:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("proxied", KINDS, indirect=True)
-def test_store_cut_mid_upload_is_503_and_rolled_back(proxied, tmp_path):
+def test_store_cut_mid_upload_then_mid_download(proxied, tmp_path):
+    """One server per store kind for both halves (each start costs seconds)."""
     kind, proxy, server = proxied
     api = httpx.Client(base_url=server.url, headers=JSON, timeout=60)
     image_id = _create(api)
@@ -125,16 +126,11 @@ def test_store_cut_mid_upload_is_503_and_rolled_back(proxied, tmp_path):
         f"\n{kind}: upload cut after {cut_after} bytes went to the store; "
         f"proxy reset {proxy.cuts} connections, refused {proxy.refused}"
     )
-    assert "Unhandled error" not in server.log.read_text()
+    _download_cut(kind, proxy, server, api, image_id)
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("proxied", KINDS, indirect=True)
-def test_store_cut_mid_download_aborts_then_503_then_recovers(proxied, tmp_path):
-    kind, proxy, server = proxied
-    api = httpx.Client(base_url=server.url, headers=JSON, timeout=60)
-    image_id = _create(api)
-    assert api.put(f"/v2/images/{image_id}/file", content=DATA, headers=RAW).status_code == 204
+def _download_cut(kind, proxy, server, api, image_id) -> None:  # noqa: ANN001
+    """The image is active with DATA: cut the store half-way through its download."""
     got = 0
     with pytest.raises(httpx.HTTPError) as aborted:  # noqa: PT012 - the read is the point
         with api.stream("GET", f"/v2/images/{image_id}/file") as r:
@@ -157,3 +153,46 @@ def test_store_cut_mid_download_aborts_then_503_then_recovers(proxied, tmp_path)
     r = api.get(f"/v2/images/{image_id}/file")
     assert r.status_code == 200 and hashlib.md5(r.content).digest() == hashlib.md5(DATA).digest()
     assert "Unhandled error" not in server.log.read_text()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="download failover to another location is not "
+    "built yet (issue 15): remove this mark when it is",
+)
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_download_fails_over_to_another_location(db_url, tmp_path, tcp_proxy):
+    """An image in two stores (S3 and a file store): with S3 cut, the download is
+    served from the file store's copy instead of answering 503."""
+    real, option = _endpoint("s3")
+    parts = urlsplit(real)
+    proxy = tcp_proxy(parts.hostname, parts.port)
+    through = real.replace(parts.netloc, f"127.0.0.1:{proxy.port}")
+    config = _section("s3", tmp_path, **{option: through}).replace(
+        "enabled_backends = objects:s3", "enabled_backends = objects:s3,local:file"
+    )
+    config += f"[local]\nfilesystem_store_datadir = {tmp_path / 'local'}\n"
+    server = start_server(tmp_path, db_url, config_text=config)
+    try:
+        api = httpx.Client(base_url=server.url, headers=JSON, timeout=60)
+        image_id = _create(api)
+        assert (
+            api.put(f"/v2/images/{image_id}/file", content=DATA[:MIB], headers=RAW).status_code
+            == 204
+        )
+        r = api.post(
+            f"/v2/images/{image_id}/import",
+            json={"method": {"name": "copy-image"}, "stores": ["local"]},
+        )
+        assert r.status_code == 202, r.text
+        _wait(
+            lambda: api.get(f"/v2/images/{image_id}").json()["stores"] == "objects,local",
+            60,
+            "the copy to the file store",
+        )
+        proxy.cut()
+        r = api.get(f"/v2/images/{image_id}/file")
+        assert r.status_code == 200, r.text
+        assert r.content == DATA[:MIB]
+    finally:
+        server.stop()
