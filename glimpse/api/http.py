@@ -26,8 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from glimpse import logs
 from glimpse.api import auth, render
 from glimpse.context import RequestContext
+from glimpse.db import retry as db_retry
 from glimpse.errors import BadRequest, GlimpseError, RequestTimeout
+from glimpse.services import store_errors
 from glimpse.services.runtime import Runtime
+from glimpse.stores.base import StoreError
 
 LOG = logging.getLogger(__name__)
 ACCESS_LOG = logging.getLogger("glimpse.access")
@@ -153,12 +156,25 @@ class ContextMiddleware:
             if started:
                 raise
             await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
-        except Exception:
-            LOG.exception("Unhandled error in %s %s", scope.get("method"), scope.get("path"))
+        except StoreError as raised:
+            if not started:  # normally mapped by the service layer; never a bare 500
+                exc = store_errors.http_error(raised, "Store error")
+                await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
+                return
+            # The store failed mid-body (a download whose back end went away): the
+            # status line is sent, so all that is left is to cut the transfer short;
+            # the client sees fewer bytes than Content-Length. Not a bug: no traceback.
+            LOG.warning("%s %s: store failed after the response started, transfer "
+                        "aborted: %s", scope.get("method"), scope.get("path"), raised)
+        except Exception as raised:
+            exc = db_retry.as_http_error(raised)
+            if exc is None:
+                LOG.exception("Unhandled error in %s %s", scope.get("method"),
+                              scope.get("path"))
+                exc = GlimpseError("The server has either erred or is incapable of "
+                                   "performing the requested operation.")
             if started:
                 raise
-            exc = GlimpseError("The server has either erred or is incapable of performing "
-                               "the requested operation.")
             await error_response(exc, headers.get("accept"))(scope, receive, send_with_id)
         finally:
             path = scope.get("path", "")

@@ -97,7 +97,10 @@ def _reset_when_needed(engine: Engine) -> None:
         conn.connection.info["in_transaction"] = True
 
     def _ended(conn) -> None:  # noqa: ANN001
-        conn.connection.info["in_transaction"] = False
+        # A connection the server dropped is invalidated (the pool discards it):
+        # touching conn.connection then would raise instead of rolling back.
+        if not conn.invalidated:
+            conn.connection.info["in_transaction"] = False
 
     event.listen(engine, "commit", _ended)
     event.listen(engine, "rollback", _ended)

@@ -8,6 +8,7 @@ nodes never both act on one lease.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,9 +48,14 @@ def insert_lease(session: Session, lease: LeaseRecord) -> None:
         created_at=lease.created_at))
 
 
-def renew_all(session: Session, worker: str, expires_at: datetime) -> int:
-    """Push the expiry of every lease ``worker`` still owns: one statement."""
-    result = session.execute(update(Lease).where(Lease.worker == worker)
+def renew_all(session: Session, worker: str, expires_at: datetime,
+              lease_ids: Collection[str] | None = None) -> int:
+    """Push the expiry of every lease ``worker`` still owns (of those of ``lease_ids``
+    when given: a lease its worker gave up on must expire): one statement."""
+    stmt = update(Lease).where(Lease.worker == worker)
+    if lease_ids is not None:
+        stmt = stmt.where(Lease.id.in_(list(lease_ids)))
+    result = session.execute(stmt
                              .values(expires_at=expires_at)
                              .execution_options(synchronize_session=False))
     return result.rowcount

@@ -20,7 +20,10 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from glimpse.errors import ServiceUnavailable
 
 LOG = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -101,3 +104,24 @@ def retry_read_on_disconnect(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
 
     return run
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database could not be reached or dropped the connection
+    (server down or restarting, network cut, pool exhausted, SQLite busy): a fault
+    of the moment, not of the request nor of the code."""
+    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+UNAVAILABLE_MESSAGE = "The image database is unavailable; try again later."
+
+
+def as_http_error(exc: BaseException) -> ServiceUnavailable | None:
+    """The one mapping of a database failure to what the client sees: 503 (with
+    Retry-After) for an outage, None for anything else (a bug: 500)."""
+    if not is_unavailable(exc):
+        return None
+    LOG.warning("database unavailable: %s", getattr(exc, "orig", None) or exc)
+    return ServiceUnavailable(UNAVAILABLE_MESSAGE, headers={"Retry-After": "1"})

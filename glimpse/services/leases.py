@@ -130,12 +130,19 @@ class Leases:
         with self._lock:
             self._held.discard(lease_id)
 
+    def is_held(self, lease_id: str) -> bool:
+        with self._lock:
+            return lease_id in self._held
+
     def renew(self) -> None:
         with self._lock:
             if not self._held:
                 return
+            held = set(self._held)
+        # Only those still held: one given up on (forget) must expire, so that a
+        # sweep, this process's own included, finishes its operation.
         with self.db.write() as session, session.begin():
-            leases_repo.renew_all(session, self.worker, self.expiry())
+            leases_repo.renew_all(session, self.worker, self.expiry(), held)
 
     def _renew_loop(self) -> None:
         interval = max(self.period / 3, 0.05)

@@ -28,6 +28,7 @@ from typing import Any
 
 from glimpse.db import leases_repo, recovery_repo, tasks_repo
 from glimpse.db import repository as repo
+from glimpse.db import retry as db_retry
 from glimpse.db.leases_repo import LeaseRecord
 from glimpse.domain.status import Event, transition
 from glimpse.errors import GlimpseError
@@ -56,7 +57,9 @@ def _name(url: str) -> str:
 
 def _is_dead(rt: Runtime, lease: LeaseRecord, now: Any) -> bool:
     if lease.worker == rt.leases.worker:
-        return False
+        # Ours: dead only once it expired after we gave up on it (an operation that
+        # could not undo itself, say while the database was away).
+        return lease.expires_at < now and not rt.leases.is_held(lease.id)
     if lease.expires_at < now:
         return True
     return lease.host == rt.leases.host and leases_mod.worker_is_dead(lease.worker)
@@ -409,6 +412,8 @@ class Sweeper:
                 if conf.orphan_sweep_interval and time.monotonic() >= next_data:
                     sweep_data(self.rt)
                     next_data = time.monotonic() + conf.orphan_sweep_interval
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the thread
-                LOG.warning("Recovery sweep failed; trying again", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the thread
+                # An outage is one line per sweep, not a traceback every interval.
+                LOG.warning("Recovery sweep failed; trying again",
+                            exc_info=not db_retry.is_unavailable(exc))
             self._stop.wait(conf.lease_sweep_interval)
