@@ -422,7 +422,7 @@ def _component_schemas(conf: cfg.ConfigOpts) -> dict[str, Any]:
         short = name.split("/", 1)[1]
         served = metadef_schemas.get(name)
         assert served is not None
-        out["metadef_" + short] = _lift_definitions(_as_object(served), "metadef_", out)
+        out["metadef_" + short] = _lift_definitions(_as_object(served), "metadef_def_", out)
     return out
 
 

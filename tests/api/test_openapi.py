@@ -84,9 +84,9 @@ def test_bodies_are_the_validating_schemas(client):
     )
     # The metadef definitions moved into components, refs pointing there.
     prop = components["metadef_namespace"]["properties"]["properties"]
-    assert prop == {"$ref": "#/components/schemas/metadef_property"}
+    assert prop == {"$ref": "#/components/schemas/metadef_def_property"}
     assert set(metadef_schemas.get("metadefs/object")["definitions"]) <= {
-        name.removeprefix("metadef_") for name in components
+        name.removeprefix("metadef_def_") for name in components
     }
     task_body = doc["paths"]["/v2/tasks"]["post"]["requestBody"]["content"]
     assert task_body["application/json"]["schema"] == {"$ref": "#/components/schemas/task_create"}
