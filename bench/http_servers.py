@@ -113,11 +113,19 @@ def _target(server: Server, **extra: str) -> workload.Target:
     return workload.Target(server.name, server.endpoint, {**server.headers, **extra})
 
 
-def measure(server: Server, data: workload.DataFile, wrk_seconds: float) -> dict[str, Any]:
-    """One pass of every section against one server; every figure verified."""
+def measure(
+    server: Server, data: workload.DataFile, wrk_seconds: float, small_only: bool = False
+) -> dict[str, Any]:
+    """One pass of every section against one server; every figure verified.
+    ``small_only``: only GET p50 and 32 clients (on a small image)."""
     sess = workload.Session(_target(server), "")
     out: dict[str, Any] = {}
     try:
+        if small_only:
+            with sess.client() as client:
+                image_id = sess.create(client, {"name": "bench-http-small"})["id"]
+            _small_requests(sess, image_id, wrk_seconds, out)
+            return out
         with sess.client() as client:
             image_id, seconds = workload.upload_image(sess, client, data, "bench-http")
             image = workload.get_image(client, image_id)
@@ -142,27 +150,33 @@ def measure(server: Server, data: workload.DataFile, wrk_seconds: float) -> dict
             out["download_verified"] = out["download_verified"] and (
                 md5.hexdigest() == data.md5 and resp.headers.get("Content-MD5") == data.md5
             )
-        lean = sess.lean()
-        try:
-            times = []
-            for _ in range(300):
-                start = time.perf_counter()
-                resp = lean.get(f"/v2/images/{image_id}")
-                times.append(time.perf_counter() - start)
-                if resp.status_code != 200:
-                    raise workload.BenchError(f"GET answered {resp.status_code}")
-        finally:
-            lean.close()
-        out["get_p50_ms"] = workload.ms(workload.pct(times, 50))
-        conc = workload.section_concurrency(
-            sess, workload.Sizes(conc_clients=32, conc_seconds=wrk_seconds)
-        )
-        out["clients32_req_s"] = conc.get("req_s")
-        out["clients32_p50_ms"] = conc.get("p50_ms")
-        out["clients32_verified"] = bool(conc.get("verified"))
+        _small_requests(sess, image_id, wrk_seconds, out)
     finally:
         sess.cleanup()
     return out
+
+
+def _small_requests(
+    sess: workload.Session, image_id: str, wrk_seconds: float, out: dict[str, Any]
+) -> None:
+    lean = sess.lean()
+    try:
+        times = []
+        for _ in range(300):
+            start = time.perf_counter()
+            resp = lean.get(f"/v2/images/{image_id}")
+            times.append(time.perf_counter() - start)
+            if resp.status_code != 200:
+                raise workload.BenchError(f"GET answered {resp.status_code}")
+    finally:
+        lean.close()
+    out["get_p50_ms"] = workload.ms(workload.pct(times, 50))
+    conc = workload.section_concurrency(
+        sess, workload.Sizes(conc_clients=32, conc_seconds=wrk_seconds)
+    )
+    out["clients32_req_s"] = conc.get("req_s")
+    out["clients32_p50_ms"] = conc.get("p50_ms")
+    out["clients32_verified"] = bool(conc.get("verified"))
 
 
 FIGURES = (
@@ -193,6 +207,15 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     for name in ("uvicorn", "granian"):
         summary[name]["download_of_sendfile"] = round(
             summary[name]["download_mib_s"] / summary["loopback_sendfile_mib_s"], 2
+        )
+    with_metrics = [r["uvicorn+metrics"] for r in rounds if "uvicorn+metrics" in r]
+    if with_metrics:
+        summary["uvicorn+metrics"] = {
+            f: statistics.median(m[f] for m in with_metrics)
+            for f in ("get_p50_ms", "clients32_req_s")
+        }
+        summary["metrics_overhead_get_p50"] = round(
+            summary["uvicorn+metrics"]["get_p50_ms"] / summary["uvicorn"]["get_p50_ms"] - 1, 3
         )
     summary["granian_over_uvicorn"] = {
         f: round(summary["granian"][f] / summary["uvicorn"][f], 2)
@@ -230,6 +253,15 @@ def _table(summary: dict[str, Any]) -> str:
             "",
         )
     )
+    if "uvicorn+metrics" in summary:
+        rows.append(
+            (
+                "GET p50 ms with /metrics on (uvicorn)",
+                str(summary["uvicorn+metrics"]["get_p50_ms"]),
+                "",
+                f"overhead {summary['metrics_overhead_get_p50']:+.1%}",
+            )
+        )
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(width[i]) for i, c in enumerate(r)) for r in rows)
 
@@ -249,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     servers = {"uvicorn": start_glimpse(str(workdir / "uvicorn"), workers=args.workers)}
     try:
         servers["granian"] = start_granian(str(workdir / "granian"), workers=args.workers)
+        # /metrics overhead (issue 18's goal: under 5% on GET p50), uvicorn with metrics on
+        # (on the API port, as the default bind_port = 0 has it).
+        servers["uvicorn+metrics"] = start_glimpse(
+            str(workdir / "uvicorn-metrics"),
+            workers=args.workers,
+            extra_config="\n[metrics]\nenabled = true\n",
+        )
         rounds = []
         for n in range(args.rounds):
             order = ("uvicorn", "granian") if n % 2 == 0 else ("granian", "uvicorn")
@@ -257,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                 data.warm()
                 result[name] = measure(servers[name], data, args.wrk_seconds)
                 print(f"round {n + 1} {name}: {result[name]}", flush=True)
+            result["uvicorn+metrics"] = measure(
+                servers["uvicorn+metrics"], data, args.wrk_seconds, small_only=True
+            )
+            print(f"round {n + 1} uvicorn+metrics: {result['uvicorn+metrics']}", flush=True)
             result["loopback_sendfile_mib_s"] = limits._best(
                 2, lambda: limits._loopback_sendfile(data.path)
             )

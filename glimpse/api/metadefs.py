@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -126,7 +126,10 @@ async def create_namespace(request: Request) -> Response:
     body = await _body(request, "namespace")
     doc = await call(svc.create_namespace, rt_of(request), ctx_of(request), body)
     rendered = _namespace(doc)
-    return json_response(rendered, 201, headers={"Location": rendered["self"]})
+    # A header is Latin-1: a namespace name beyond it is percent-encoded (UTF-8), as a
+    # client would write the URL (a raw one made the server fail with a 500).
+    location = quote(rendered["self"], safe="/:@!$&'()*+,;=-._~")
+    return json_response(rendered, 201, headers={"Location": location})
 
 
 async def show_namespace(request: Request) -> Response:

@@ -147,7 +147,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "List namespaces",
         "metadefs",
         {200: "metadef_namespaces"},
-        (400,),
+        (400, 404),  # 404: a marker that names no visible namespace (as Glance)
         query=("namespace_list",),
     ),
     ("POST", "/v2/metadefs/namespaces"): Op(
