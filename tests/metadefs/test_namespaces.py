@@ -245,3 +245,14 @@ def test_a_name_beyond_latin_1_is_percent_encoded_in_location(client):
     assert r.headers["location"] == "/v2/metadefs/namespaces/Ns::%F1%86%8B%92%C3%A9"
     shown = client.get(r.headers["location"], headers=ADMIN_A)
     assert shown.status_code == 200 and shown.json()["namespace"] == name
+
+
+def test_contents_without_names_are_400(client):
+    # Found by tests/api/test_openapi_fuzz.py: an object without a name was a 500.
+    for key in ("objects", "tags", "resource_type_associations"):
+        r = client.post("/v2/metadefs/namespaces", headers=ADMIN_A,
+                        json={"namespace": f"nameless-{key}", key: [{"description": "d"}]})
+        assert r.status_code == 400, (key, r.text)
+        assert key in r.json()["message"]
+        assert client.get(f"/v2/metadefs/namespaces/nameless-{key}",
+                          headers=ADMIN_A).status_code == 404
