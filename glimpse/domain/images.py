@@ -94,13 +94,21 @@ def check_owner_change(ctx: RequestContext, image: ImageRecord, new_owner: objec
         raise Forbidden("Attribute 'owner' can only be changed by an administrator.")
 
 
+# min_disk/min_ram are 32-bit integer columns (as in Glance's schema).
+MIN_VALUE_MAX = 2**31 - 1
+
+
 def check_min_values(values: dict[str, object]) -> None:
-    """min_disk/min_ram may not be negative (400, Glance's wording)."""
+    """min_disk/min_ram may not be negative (400, Glance's wording), nor beyond what
+    their column holds (400 rather than the database's overflow error)."""
     for name in ("min_disk", "min_ram"):
         value = values.get(name)
         if isinstance(value, int | float) and value < 0:
             raise BadRequest(f"Invalid value '{value}' for parameter '{name}': "
                              "Cannot be a negative value")
+        if isinstance(value, int | float) and value > MIN_VALUE_MAX:
+            raise BadRequest(f"Invalid value '{value}' for parameter '{name}': "
+                             f"Cannot be greater than {MIN_VALUE_MAX}")
 
 
 def check_text(what: str, value: object) -> None:
