@@ -189,6 +189,10 @@ def _db(args: argparse.Namespace) -> int:
             if current == head:
                 print(f"the schema is current ({current})")
                 return 0
+            if current is not None and current not in db_engine.known_revisions():
+                print(f"the schema is at {current}, newer than this release ({head}): "
+                      "this node can serve during a rolling upgrade; upgrade it")
+                return 4
             print(f"the schema is at {current or 'none (empty database)'}, this release "
                   f"needs {head}: run `glimpse db sync`")
             return 3
@@ -331,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     for name, text in (("sync", "upgrade the schema to the latest version"),
                        ("version", "print the schema version"),
-                       ("check", "exit 0 if the schema is current, 3 if `db sync` is due")):
+                       ("check", "exit 0 if the schema is current, 3 if `db sync` is due, 4 if the "
+                                  "schema is newer than this release (rolling upgrade)")):
         p = db_sub.add_parser(name, parents=[common], help=text, description=text)
         p.set_defaults(func=_db)
     load = db_sub.add_parser("load-metadefs", parents=[common],

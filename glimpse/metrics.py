@@ -142,6 +142,8 @@ class MetricsMiddleware:
                 body = message.get("body", b"")
                 if body:
                     BYTES_OUT.inc(len(body))
+            elif message["type"] == "http.response.pathsend":
+                BYTES_OUT.inc(os.path.getsize(message["path"]))
             await send(message)
 
         try:

@@ -40,6 +40,17 @@ async def versions(request: Request) -> Response:
     return json_response(versions_mod.versions_doc(rt.conf, str(request.base_url)), 200)
 
 
+async def openapi_document(request: Request) -> Response:
+    """GET /v2/openapi.json: built from the routes and schemas once per process."""
+    from glimpse.api import openapi
+
+    body = getattr(request.app.state, "openapi", None)
+    if body is None:
+        body = openapi.document_bytes(request.state.runtime.conf, request.app.routes)
+        request.app.state.openapi = body
+    return Response(body, media_type="application/json")
+
+
 _METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -96,6 +107,7 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
     tune_allocator()  # before the first request: image data streams through big buffers
     routes = [
         Route("/v2", versions, methods=["GET"]),
+        Route("/v2/openapi.json", openapi_document, methods=["GET"]),
         *v2.routes,
         *imports_api.routes,
         *metadefs_api.routes,

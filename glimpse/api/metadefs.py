@@ -137,8 +137,19 @@ async def list_namespaces(request: Request) -> Response:
     return json_response(out)
 
 
+def _check_contents(body: dict[str, Any]) -> None:
+    """The objects, tags and resource type associations a namespace is created with
+    each need a name (the namespace schema, Glance's shape, does not require one)."""
+    for key, schema in (("objects", "object"), ("tags", "tag"),
+                        ("resource_type_associations", "resource_type")):
+        for item in body.get(key) or ():
+            if not isinstance(item.get("name"), str):
+                raise BadRequest(f"Each of '{key}' needs a name: {schema} {item!r} has none")
+
+
 async def create_namespace(request: Request) -> Response:
     body = await _body(request, "namespace")
+    _check_contents(body)
     doc = await call(svc.create_namespace, rt_of(request), ctx_of(request), body)
     rendered = _namespace(doc)
     # A namespace is any string: percent-encoded, so a name with line breaks or

@@ -669,3 +669,54 @@ def validate_member_status(status: Any) -> str:
 def copy_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A private, modifiable copy of a cached schema."""
     return copy.deepcopy(schema)
+
+
+# --------------------------------------------------------------------------- request bodies
+# The bodies checked by hand above (to keep Glance's messages), as schemas for the
+# OpenAPI document (glimpse.api.openapi); each sits next to the code that checks it.
+
+
+def member_create_body_schema() -> dict[str, Any]:
+    """The body parse_member_create accepts."""
+    return {"type": "object", "required": ["member"],
+            "properties": {"member": {"type": "string", "minLength": 1, "maxLength": 255,
+                                      "description": "Project to share the image with"}}}
+
+
+def member_update_body_schema() -> dict[str, Any]:
+    """The body parse_member_update and validate_member_status accept."""
+    return {"type": "object", "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": list(MEMBER_STATUSES)}}}
+
+
+def task_create_body_schema() -> dict[str, Any]:
+    """A POST /v2/tasks body: the strict task schema, type and input required."""
+    return {**task_schema(strict=True), "type": "object", "required": ["type", "input"]}
+
+
+def image_patch_body_schema() -> dict[str, Any]:
+    """A PATCH /v2/images/{id} body (glimpse.api.v2._parse_patch checks it): a list of
+    operations, ``{"op", "path", "value"}`` (v2.1) or ``{"add"|"remove"|"replace":
+    path, "value"}`` (v2.0); each value is checked against the image schema."""
+    pointer = {"type": "string", "description": "JSON pointer, e.g. /name"}
+    return {"type": "array", "items": {"type": "object", "properties": {
+        "op": {"type": "string", "enum": ["add", "remove", "replace"]},
+        "path": pointer, "value": {},
+        "add": pointer, "remove": pointer, "replace": pointer}}}
+
+
+def import_body_schema() -> dict[str, Any]:
+    """A POST /v2/images/{id}/import body (glimpse.services.imports checks it)."""
+    return {"type": "object", "required": ["method"], "properties": {
+        "method": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "description": "One of [DEFAULT] "
+                     "enabled_import_methods (GET /v2/info/import)"},
+            "uri": {"type": "string", "description": "web-download: the data's URL"},
+            "glance_image_id": {"type": "string"},
+            "glance_region": {"type": "string"},
+            "glance_service_interface": {"type": "string"},
+        }},
+        "stores": {"type": "array", "items": {"type": "string"}},
+        "all_stores": {"type": "boolean"},
+        "all_stores_must_succeed": {"type": "boolean"},
+    }}

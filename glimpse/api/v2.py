@@ -344,8 +344,12 @@ async def download(request: Request) -> Response:
         headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{dl.size}"
         headers["Content-Length"] = str(length)
         return StreamingResponse(iterate_in_thread(chunks), status_code=206, headers=headers)
-    chunks = await call(dl.open, rt)
     headers["Content-Length"] = str(dl.size)
+    if dl.local_path and PATHSEND in request.scope.get("extensions", {}):
+        # The server sends the file itself (sendfile, no Python copies): Granian's
+        # ASGI http.response.pathsend (docs/decisions/0008-http-server.md).
+        return PathSendResponse(rt, dl, headers)
+    chunks = await call(dl.open, rt)
     return StreamingResponse(iterate_in_thread(chunks), status_code=200, headers=headers)
 
 
@@ -369,6 +373,25 @@ async def get_locations(request: Request) -> Response:
     locations = await call_db(locations_svc.get_locations, rt_of(request), ctx_of(request),
                               request.path_params["image_id"])
     return json_response(locations)
+PATHSEND = "http.response.pathsend"
+
+
+class PathSendResponse(Response):
+    """A whole file-store image sent by the server from its path; image.send follows."""
+
+    def __init__(self, rt: Any, dl: data_svc.Download, headers: dict[str, str]):
+        super().__init__(status_code=200, headers=headers)
+        self.rt, self.dl = rt, dl
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": self.raw_headers})
+        sent = 0
+        try:
+            await send({"type": PATHSEND, "path": self.dl.local_path})
+            sent = self.dl.size
+        finally:
+            self.rt.notifier.image_sent(self.dl.image, *self.dl.receiver, sent, self.dl.size)
 
 
 # ---------------------------------------------------------------- members

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -221,10 +222,27 @@ def upgrade_if_needed(db: Database) -> bool:
     Checking costs two small queries, where alembic's own no-op upgrade loads
     every migration script and takes a transaction: worth it for a server or a
     test runtime that starts against an up-to-date database."""
-    if stamped_revisions(db) == head_revisions():
+    stamped = stamped_revisions(db)
+    if stamped == head_revisions():
+        return False
+    if stamped - known_revisions():
+        # Stamped by a newer release during a rolling upgrade: its migrations only
+        # expand the schema this code uses (docs/operations.md), so serve as it is.
+        logging.getLogger(__name__).warning(
+            "The database schema (%s) is newer than this release's (%s): serving "
+            "without migrating; upgrade this node", ", ".join(sorted(stamped)),
+            ", ".join(sorted(head_revisions())))
         return False
     upgrade(db)
     return True
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this release's migration scripts define."""
+    return frozenset(
+        value for path in (MIGRATIONS_DIR / "versions").glob("*.py")
+        if isinstance(value := _module_constants(path, ("revision",)).get("revision"), str))
 
 
 def stamped_revisions(db: Database) -> frozenset[str]:

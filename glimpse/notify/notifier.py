@@ -123,6 +123,12 @@ class Notifier:
             return chunks
         return self._counted(image, project_id, user_id, chunks, expected)
 
+    def image_sent(self, image: ImageRecord | None, project_id: str | None,
+                   user_id: str | None, sent: int, expected: int) -> None:
+        """image.send for data the HTTP server sent itself (no chunks to count)."""
+        if image is not None and self.wants("image.send"):
+            self._sent(image, sent, expected, project_id, user_id)
+
     def _counted(self, image: ImageRecord, project_id: str | None, user_id: str | None,
                  chunks: Iterable[bytes], expected: int) -> Iterator[bytes]:
         sent = 0

@@ -181,6 +181,8 @@ def test_values_are_validated(client):
         assert_error(patch(client, image["id"], [{"op": "replace", "path": f"/{name}",
                                                   "value": -1}]),
                      400, f"Invalid value '-1' for parameter '{name}': Cannot be a negative value")
+        assert_error(patch(client, image["id"], [{"op": "replace", "path": f"/{name}",
+                                                  "value": 2**40}]), 400)
     assert_error(patch(client, image["id"], [{"op": "add", "path": f"/{'k' * 256}",
                                               "value": "v"}]),
                  400, "Custom property should not be greater than 255 characters.")

@@ -234,3 +234,25 @@ def test_listing_leaves_out_namespaces_the_show_rule_refuses(policy_client):
     c.post(NS, json={"namespace": "priv", "visibility": "private"})
     assert [n["namespace"] for n in c.get(NS).json()["namespaces"]] == ["pub"]
     assert c.get(f"{NS}/priv").status_code == 404
+
+
+def test_a_name_beyond_latin_1_is_percent_encoded_in_location(client):
+    # Found by tests/api/test_openapi_fuzz.py: the raw name in the header was a 500.
+    name = "Ns::\U000462d2é"
+    r = client.post("/v2/metadefs/namespaces", json={"namespace": name}, headers=ADMIN_A)
+    assert r.status_code == 201, r.text
+    assert r.json()["namespace"] == name
+    assert r.headers["location"] == "/v2/metadefs/namespaces/Ns::%F1%86%8B%92%C3%A9"
+    shown = client.get(r.headers["location"], headers=ADMIN_A)
+    assert shown.status_code == 200 and shown.json()["namespace"] == name
+
+
+def test_contents_without_names_are_400(client):
+    # Found by tests/api/test_openapi_fuzz.py: an object without a name was a 500.
+    for key in ("objects", "tags", "resource_type_associations"):
+        r = client.post("/v2/metadefs/namespaces", headers=ADMIN_A,
+                        json={"namespace": f"nameless-{key}", key: [{"description": "d"}]})
+        assert r.status_code == 400, (key, r.text)
+        assert key in r.json()["message"]
+        assert client.get(f"/v2/metadefs/namespaces/nameless-{key}",
+                          headers=ADMIN_A).status_code == 404

@@ -362,3 +362,26 @@ def test_live_server_with_two_workers(tmp_path, db_url, consumer) -> None:
         server.stop()
     consumer.settle()
     assert sorted(m["payload"]["id"] for m in consumer.of("image.create")) == sorted(ids)
+
+
+def test_a_download_the_server_sends_itself_is_notified(notify_app, consumer) -> None:
+    """Under a server with ASGI pathsend (Granian) the bytes never pass through
+    Glimpse: image.send still follows, with the image's size."""
+    import anyio
+
+    from tests.api.test_pathsend import _call
+
+    client = notify_app(notify_config(consumer.topic))
+    data = b"p" * 100_000
+    image_id = client.post("/v2/images", headers=OWNER, json={
+        "name": "ps", "disk_format": "raw", "container_format": "bare"}).json()["id"]
+    client.put(f"/v2/images/{image_id}/file", headers={
+        **OWNER, "Content-Type": "application/octet-stream"}, content=data)
+    messages = anyio.run(_call, client.app, f"/v2/images/{image_id}/file", OWNER, True)
+    assert [m["type"] for m in messages][-1] == "http.response.pathsend"
+    client.app.state.runtime.notifier.flush()
+    consumer.wait_for(lambda m: any(x["event_type"] == "image.send" for x in m))
+    sends = consumer.of("image.send")
+    assert [(m["priority"], m["payload"]["bytes_sent"]) for m in sends] == [
+        ("INFO", len(data))]
+    assert sends[0]["payload"]["image_id"] == image_id

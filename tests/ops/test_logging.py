@@ -158,3 +158,44 @@ format = MINE %(levelname)s %(request_id)s %(message)s
     r = httpx.get(s.url + "/v2/images")
     request_id = r.headers["x-openstack-request-id"]
     _wait_for(lambda: target.exists() and request_id in target.read_text())
+
+
+def test_log_config_append_with_syslog(tmp_path: Path, db_url: str,
+                                       served: list[Served]) -> None:
+    """Seed 002's syslog handler: lines reach a syslog receiver (a UDP socket on
+    127.0.0.1 here, as rsyslog's imudp) with the facility set and the request id."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(0.5)
+        port = receiver.getsockname()[1]
+        logging_conf = tmp_path / "logging.conf"
+        logging_conf.write_text(f"""
+[loggers]
+keys = root
+[handlers]
+keys = syslog
+[formatters]
+keys = plain
+[logger_root]
+level = INFO
+handlers = syslog
+[handler_syslog]
+class = logging.handlers.SysLogHandler
+args = (('127.0.0.1', {port}), handlers.SysLogHandler.LOG_LOCAL3)
+formatter = plain
+[formatter_plain]
+format = glimpse-api: %(levelname)s [%(request_id)s] %(message)s
+""")
+        s = serve(tmp_path, f"log_config_append = {logging_conf}", db_url)
+        served.append(s)
+        request_id = httpx.get(s.url + "/v2/images").headers["x-openstack-request-id"]
+        received: list[str] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(request_id in m for m in received):
+            try:
+                received.append(receiver.recv(65536).decode())
+            except TimeoutError:
+                pass
+    line = next(m for m in received if request_id in m)
+    # <PRI> = facility * 8 + severity: local3 (19) and info (6).
+    assert line.startswith(f"<{19 * 8 + 6}>glimpse-api: INFO [{request_id}] GET /v2/images"), line
