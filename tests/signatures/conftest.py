@@ -149,6 +149,7 @@ class KeyManagerSite:
     barbican: str
     project_id: str
     user_id: str
+    password: str
     token: str
 
     def headers(self, roles: str = "member,reader") -> dict[str, str]:
@@ -196,7 +197,7 @@ def key_manager() -> Iterator[KeyManagerSite]:
     try:
         admin.grant(project, user, admin.role_ids()["member"])
         token, _ = issue_token(site, password_auth(user, password, project))
-        yield KeyManagerSite(site, url, project, user, token)
+        yield KeyManagerSite(site, url, project, user, password, token)
     finally:
         admin.delete(f"/users/{user}")
         admin.delete(f"/projects/{project}")
