@@ -16,6 +16,7 @@ checks the signature itself once the last byte has been seen.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -128,7 +129,31 @@ def verifier_for(
     verifier = key_type.create_verifier(signature, hash_method, public_key)
     if verifier is None:
         raise _refused(image_id, "Error occurred while creating the verifier")
+    _digest_with_hashlib(verifier, hash_method)
     return Verifier(image_id, verifier)
+
+
+class _HashlibDigest:
+    """cryptography's Hash interface (update, finalize) over hashlib, which lets go of
+    the GIL while it hashes a large chunk: the verifier's digest then runs truly in
+    parallel with md5 and os_hash_value in DataStream's hashing threads."""
+
+    def __init__(self, name: str):
+        self._hash = hashlib.new(name)
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def finalize(self) -> bytes:
+        return self._hash.digest()
+
+
+def _digest_with_hashlib(verifier: Any, hash_method: Any) -> None:
+    # cursive's verifiers (RSA-PSS, DSA, ECC) keep their running digest in
+    # ``_hasher`` and only call finalize() on it in verify(); the signature check
+    # itself stays cursive's. Left alone if a cursive release changes that shape.
+    if hasattr(verifier, "_hasher") and hash_method.name in hashlib.algorithms_available:
+        verifier._hasher = _HashlibDigest(hash_method.name)
 
 
 def _certificate(rt: Any, ctx: RequestContext | None, image_id: str, cert_uuid: str) -> Any:
