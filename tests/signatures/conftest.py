@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, uti
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import IN_CI
-from tests.imports.conftest import make_app, served_at  # noqa: F401 - fixtures
+from tests.imports.conftest import image, make_app, served_at  # noqa: F401 - fixtures
 from tests.rbac.conftest import (
     KEYSTONE_TIMEOUT,
     KeystoneAdmin,
@@ -215,3 +215,31 @@ def signature_config(site: KeyManagerSite, extra: str = "") -> str:
     default = ["[DEFAULT]", extra] if extra else []
     return "\n".join([*default, "[key_manager]", "backend = barbican",
                       "[barbican]", f"auth_endpoint = {site.keystone.url}"])
+
+
+# ---------------------------------------------------------------- shared by the tests
+
+RAW = {"Content-Type": "application/octet-stream"}
+DATA = bytes(range(256)) * 4096 + b"the end"  # 1 MiB and a bit: several chunks
+
+
+@pytest.fixture
+def client(make_app, key_manager):  # noqa: ANN001, ANN201, F811
+    return make_app(signature_config(key_manager))
+
+
+def upload(client, image_id: str, data: bytes, headers: dict[str, str]):
+    return client.put(f"/v2/images/{image_id}/file", content=data,
+                      headers={**RAW, **headers})
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def assert_nothing_stored(client, image_id: str, headers: dict[str, str], tmp_path: Path):
+    img = image(client, image_id, headers)
+    assert img["status"] == "queued"
+    assert img["size"] is None and img["checksum"] is None
+    assert client.get(f"/v2/images/{image_id}/file", headers=headers).status_code == 204
+    assert stored_files(tmp_path / "data" / "images") == []
