@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", metavar="PATH",
                         help="write to this file instead of stdout")
     sample.set_defaults(func=_policy)
+    from glimpse.cache import manage as cache_manage  # image cache (issue 16)
+
+    cache_manage.add_parser(sub, common)
     return parser
 
 

@@ -87,6 +87,18 @@ default_opts = [
                help="Maximum tags of one image; negative means unlimited."),
     cfg.IntOpt("image_location_quota", default=10,
                help="Maximum locations of one image; negative means unlimited."),
+    cfg.StrOpt("location_strategy", default="location_order",
+               choices=("location_order", "store_type"),
+               help="Order of an image's locations, in its record and when its data is "
+               "read: 'location_order' (as added; with enabled_backends, by the stores' "
+               "weight, highest first) or 'store_type' (by "
+               "[store_type_location_strategy] store_type_preference)."),
+    cfg.BoolOpt("do_secure_hash", default=True,
+                help="Compute checksum and os_hash_value of data added with the locations "
+                "API (POST /v2/images/{id}/locations); when false the validation_data "
+                "given is copied as it is."),
+    cfg.IntOpt("http_retries", default=3, min=0,
+               help="Times the locations API retries reading a location's data to hash it."),
     cfg.StrOpt("user_storage_quota", default="0",
                help="Maximum bytes of image data per project, optionally with a unit "
                "(B, KB, MB, GB, TB; 1024-based). 0 means unlimited."),
@@ -194,9 +206,17 @@ task_opts = [
                help="Accepted for compatibility with Glance; Glimpse runs tasks in threads."),
 ]
 
+store_type_location_strategy_opts = [
+    list_opt("store_type_preference", default=[],
+             help="Store types in the order their locations are preferred, e.g. "
+             "'rbd,swift,file' (location_strategy = store_type); types not listed come "
+             "last."),
+]
+
 paste_deploy_opts = [
-    cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' and "
-               "'keystone+cachemanagement' select auth_strategy=keystone."),
+    cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone', 'keystone+caching' "
+               "and 'keystone+cachemanagement' select auth_strategy=keystone (the cache "
+               "itself is on when image_cache_dir is set)."),
     cfg.StrOpt("config_file", help="Accepted and ignored: Glimpse has no paste pipeline."),
 ]
 
@@ -206,6 +226,7 @@ OPT_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     ("database", database_opts),
     ("glance_store", glance_store_opts + legacy_spelling(SWIFT_OPTS + S3_OPTS)),
     ("task", task_opts),
+    ("store_type_location_strategy", store_type_location_strategy_opts),
     ("paste_deploy", paste_deploy_opts),
 ]
 
@@ -217,6 +238,13 @@ def _ops_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
     return ops_opts.OPT_GROUPS
 
 
+# --- image cache options (issue 16)
+def _cache_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
+    from glimpse.cache import opts as cache_opts
+
+    return cache_opts.OPT_GROUPS
+
+
 # --- image signature verification (issue 19): castellan's [key_manager], [barbican] ---
 def _signature_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
     from glimpse import signature_opts
@@ -226,13 +254,13 @@ def _signature_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator."""
-    groups = OPT_GROUPS + _ops_groups() + _signature_groups()
+    groups = OPT_GROUPS + _ops_groups() + _cache_groups() + _signature_groups()
     return [(group, list(opts)) for group, opts in groups]
 
 
 def new_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
-    for group, opts in OPT_GROUPS + _ops_groups() + _signature_groups():
+    for group, opts in OPT_GROUPS + _ops_groups() + _cache_groups() + _signature_groups():
         conf.register_opts(opts, group=group)
     return conf
 

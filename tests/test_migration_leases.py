@@ -18,7 +18,7 @@ def test_leases_table_matches_the_model_and_downgrades(fresh_db_url):
     db = Database(fresh_db_url)
     try:
         upgrade(db)
-        assert head_revision() == "0006"
+        assert head_revision() >= "0006"
         with db.engine.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert [d for d in diffs if "leases" in repr(d)] == []

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from glimpse.api import cache as cache_api
 from glimpse.api import health as health_api
 from glimpse.api import imports as imports_api
 from glimpse.api import metadefs as metadefs_api
@@ -98,6 +99,7 @@ def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None)
         *v2.routes,
         *imports_api.routes,
         *metadefs_api.routes,
+        *cache_api.routes,  # image cache (issue 16)
         *health_api.routes,  # operations (issue 18)
         *(health_api.metrics_routes if conf.metrics.enabled and not conf.metrics.bind_port
           else []),

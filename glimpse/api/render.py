@@ -80,7 +80,8 @@ def image(conf: cfg.ConfigOpts | ImageOptions, img: ImageRecord, show_locations:
     stores = [loc["metadata"].get("store") for loc in (img.locations if show_stores else [])
               if loc["metadata"].get("store")]
     if stores and opts.multi_store:
-        doc["stores"] = ",".join(dict.fromkeys(stores))
+        # One entry per location, as Glance (two http locations show "web,web").
+        doc["stores"] = ",".join(stores)
     if opts.show_multiple_locations:
         # Present (possibly empty) whenever the option is on, as Glance does.
         doc["locations"] = [{"url": without_credentials(loc["url"]),

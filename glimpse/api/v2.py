@@ -27,6 +27,7 @@ from glimpse.errors import BadRequest, NotFound, RangeNotSatisfiable, Unsupporte
 from glimpse.policy import image_target
 from glimpse.services import data as data_svc
 from glimpse.services import images as image_svc
+from glimpse.services import locations as locations_svc
 from glimpse.services import members as member_svc
 from glimpse.services.images import Change
 from glimpse.stores.registry import RESERVED_STORES
@@ -56,6 +57,8 @@ def _image_doc(request: Request, image: ImageRecord,
         # allows (by default the owner's project and admins): docs/decisions/0001.
         show_locations = rt.policy.check(ctx, "get_image_location",
                                          image_target(image.as_target()))
+    if len(image.locations) > 1:
+        image = locations_svc.in_order(rt, image)
     return render.image(opts, image, show_locations=show_locations, show_stores=not hidden)
 
 
@@ -346,6 +349,28 @@ async def download(request: Request) -> Response:
     return StreamingResponse(iterate_in_thread(chunks), status_code=200, headers=headers)
 
 
+# ---------------------------------------------------------------- locations
+
+
+async def delete_from_store(request: Request) -> Response:
+    await call(locations_svc.delete_from_store, rt_of(request), ctx_of(request),
+               request.path_params["store_id"], request.path_params["image_id"])
+    return Response(status_code=204)
+
+
+async def add_location(request: Request) -> Response:
+    body = await read_json(request)
+    await call(locations_svc.add_location, rt_of(request), ctx_of(request),
+               request.path_params["image_id"], body)
+    return Response(status_code=202)
+
+
+async def get_locations(request: Request) -> Response:
+    locations = await call_db(locations_svc.get_locations, rt_of(request), ctx_of(request),
+                              request.path_params["image_id"])
+    return json_response(locations)
+
+
 # ---------------------------------------------------------------- members
 
 
@@ -396,6 +421,9 @@ routes = [
     Route("/v2/images/{image_id}/actions/reactivate", reactivate, methods=["POST"]),
     Route("/v2/images/{image_id}/tags/{tag}", add_tag, methods=["PUT"]),
     Route("/v2/images/{image_id}/tags/{tag}", delete_tag, methods=["DELETE"]),
+    Route("/v2/images/{image_id}/locations", add_location, methods=["POST"]),
+    Route("/v2/images/{image_id}/locations", get_locations, methods=["GET"]),
+    Route("/v2/stores/{store_id}/{image_id}", delete_from_store, methods=["DELETE"]),
     Route("/v2/images/{image_id}/members", list_members, methods=["GET"]),
     Route("/v2/images/{image_id}/members", create_member, methods=["POST"]),
     Route("/v2/images/{image_id}/members/{member_id}", show_member, methods=["GET"]),

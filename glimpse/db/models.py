@@ -206,6 +206,41 @@ class Lease(Base):
     )
 
 
+# ---------------------------------------------------------------- image cache
+# Records of the API nodes' image caches (image_cache_driver = centralized_db):
+# each node, named by its worker_self_reference_url, keeps its own rows. No
+# foreign key to images: a node's copy outlives the image row until that node
+# evicts it, and an older release deleting images never trips over these rows.
+
+
+class CacheNode(Base):
+    __tablename__ = "cache_nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (UniqueConstraint("url", name="uq_cache_nodes_url"), MYSQL_TABLE)
+
+
+class CachedImage(Base):
+    __tablename__ = "cached_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("cache_nodes.id", ondelete="CASCADE"), nullable=False)
+    image_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    checksum: Mapped[str | None] = mapped_column(String(32))
+    hits: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_accessed: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    last_modified: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("node_id", "image_id", name="uq_cached_images_node_image"),
+        MYSQL_TABLE,
+    )
+
+
 # ---------------------------------------------------------------- metadefs
 # Metadata definitions (Glance's metadef_* tables). Objects and properties keep
 # their JSON-schema-like definitions as JSON text.

@@ -249,6 +249,16 @@ def image_exists_any(session: Reader, image_id: str) -> bool:
     return _conn(session).execute(_EXISTS_ANY, {"id": image_id}).first() is not None
 
 
+def readable_image_ids(session: Reader, image_ids: Sequence[str]) -> list[str]:
+    """Those of ``image_ids`` that are images with data one may still read (active or
+    deactivated, not deleted): the image cache keeps copies of these only."""
+    if not image_ids:
+        return []
+    query = select(Image.id).where(Image.id.in_(list(image_ids)), Image.deleted.is_(False),
+                                   Image.status.in_(("active", "deactivated")))
+    return list(_conn(session).execute(query).scalars())
+
+
 def get_image(session: Reader, image_id: str, *, with_locations: bool = True,
               include_deleted: bool = False, for_update: bool = False) -> ImageRecord | None:
     """One image with its properties, tags and locations (two queries).
@@ -516,6 +526,14 @@ def add_location(session: Session, image_id: str, url: str, metadata: dict) -> N
     session.add(ImageLocation(image_id=image_id, value=url, meta_data=json.dumps(metadata),
                               status="active", created_at=now, updated_at=now))
     session.flush()
+
+
+def set_location_metadata(session: Session, image_id: str, location_id: int,
+                          metadata: dict) -> None:
+    session.execute(update(ImageLocation)
+                    .where(ImageLocation.image_id == image_id, ImageLocation.id == location_id)
+                    .values(meta_data=json.dumps(metadata), updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
 
 
 def set_location_status(session: Session, image_id: str, status: str,

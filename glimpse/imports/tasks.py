@@ -177,6 +177,10 @@ class TaskRunner:
                 methods.run_api_import(self, task, progress)
             elif task.type == "import":
                 methods.run_legacy_import(self, task, progress)
+            elif task.type == "location_import":
+                from glimpse.imports import location_import
+
+                location_import.run(self, task, progress)
             else:
                 raise ImportFailed(f"Task type {task.type} cannot be run by this service")
             self._notify(task_id, "task.success")
@@ -256,6 +260,10 @@ class TaskRunner:
             methods.revert_interrupted_import(self, task, local=local)
         elif task.type == "import":
             methods.revert_legacy_import(self, task)
+        elif task.type == "location_import" and task.image_id:
+            from glimpse.imports import location_import
+
+            location_import.revert_interrupted(self, task)
         if local:
             self.staging.remove_work(task.id)
 

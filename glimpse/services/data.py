@@ -13,10 +13,11 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from glimpse import metrics
+from glimpse.cache import FillSource
 from glimpse.context import RequestContext
 from glimpse.crashpoints import crash_point
 from glimpse.db import repository as repo
@@ -27,6 +28,7 @@ from glimpse.domain.status import READABLE, Event, transition
 from glimpse.errors import (
     Conflict,
     Forbidden,
+    GlimpseError,
     Gone,
     NotFound,
     RequestEntityTooLarge,
@@ -298,20 +300,91 @@ class Download:
     local_path: str | None = None
     image: Any = None            # the ImageRecord and who asks, for image.send
     receiver: tuple[str | None, str | None] = (None, None)
+    #: the image's other locations, in the order they are tried when ``url`` fails
+    fallbacks: list[str] = field(default_factory=list)
 
     def open(self, rt: Runtime, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         assert self.url is not None
-        try:
-            chunks = rt.stores.for_url(self.url).get(self.url, offset, length)
-        except DataNotFound as exc:
-            raise NotFound(f"Image data for {self.image_id} is missing") from exc
-        except StoreError as exc:
-            raise http_error(exc, "Could not read image data") from exc
         expected = length if length is not None else self.size - offset
+        if rt.cache is not None:  # this node's image cache (glimpse.cache)
+            chunks = rt.cache.read(self.image_id, offset, length, self._fill_source(rt),
+                                   functools.partial(self._from_store, rt, offset, expected))
+        else:
+            chunks = self._from_store(rt, offset, expected)
         return rt.notifier.watch_send(self.image, *self.receiver, chunks, expected)
+
+    def _from_store(self, rt: Runtime, offset: int, length: int) -> Iterator[bytes]:
+        assert self.url is not None
+        return _read_with_fallback(rt, self.image_id, [self.url, *self.fallbacks],
+                                   offset, length)
+
+    def _fill_source(self, rt: Runtime) -> FillSource | None:
+        image = self.image
+        if image is None or image.status != "active" or not image.size:
+            return None
+        return FillSource(self.image_id, image.size, image.checksum,
+                          functools.partial(self._from_store, rt, 0, image.size))
+
+
+def _open_first(rt: Runtime, image_id: str, urls: list[str], offset: int, length: int,
+                ) -> tuple[int, Iterator[bytes], bytes]:
+    """The first of ``urls`` (from index 0) that yields data: (its index, the rest of
+    its chunks, its first chunk). Each failure is logged; the last one is raised."""
+    failure: StoreError | GlimpseError | None = None
+    for index, url in enumerate(urls):
+        try:
+            chunks = iter(rt.stores.for_url(url).get(url, offset, length))
+            first = next(chunks, b"")
+            return index, chunks, first
+        except (StoreError, GlimpseError) as exc:
+            failure = exc
+            if index + 1 < len(urls):
+                LOG.warning("Image %s: cannot read location %s (%s); trying the next "
+                            "location", image_id, url, exc)
+    if isinstance(failure, DataNotFound | NotFound):
+        raise NotFound(f"Image data for {image_id} is missing") from failure
+    if isinstance(failure, StoreError):
+        raise http_error(failure, "Could not read image data") from failure
+    assert failure is not None
+    raise failure
+
+
+def _read_with_fallback(rt: Runtime, image_id: str, urls: list[str], offset: int,
+                        length: int) -> Iterator[bytes]:
+    """The bytes [offset, offset + length) of the image from the first location that
+    can serve them. Opening fails over before anything is sent (404/503 only when no
+    location can be read); a store failing mid-stream is resumed from the next
+    location at the byte reached, so the client never sees it."""
+    index, chunks, first = _open_first(rt, image_id, urls, offset, length)
+    sent = 0
+
+    def stream() -> Iterator[bytes]:
+        nonlocal index, chunks, first, sent
+        while True:
+            try:
+                if first:
+                    sent += len(first)
+                    yield first
+                    first = b""
+                for chunk in chunks:
+                    sent += len(chunk)
+                    yield chunk
+                return
+            except StoreError as exc:
+                if sent >= length or index + 1 >= len(urls):
+                    raise
+                LOG.warning("Image %s: location %s failed after %d bytes (%s); resuming "
+                            "from the next location", image_id, urls[index], sent, exc)
+                step, chunks, first = _open_first(rt, image_id, urls[index + 1:],
+                                                  offset + sent, length - sent)
+                index += 1 + step
+
+    return stream()
 
 
 def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Download:
+    from glimpse.services.locations import ordered
+
     with rt.db.read() as session:
         image, is_member = load_visible(rt, session, ctx, image_id)
     enforce_on_image(rt, ctx, image, is_member, "download_image")
@@ -320,13 +393,37 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
                         "Image data download is forbidden.")
     if image.status not in READABLE or not image.locations:
         return Download(image_id, 0, None, None)
-    url = image.locations[0]["url"]
-    try:
-        store = rt.stores.for_url(url)
-        size = store.size(url)
-    except (DataNotFound, NotFound) as exc:
-        raise NotFound(f"Image data for {image_id} is missing") from exc
-    except StoreError as exc:
-        raise http_error(exc, "Could not read image data") from exc
-    return Download(image_id, size, image.checksum, url, store.local_path(url), image,
-                    (ctx.project_id, ctx.user_id))
+    urls = [loc["url"] for loc in ordered(rt, image.locations)]
+    if rt.cache is not None and image.size and rt.cache.is_cached(image_id):
+        # A hit asks the store nothing: the record's size is the copy's.
+        return Download(image_id, image.size, image.checksum, urls[0], None, image,
+                        (ctx.project_id, ctx.user_id), fallbacks=urls[1:])
+    failure: Exception | None = None
+    for index, url in enumerate(urls):
+        try:
+            store = rt.stores.for_url(url)
+            size = store.size(url)
+        except (StoreError, GlimpseError) as exc:
+            failure = exc
+            LOG.warning("Image %s: location %s cannot be read (%s)%s", image_id, url, exc,
+                        "; trying the next location" if index + 1 < len(urls) else "")
+            continue
+        return Download(image_id, size, image.checksum, url, store.local_path(url), image,
+                        (ctx.project_id, ctx.user_id), fallbacks=urls[index + 1:])
+    if isinstance(failure, StoreError) and not isinstance(failure, DataNotFound):
+        raise http_error(failure, "Could not read image data") from failure
+    raise NotFound(f"Image data for {image_id} is missing") from failure
+
+
+def cache_source(rt: Runtime, image_id: str) -> FillSource | None:
+    """What the prefetcher copies for a queued image (None: not an active image)."""
+    from glimpse.services.locations import ordered
+
+    with rt.db.read() as session:
+        image = repo.get_image(session, image_id)
+    if image is None or image.status != "active" or not image.locations or not image.size:
+        return None
+    urls = [loc["url"] for loc in ordered(rt, image.locations)]
+    dl = Download(image_id, image.size, image.checksum, urls[0], None, image,
+                  fallbacks=urls[1:])
+    return dl._fill_source(rt)

@@ -226,8 +226,14 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         for name in hidden:
             del props[name]
         tags = list(image.tags)
+        from glimpse.services.locations import LocationEdit, delete_lease
+
+        edit = LocationEdit(rt, ctx, image, tgt)
         # Changes apply in order on a copy; nothing is written unless all succeed.
         for change in changes:
+            if change.path == "locations":
+                edit.apply(change.op, change.position, change.value)
+                continue
             existed = change.path in props
             _apply(ctx, image, change, core, props, tags)
             if change.path not in _BASE_ATTRIBUTES:
@@ -250,8 +256,17 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         if len(set(tags)) > len(set(image.tags)):
             rules.check_quota("image tags", len(set(tags)), rt.conf.image_tag_quota)
         updated = repo.patch_image(session, image, core, props, tags)
+        lease, removed = None, []
+        if updated is not None and edit.changed:
+            removed = edit.write(session)
+            lease = delete_lease(rt, session, image_id, removed)
+            updated = repo.get_image(session, image_id)
     if updated is None:
         raise NotFound(f"No image found with ID {image_id}")
+    if removed:
+        from glimpse.services.locations import remove_data
+
+        remove_data(rt, image_id, removed, lease)
     rt.notifier.image_event("image.update", updated)
     return readable(rt, ctx, updated)
 
@@ -260,8 +275,6 @@ def _apply(ctx: RequestContext, image: ImageRecord, change: Change, core: dict[s
            props: dict[str, str], tags: list[str]) -> None:
     """One PATCH operation, with Glance's answers (403/409) for each case."""
     name = change.path
-    if name == "locations":
-        raise Forbidden("Changing image locations is not supported by this deployment.")
     rules.check_settable(name, creating=False)
     is_base = name in _BASE_ATTRIBUTES
     if change.op == "remove":
@@ -337,6 +350,8 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
     rt.notifier.image_event("image.delete", image, status=new_status)
     if rt.runner is not None:
         rt.runner.staging.remove(image_id)
+    if rt.cache is not None:  # this node's copy; other nodes' cleaners drop theirs
+        rt.cache.evict(image_id)
     removed = all([_delete_data(rt, url) for url in urls])
     if lease is not None:
         if removed:

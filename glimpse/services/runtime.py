@@ -35,6 +35,8 @@ class Runtime:
     leases: Any = None
     # glimpse.services.recovery.Sweeper, started by the API server's lifespan.
     sweeper: Any = None
+    # glimpse.cache.ImageCache: this node's image cache (None unless image_cache_dir).
+    cache: Any = None
 
     @property
     def storage_quota(self) -> int:
@@ -45,6 +47,8 @@ class Runtime:
             self.sweeper.stop()
         if self.runner is not None:
             self.runner.shutdown()
+        if self.cache is not None:
+            self.cache.close()
         self.notifier.close()
         if self.leases is not None:
             self.leases.close()
@@ -57,6 +61,8 @@ class Runtime:
         if self.sweeper is None:
             self.sweeper = Sweeper(self)
             self.sweeper.start()
+        if self.cache is not None:
+            self.cache.start()  # pruner, cleaner and prefetcher (issue 16)
 
 
 def build(conf: cfg.ConfigOpts, migrate: bool = False, recover: bool = True) -> Runtime:
@@ -81,6 +87,7 @@ def build(conf: cfg.ConfigOpts, migrate: bool = False, recover: bool = True) -> 
     from glimpse.services import recovery
 
     rt.leases = leases_mod.Leases(conf, db)
+    rt.cache = build_cache(rt)
     rt.runner = tasks_mod.TaskRunner(rt)
     if recover:
         try:
@@ -89,6 +96,26 @@ def build(conf: cfg.ConfigOpts, migrate: bool = False, recover: bool = True) -> 
             LOG.warning("Could not look for expired leases", exc_info=True)
         rt.runner.recover()
     return rt
+
+
+def build_cache(rt: Runtime) -> Any:
+    """This node's image cache, wired to the database and stores (None when off)."""
+    from glimpse import cache as cache_mod
+
+    cache = cache_mod.from_conf(rt.conf, rt.db)
+    if cache is None:
+        return None
+    from glimpse.db import repository as repo
+    from glimpse.services import data
+
+    cache.source_for = lambda image_id: data.cache_source(rt, image_id)
+
+    def still_readable(image_ids: list[str]) -> set[str]:
+        with rt.db.read() as session:
+            return set(repo.readable_image_ids(session, image_ids))
+
+    cache.still_active = still_readable
+    return cache
 
 
 def load_protections(conf: cfg.ConfigOpts,

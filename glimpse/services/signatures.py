@@ -19,7 +19,7 @@ import datetime
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from glimpse.context import RequestContext
@@ -110,6 +110,15 @@ def verifier_for(
 ) -> Verifier | None:
     """The verifier for an image's data, or None when the image is not signed.
     Raises SignatureVerificationFailed for anything wrong before the data."""
+    factory = verifier_factory(rt, ctx, image_id, properties)
+    return factory() if factory is not None else None
+
+
+def verifier_factory(
+    rt: Any, ctx: RequestContext | None, image_id: str, properties: Mapping[str, Any]
+) -> Callable[[], Verifier] | None:
+    """Like ``verifier_for``, but a maker of fresh verifiers (one per attempt to read
+    the data) that asks the key manager only once, now."""
     if not wants_verification(properties):
         return None
     from cursive import exception as cursive_exception
@@ -126,11 +135,16 @@ def verifier_for(
     public_key = certificate.public_key()
     if not isinstance(public_key, key_type.public_key_type):
         raise _refused(image_id, f"Invalid public key type for signature key type: {key_type.name}")
-    verifier = key_type.create_verifier(signature, hash_method, public_key)
-    if verifier is None:
-        raise _refused(image_id, "Error occurred while creating the verifier")
-    _digest_with_hashlib(verifier, hash_method)
-    return Verifier(image_id, verifier)
+
+    def make() -> Verifier:
+        verifier = key_type.create_verifier(signature, hash_method, public_key)
+        if verifier is None:
+            raise _refused(image_id, "Error occurred while creating the verifier")
+        _digest_with_hashlib(verifier, hash_method)
+        return Verifier(image_id, verifier)
+
+    make()  # a verifier that cannot be made is refused now, before the data
+    return make
 
 
 class _HashlibDigest:

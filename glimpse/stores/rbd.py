@@ -286,8 +286,9 @@ class RbdStore(Store):
         return iter(entries)
 
     def properties(self) -> dict:
+        # As Glance: the cluster's fsid once known (None before the first connection).
         return {"chunk_size": self.chunk_size // MIB, "pool": self.pool,
-                "thin_provisioning": self.sparse_writes}
+                "thin_provisioning": self.sparse_writes, "fsid": self._fsid}
 
 
 class _Reader:

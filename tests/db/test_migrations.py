@@ -220,6 +220,64 @@ def test_revisions_form_one_line_from_base_to_head() -> None:
     assert db_engine.head_revisions() == frozenset(script.get_heads()) == {REVISIONS[-1]}
 
 
+# ---------------------------------------------------------------- expand-only revisions
+
+# From here on every revision only adds (tables, nullable or defaulted columns,
+# indexes): a node still running the previous release keeps working on a database
+# migrated by the next one (rolling upgrades; 0007 adds the image cache's tables).
+EXPAND_ONLY_FROM = "0006"
+
+
+def _shape(db: db_engine.Database) -> dict[str, dict[str, tuple[str, bool]]]:
+    from sqlalchemy import inspect
+
+    inspector = inspect(db.engine)
+    return {table: {c["name"]: (str(c["type"]), bool(c["nullable"]))
+                    for c in inspector.get_columns(table)}
+            for table in inspector.get_table_names()}
+
+
+EXPAND_PAIRS = [(old, new) for old, new in zip(REVISIONS, REVISIONS[1:], strict=False)
+                if old >= EXPAND_ONLY_FROM]
+
+
+@pytest.mark.parametrize(("previous", "revision"), EXPAND_PAIRS)
+@pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=True)
+def test_revision_only_expands_the_previous_schema(fresh_db_url: str, previous: str,
+                                                   revision: str, tmp_path: Path) -> None:
+    db = db_engine.Database(fresh_db_url)
+    try:
+        db_engine.upgrade(db, previous)
+        with db.engine.begin() as conn:
+            rows = _fill(conn, f"e{revision}")
+        before = _shape(db)
+        db_engine.upgrade(db, revision)
+        after = _shape(db)
+        for table, columns in before.items():
+            assert table in after, f"{revision} drops table {table}"
+            for name, shape in columns.items():
+                assert after[table].get(name) == shape, f"{revision} changes {table}.{name}"
+        for table in set(after) & set(before):
+            for name in set(after[table]) - set(before[table]):
+                assert after[table][name][1], f"{revision} adds NOT NULL {table}.{name}"
+        # What the previous release writes and reads still works: a new row in
+        # every table it knows, then every row read back.
+        with db.engine.begin() as conn:
+            again = _fill(conn, f"f{revision}")
+        meta = MetaData()
+        meta.reflect(db.engine, only=list(before))
+        with db.engine.connect() as conn:
+            for table_rows in (rows, again):
+                for name, row in table_rows.items():
+                    if name not in before:
+                        continue  # new in this revision
+                    table = meta.tables[name]
+                    where = [table.c[c.name] == row[c.name] for c in table.primary_key.columns]
+                    assert conn.execute(select(table).where(*where)).first() is not None
+    finally:
+        db.dispose()
+
+
 # ---------------------------------------------------------------- runtime start-up
 
 

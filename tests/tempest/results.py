@@ -1,11 +1,12 @@
 """Reads one tempest run and checks it against the expected passes.
 
-    python results.py OUT_DIR EXPECTED_FILE WALL_SECONDS
+    python results.py OUT_DIR EXPECTED_FILE WALL_SECONDS [REGEX]
 
 OUT_DIR holds ``results.subunit`` (``stestr last --subunit``) and ``listed.txt`` (the
 tests tempest selected). Writes ``OUT_DIR/tests.tsv`` (status, test, reason), prints the
 failures and a summary, and exits 1 when a test listed in EXPECTED_FILE did not pass,
-when the expected list is empty, or when the run produced no results at all.
+when the expected list is empty, or when the run produced no results at all. With
+REGEX (a run filtered by TEMPEST_REGEX) only the expected tests it matches count.
 
 Runs with the tempest virtualenv's interpreter (python-subunit and testtools).
 """
@@ -65,7 +66,7 @@ def expand_class_fixtures(results: dict[str, tuple[str, str]],
     return tests
 
 
-def main(out: Path, expected_file: Path, wall: int) -> int:
+def main(out: Path, expected_file: Path, wall: int, regex: str = "") -> int:
     listed_file = out / "listed.txt"
     listed = [line.strip() for line in listed_file.read_text().splitlines() if line.strip()] \
         if listed_file.exists() else []
@@ -77,6 +78,8 @@ def main(out: Path, expected_file: Path, wall: int) -> int:
             f.write(f"{status}\t{test_id}\t{reason}\n")
     expected = [line.strip() for line in expected_file.read_text().splitlines()
                 if line.strip() and not line.startswith("#")] if expected_file.exists() else []
+    if regex:
+        expected = [t for t in expected if re.search(regex, t)]
     counts = Counter(status for status, _ in tests.values())
     for test_id, (status, reason) in tests.items():
         if status in ("fail", "uxsuccess"):
@@ -94,4 +97,5 @@ def main(out: Path, expected_file: Path, wall: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]),
+                  sys.argv[4] if len(sys.argv) > 4 else ""))

@@ -18,9 +18,15 @@
 #   GLIMPSE_CACHE           where the tempest virtualenv is kept (~/.cache/glimpse-ci)
 #   GLIMPSE_TEMPEST_PORT    Glimpse's port (default: a free one)
 #   CONCURRENCY             tempest workers (default 2)
+#   IMAGE_CACHING           1 (default): Glimpse runs with its image cache on
+#                           (image_cache_dir) and tempest's caching tests run; 0: off
+#   GLIMPSE_TEMPEST_CATALOG_TYPE  the image service's type in Keystone's catalog
+#                           (default image; runs sharing one Keystone each need one)
+#   TEMPEST_REGEX           run only the tests of the suite matching this regex (the
+#                           expected list is filtered the same way)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[ $# -gt 0 ] || { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 for suite in "$@"; do
     case $suite in image | rbac | rbac-all) ;; *) echo "unknown suite $suite" >&2; exit 2 ;; esac
 done
@@ -33,6 +39,9 @@ GLIMPSE=${GLIMPSE_BIN:-$ROOT/.venv/bin/glimpse}
 TEMPEST_WANT=${TEMPEST_WANT:-tempest==47.0.0 glance-tempest-plugin==0.17.0}
 VT=$CACHE/venv-tempest
 CONCURRENCY=${CONCURRENCY:-2}
+IMAGE_CACHING=${IMAGE_CACHING:-1}
+CACHE_DIR_LINE=
+case $IMAGE_CACHING in 0) CACHING_ENABLED=false ;; *) CACHING_ENABLED=true ;; esac
 log() { echo "tempest: $*"; }
 free_port() {
     "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0))
@@ -80,8 +89,9 @@ eval "$KS_ENV"  # KEYSTONE_URL KEYSTONE_PORT ADMIN_PASSWORD SERVICE_USER SERVICE
 
 PORT=${GLIMPSE_TEMPEST_PORT:-$(free_port)}
 IMAGE_URL=http://127.0.0.1:$PORT
+CATALOG_TYPE=${GLIMPSE_TEMPEST_CATALOG_TYPE:-image}
 "$PYTHON" "$ROOT/scripts/keystone_admin.py" "$KEYSTONE_URL" "$ADMIN_PASSWORD" \
-    catalog "$IMAGE_URL" >/dev/null
+    catalog "$IMAGE_URL" "$CATALOG_TYPE" >/dev/null
 
 # ------------------------------------------------------------ test image over loopback HTTP
 # tempest's web-download and location tests fetch [image] http_image: a small valid qcow2.
@@ -149,7 +159,7 @@ glance = true
 keystone = true
 
 [image]
-catalog_type = image
+catalog_type = $CATALOG_TYPE
 region = RegionOne
 endpoint_type = public
 http_image = $HTTP_IMAGE
@@ -159,13 +169,13 @@ build_interval = 1
 container_formats = bare,ami,ari,aki,ovf,ova
 disk_formats = qcow2,raw,ami,ari,aki,vhd,vmdk,vdi,iso,vhdx
 hashing_algorithm = sha512
-image_caching_enabled = true
+image_caching_enabled = $CACHING_ENABLED
 
 [image-feature-enabled]
 api_v2 = true
 import_image = true
 os_glance_reserved = true
-manage_locations = false
+manage_locations = true
 image_conversion = false
 image_format_enforcement = true
 do_secure_hash = true
@@ -176,6 +186,7 @@ CONF
 # ------------------------------------------------------------ Glimpse
 G=$W/glimpse
 rm -rf "$G"
+[ "$CACHING_ENABLED" = false ] || CACHE_DIR_LINE="image_cache_dir = $G/data/image-cache"
 mkdir -p "$G"
 cat >"$G/glance-api.conf" <<CONF
 [DEFAULT]
@@ -186,9 +197,13 @@ auth_strategy = keystone
 data_dir = $G/data
 workers = 2
 enabled_import_methods = [glance-direct,web-download,copy-image]
-enabled_backends = fast:file,web:http
+# tempest waits for an all-stores import until "stores" equals the sorted store ids, and
+# "stores" follows the order the copies were written (enabled_backends order, as Glance).
+enabled_backends = cheap:file,fast:file,web:http
+show_multiple_locations = true
 worker_self_reference_url = $IMAGE_URL
 hashing_algorithm = sha512
+$CACHE_DIR_LINE
 
 [glance_store]
 default_backend = fast
@@ -196,6 +211,10 @@ default_backend = fast
 [fast]
 filesystem_store_datadir = $G/data/images-fast
 store_description = Fast file store
+
+[cheap]
+filesystem_store_datadir = $G/data/images-cheap
+store_description = Cheap file store
 
 [web]
 store_description = Read-only HTTP store
@@ -246,6 +265,8 @@ for suite in "$@"; do
         rbac) regex='^glance_tempest_plugin\.tests\.rbac\.v2\.test_project_[a-z_]+\.Image' ;;
         rbac-all) regex='^glance_tempest_plugin\.tests\.rbac' ;;
     esac
+    filter=${TEMPEST_REGEX:-}
+    [ -z "$filter" ] || regex=$filter
     echo "== tempest $suite ($regex)"
     out=$W/results/$suite
     rm -rf "$out"
@@ -258,6 +279,7 @@ for suite in "$@"; do
         --concurrency "$CONCURRENCY" ) >"$out/tempest-run.log" 2>&1 || true
     ( cd "$TW" && "$VT/bin/stestr" last --subunit ) >"$out/results.subunit" 2>/dev/null || true
     "$VT/bin/python" "$ROOT/tests/tempest/results.py" "$out" \
-        "$ROOT/tests/tempest/expected-$suite.txt" "$(($(date +%s) - t0))" || status=1
+        "$ROOT/tests/tempest/expected-$suite.txt" "$(($(date +%s) - t0))" "$filter" \
+        || status=1
 done
 exit $status

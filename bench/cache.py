@@ -1,0 +1,178 @@
+"""Image cache: one image downloaded cold (a miss, read from a remote store while
+the cache fills) and warm (a hit, read from the node's cache), next to the file
+store's own download rate through the same server, in the same run.
+
+    .venv/bin/python -m bench.cache [--size-mib 1024] [--rounds 1] [--stores rbd]
+
+Starts the real back ends with scripts/backends.sh (``$GLIMPSE_BACKENDS_DIR``, else
+.tmp/backends, reused) and ``glimpse serve`` (2 workers, SQLite, trusted headers) with
+``image_cache_dir`` set and a file store beside each remote store. Per remote store it
+uploads the image, downloads it cold, waits for the copy to be committed, downloads it
+warm, then removes the copy (DELETE /v2/cache/{id}) for the next round. The file store's
+rate is a download of a file-store image as a whole-image range (``bytes=0-``): a range
+never fills the cache, so that read goes to the file store. Every download's md5 is
+checked. Goals (issue 16): warm >= 90% of the file store's rate, warm >= 3x cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.servers import IDENTITY, REPO_ROOT, free_port, wait_up
+from bench.stores import MIB, PIECE, make_data
+
+ADMIN = {**IDENTITY, "X-Roles": "admin,member,reader"}
+
+
+def backends(kind: str) -> dict[str, str]:
+    where = os.environ.get("GLIMPSE_BACKENDS_DIR") or str(REPO_ROOT / ".tmp" / "backends")
+    out = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "backends.sh"), "up", where,
+                          kind], capture_output=True, text=True, check=True,
+                         timeout=900).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def start_glimpse(root: Path, ceph: dict[str, str] | None, size: int,
+                  ) -> tuple[subprocess.Popen, str]:
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    stores = ["file:file"] + (["rbd:rbd"] if ceph else [])
+    lines = ["[DEFAULT]", "bind_host = 127.0.0.1", f"bind_port = {port}", "workers = 2",
+             f"data_dir = {root}", "auth_strategy = trusted-headers",
+             f"enabled_backends = {', '.join(stores)}",
+             f"image_cache_dir = {root / 'cache'}",
+             f"image_cache_max_size = {4 * size}", "image_cache_min_free_space = 1GB",
+             "[database]", f"connection = sqlite:///{root / 'glimpse.sqlite'}",
+             "[glance_store]", "default_backend = file",
+             "[file]", f"filesystem_store_datadir = {root / 'images'}",
+             "[os_glance_staging_store]", f"filesystem_store_datadir = {root / 'staging'}",
+             "[os_glance_tasks_store]", f"filesystem_store_datadir = {root / 'tasks'}"]
+    if ceph:
+        lines += ["[rbd]", f"rbd_store_pool = {ceph['CEPH_POOL']}",
+                  f"rbd_store_user = {ceph['CEPH_USER']}",
+                  f"rbd_store_ceph_conf = {ceph['CEPH_CONF']}", "rados_connect_timeout = 30"]
+    conf = root / "glance-api.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    glimpse = str(Path(sys.executable).parent / "glimpse")
+    subprocess.run([glimpse, "db", "sync", "--config-file", str(conf)], check=True,
+                   capture_output=True, timeout=120)
+    log = (root / "server.log").open("wb")
+    proc = subprocess.Popen([glimpse, "serve", "--config-file", str(conf)], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_up(endpoint + "/versions", proc, root / "server.log")
+    return proc, endpoint
+
+
+def upload(client: httpx.Client, store: str, data: Path, size: int) -> str:
+    image_id = client.post("/v2/images", json={"disk_format": "raw",
+                                               "container_format": "bare"}).json()["id"]
+
+    def body():  # noqa: ANN202
+        with data.open("rb") as f:
+            while piece := f.read(PIECE):
+                yield piece
+
+    r = client.put(f"/v2/images/{image_id}/file", content=body(),
+                   headers={"Content-Type": "application/octet-stream",
+                            "Content-Length": str(size), "X-Image-Meta-Store": store})
+    r.raise_for_status()
+    return image_id
+
+
+def download(client: httpx.Client, image_id: str, md5: str, size: int,
+             headers: dict[str, str] | None = None) -> float:
+    digest = hashlib.md5()  # noqa: S324 - a checksum, as Glance's
+    start = time.monotonic()
+    with client.stream("GET", f"/v2/images/{image_id}/file", headers=headers) as resp:
+        resp.raise_for_status()
+        for piece in resp.iter_raw(PIECE):
+            digest.update(piece)
+    took = time.monotonic() - start
+    if digest.hexdigest() != md5:
+        raise RuntimeError(f"image {image_id}: downloaded data differs")
+    return size / MIB / took
+
+
+def cached(client: httpx.Client, image_id: str) -> bool:
+    entries = client.get("/v2/cache").json()["cached_images"]
+    return image_id in [e["image_id"] for e in entries]
+
+
+def wait_cached(client: httpx.Client, image_id: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not cached(client, image_id):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"image {image_id} was not cached")
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cache", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--stores", default="rbd", help="remote stores to read cold (rbd)")
+    ap.add_argument("--out", help="also write the figures as JSON here")
+    args = ap.parse_args(argv)
+    kinds = [k for k in args.stores.split(",") if k]
+    unknown = set(kinds) - {"rbd"}
+    if unknown:
+        ap.error(f"unsupported remote store(s): {sorted(unknown)}")
+    ceph = backends("ceph") if "rbd" in kinds else None
+    size = args.size_mib * MIB
+    figures: dict[str, list[float]] = {"file": []}
+    (REPO_ROOT / ".tmp").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-cache-", dir=REPO_ROOT / ".tmp") as tmp:
+        root = Path(tmp)
+        data = root / "image.raw"
+        md5 = make_data(data, size)
+        proc, endpoint = start_glimpse(root / "glimpse", ceph, size)
+        try:
+            with httpx.Client(base_url=endpoint, headers=ADMIN, timeout=900) as client:
+                local = upload(client, "file", data, size)
+                for kind in kinds:
+                    remote = upload(client, kind, data, size)
+                    for _ in range(args.rounds):
+                        figures["file"].append(download(client, local, md5, size,
+                                                        {"Range": "bytes=0-"}))
+                        cold = download(client, remote, md5, size)
+                        wait_cached(client, remote)
+                        warm = download(client, remote, md5, size)
+                        figures.setdefault(f"{kind} cold", []).append(cold)
+                        figures.setdefault(f"{kind} warm", []).append(warm)
+                        client.delete(f"/v2/cache/{remote}").raise_for_status()
+                    client.delete(f"/v2/images/{remote}").raise_for_status()
+                if cached(client, local):
+                    raise RuntimeError("a range request filled the cache")
+                client.delete(f"/v2/images/{local}").raise_for_status()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    medians = {k: statistics.median(v) for k, v in figures.items() if v}
+    print(f"image cache, {args.size_mib} MiB image, median of {args.rounds} round(s), MiB/s")
+    print(f"  file store (uncached, whole-image range)  {medians['file']:8.0f}")
+    for kind in kinds:
+        cold, warm = medians[f"{kind} cold"], medians[f"{kind} warm"]
+        print(f"  {kind} cold (miss, fill)  {cold:8.0f}   warm (hit)  {warm:8.0f}   "
+              f"warm/cold {warm / cold:5.1f}x (goal 3x)   "
+              f"warm/file {100 * warm / medians['file']:4.0f}% (goal 90%)")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"size_mib": args.size_mib, "figures": figures},
+                                             indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
