@@ -189,3 +189,30 @@ def test_unsigned_images_are_not_affected(client, key_manager):
     image_id = new_image(client, h)
     assert upload(client, image_id, DATA, h).status_code == 204
     assert image(client, image_id, h)["status"] == "active"
+
+
+@pytest.mark.parametrize("tamper", [False, True])
+def test_location_import_verified(make_app, key_manager, signers, tmp_path, tamper):
+    # POST /v2/images/{id}/locations (Images API 2.17): a signed image's data is read
+    # and verified at the location before the image goes active (Glimpse).
+    from tests.imports.test_locations_api import Web, config
+    from tests.stores.http_server import RangeServer
+
+    web = Web(RangeServer.shared())
+    app = make_app(config(tmp_path, web) + "\n" + signature_config(key_manager))
+    h = key_manager.headers()
+    url = web.data(f"/signed-{tamper}", DATA[:-1] + (b"?" if tamper else DATA[-1:]))
+    image_id = new_image(app, h, **signers["ECC_SECP384R1"].properties(DATA, "SHA-256"))
+    r = app.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=h)
+    assert r.status_code == 202, r.text
+    task = wait_task_done(app, image_id)
+    img = image(app, image_id, h)
+    if tamper:
+        assert task["status"] == "failure"
+        assert f"Signature verification failed for image {image_id}" in task["message"]
+        assert img["status"] == "queued"
+        assert img["checksum"] is None
+    else:
+        assert task["status"] == "success", task["message"]
+        assert img["status"] == "active"
+        assert app.get(f"/v2/images/{image_id}/file", headers=h).content == DATA
