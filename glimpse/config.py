@@ -245,14 +245,22 @@ def _cache_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
     return cache_opts.OPT_GROUPS
 
 
+# --- image signature verification (issue 19): castellan's [key_manager], [barbican] ---
+def _signature_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
+    from glimpse import signature_opts
+
+    return signature_opts.opt_groups()
+
+
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator."""
-    return [(group, list(opts)) for group, opts in OPT_GROUPS + _ops_groups() + _cache_groups()]
+    groups = OPT_GROUPS + _ops_groups() + _cache_groups() + _signature_groups()
+    return [(group, list(opts)) for group, opts in groups]
 
 
 def new_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
-    for group, opts in OPT_GROUPS + _ops_groups() + _cache_groups():
+    for group, opts in OPT_GROUPS + _ops_groups() + _cache_groups() + _signature_groups():
         conf.register_opts(opts, group=group)
     return conf
 

@@ -3,11 +3,12 @@
 
     keystone_admin.py URL ADMIN_PASSWORD provision SERVICE_USER SERVICE_PASSWORD
         service project, the service user with roles admin and service on it
-    keystone_admin.py URL ADMIN_PASSWORD catalog IMAGE_URL [SERVICE_TYPE]
+    keystone_admin.py URL ADMIN_PASSWORD catalog IMAGE_URL [SERVICE_TYPE [NAME]]
         an ``image`` service (name glance, RegionOne) whose public, internal and
         admin endpoints are IMAGE_URL (replaced when they point elsewhere);
         SERVICE_TYPE (default image) lets runs sharing one Keystone each have a
-        catalog entry of their own
+        catalog entry of their own; another type (key-manager for
+        scripts/barbican.sh) with NAME registers that service instead
 
 URL is the identity v3 endpoint (http://127.0.0.1:PORT/v3). Loopback only.
 Every step is idempotent, so a re-run against a running Keystone is harmless.
@@ -98,15 +99,16 @@ def provision(ks: Keystone, user: str, password: str) -> None:
     print(f"keystone_admin: service user {user} ready on project service")
 
 
-def catalog(ks: Keystone, image_url: str, service_type: str = "image") -> None:
+def catalog(ks: Keystone, image_url: str, service_type: str = "image",
+            name: str = "glance") -> None:
     query = urllib.parse.urlencode({"type": service_type})
     services = ks.expect("GET", f"/services?{query}", (200,))["services"]
     if services:
         service_id = services[0]["id"]
     else:
         service_id = ks.expect("POST", "/services", (201,), {"service": {
-            "type": service_type, "name": "glance",
-            "description": "Image service"}})["service"]["id"]
+            "type": service_type, "name": name,
+            "description": f"{name} ({service_type})"}})["service"]["id"]
     endpoints = ks.expect("GET", f"/endpoints?service_id={service_id}", (200,))["endpoints"]
     for interface in ("public", "internal", "admin"):
         mine = [e for e in endpoints if e["interface"] == interface]
@@ -127,7 +129,7 @@ def main(argv: list[str]) -> None:
     ks = Keystone(url, admin_password)
     if command == "provision" and len(args) == 2:
         provision(ks, *args)
-    elif command == "catalog" and len(args) in (1, 2):
+    elif command == "catalog" and len(args) in (1, 2, 3):
         catalog(ks, *args)
     else:
         sys.exit(__doc__)

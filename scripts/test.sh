@@ -167,16 +167,27 @@ fi
 # GLIMPSE_KEYSTONE_DIR; otherwise this script starts its own (scripts/keystone.sh, the
 # first time it installs Keystone into ~/.cache/glimpse-ci) when the tests it runs
 # include tests/rbac, and stops it at the end.
-rbac_selected() {
-    local a rp paths=0
+selected() {  # selected TESTDIR ARGS...: whether the pytest arguments include TESTDIR
+    local a rp paths=0 dir=$ROOT/$1
+    shift
     for a in "$@"; do
         [ -e "$a" ] || continue
         paths=1
         rp=$(realpath "$a")
-        case "$ROOT/tests/rbac/" in "$rp"/*) return 0 ;; esac
-        case "$rp" in "$ROOT/tests/rbac"*) return 0 ;; esac
+        case "$dir/" in "$rp"/*) return 0 ;; esac
+        case "$rp" in "$dir"*) return 0 ;; esac
     done
     [ "$paths" = 0 ]
+}
+rbac_selected() { selected tests/rbac "$@" || selected tests/signatures "$@"; }
+STOP_SCRIPTS=()
+STOP_DIRS=()
+stop_at_exit() {  # stop_at_exit SCRIPT DIR: `scripts/SCRIPT down DIR` when this script ends
+    STOP_SCRIPTS+=("$1")
+    STOP_DIRS+=("$2")
+    trap 'for i in "${!STOP_SCRIPTS[@]}"; do
+        bash "$ROOT/scripts/${STOP_SCRIPTS[$i]}" down "${STOP_DIRS[$i]}" >/dev/null 2>&1
+    done' EXIT
 }
 t=$(now)
 if [ -z "${GLIMPSE_KEYSTONE_DIR:-}" ] && rbac_selected "$@"; then
@@ -185,7 +196,7 @@ if [ -z "${GLIMPSE_KEYSTONE_DIR:-}" ] && rbac_selected "$@"; then
     say "starting Keystone for tests/rbac (scripts/keystone.sh up .tmp/keystone;" \
         "log: .tmp/keystone-up.log)"
     if bash scripts/keystone.sh up "$GLIMPSE_KEYSTONE_DIR" >.tmp/keystone-up.log 2>&1; then
-        trap 'bash "$ROOT/scripts/keystone.sh" down "$GLIMPSE_KEYSTONE_DIR" >/dev/null 2>&1' EXIT
+        stop_at_exit keystone.sh "$GLIMPSE_KEYSTONE_DIR"
     else
         grep -v '^WARNING: Location' .tmp/keystone-up.log | tail -n 20 >&2
         if $IN_CI; then
@@ -196,6 +207,25 @@ if [ -z "${GLIMPSE_KEYSTONE_DIR:-}" ] && rbac_selected "$@"; then
     fi
 fi
 timed "keystone" "$t"
+
+# ------------------------------------------------------------------ Barbican (tests/signatures)
+# The signature tests need a real Barbican behind that Keystone: .ci/run starts one and
+# sets GLIMPSE_BARBICAN_DIR; otherwise it is started here (scripts/barbican.sh) and
+# stopped at the end.
+t=$(now)
+if [ -z "${GLIMPSE_BARBICAN_DIR:-}" ] && [ -n "${GLIMPSE_KEYSTONE_DIR:-}" ] &&
+    selected tests/signatures "$@"; then
+    export GLIMPSE_BARBICAN_DIR=$ROOT/.tmp/barbican-test
+    say "starting Barbican for tests/signatures (scripts/barbican.sh up .tmp/barbican-test;" \
+        "log: .tmp/barbican-up.log)"
+    if bash scripts/barbican.sh up "$GLIMPSE_BARBICAN_DIR" >.tmp/barbican-up.log 2>&1; then
+        stop_at_exit barbican.sh "$GLIMPSE_BARBICAN_DIR"
+    else
+        grep -v '^WARNING: Location' .tmp/barbican-up.log | tail -n 20 >&2
+        warn "Barbican did not start: the signature tests (tests/signatures) will FAIL or SKIP"
+    fi
+fi
+timed "barbican" "$t"
 
 # ------------------------------------------------------------------ lint
 t=$(now)

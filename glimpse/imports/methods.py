@@ -42,7 +42,7 @@ from glimpse.imports.tasks import (
     Progress,
     TaskAborted,
 )
-from glimpse.services import storage_quota
+from glimpse.services import signatures, storage_quota
 from glimpse.services.data import DataStream
 from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError
 
@@ -156,10 +156,20 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     inspector = (diskformat.inspector_for(image.disk_format, image.container_format)
                  if measure and not staged else None)
     hashed = measure and not staged
+    # A signed image is verified on its first write (the data it will have), on
+    # the requester's behalf; what can be checked before the data is, now.
+    verifier = None
+    if measure:
+        try:
+            verifier = signatures.verifier_for(rt, runner.context(task.id), image.id,
+                                               image.properties)
+        except GlimpseError as exc:
+            raise ImportFailed(exc.message) from exc
     phase = f"{STORE_PHASE}{store.name}"
     stream = DataStream(_with_progress(_chunks(rt, source), progress, phase, source.size),
                         limit=limit, limit_error=RequestEntityTooLarge(message),
-                        inspector=inspector, hash_algos=("md5", algo) if hashed else ())
+                        inspector=inspector, hash_algos=("md5", algo) if hashed else (),
+                        verifier=verifier)
     backend = store.name if rt.conf.enabled_backends else None
     rt.notifier.image_event("image.prepare", image, backend=backend)
     try:
@@ -235,10 +245,17 @@ def _staged_measures(runner: TaskRunner, image: ImageRecord, source: Source,
 def _add(store: Store, image_id: str, source: Source, stream: DataStream) -> StoredData:
     """Put the data into ``store``. A local file (staged upload, download, plugin
     output) is linked when the store can do that, so it is not copied: it is then
-    read only if it must be measured (hashes and format, still a single pass)."""
+    read only if it must be measured (hashes, format, signature: still a single
+    pass)."""
     linked = store.add_file(image_id, source.path) if source.path is not None else None
     if linked is None:
-        return store.add(image_id, stream)
+        stored = store.add(image_id, stream)
+        try:
+            stream.verify()  # a store that stopped at the expected size
+        except BaseException:
+            _delete_quietly_from(store, stored.url)
+            raise
+        return stored
     try:
         if stream.measures:
             stream.consume()

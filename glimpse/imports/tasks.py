@@ -107,8 +107,15 @@ class TaskRunner:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._leases: dict[str, str] = {}
+        # The requester of each submitted task, kept in memory only (its token is
+        # never written down): the key manager is asked on its behalf.
+        self._contexts: dict[str, Any] = {}
 
     # ------------------------------------------------------------ running
+
+    def context(self, task_id: str) -> Any:
+        """The RequestContext the task was submitted with (None after a restart)."""
+        return self._contexts.get(task_id)
 
     def lease_task(self, session, task_id: str, image_id: str | None,  # noqa: ANN001
                    stores: list[str | None] | None = None) -> None:
@@ -118,7 +125,9 @@ class TaskRunner:
             session, leases_mod.IMPORT, image_id=image_id, task_id=task_id,
             detail={"stores": stores or [None]})
 
-    def submit(self, task_id: str) -> None:
+    def submit(self, task_id: str, ctx: Any = None) -> None:
+        if ctx is not None:
+            self._contexts[task_id] = ctx
         lease_id = self._leases.get(task_id)
         if lease_id is not None:
             self.rt.leases.held(lease_id)
@@ -145,6 +154,7 @@ class TaskRunner:
         try:
             self._run_task(task_id)
         finally:
+            self._contexts.pop(task_id, None)
             lease_id = self._leases.pop(task_id, None)
             if lease_id is not None and not self.stopping.is_set():
                 self.rt.leases.release_now(lease_id)

@@ -37,6 +37,7 @@ from glimpse.services import storage_quota
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.leases import UPLOAD
 from glimpse.services.runtime import Runtime
+from glimpse.services.signatures import Verifier, verifier_for
 from glimpse.services.store_errors import http_error
 from glimpse.stores.base import DataNotFound, StoreError, StoreFull
 
@@ -66,7 +67,11 @@ def new_hash(algo: str) -> Any:
 class DataStream:
     """The one wrapper for incoming image data (upload, stage, web-download,
     import): counts the bytes, enforces a size limit, feeds an optional format
-    inspector and computes optional digests, while passing the chunks on.
+    inspector, computes optional digests and feeds an optional signature verifier
+    (glimpse.services.signatures), while passing the chunks on. The signature is
+    checked after the last chunk, before the end of the data reaches the consumer, so
+    a store sees a bad signature as a failed write and keeps nothing; ``verify``
+    checks it too, for a consumer that stops at the expected size.
 
     Each digest of a large chunk is computed in its own helper thread while the
     consumer writes that chunk (hashlib and os.write release the GIL), so md5 +
@@ -75,12 +80,17 @@ class DataStream:
 
     def __init__(self, chunks: Iterable[bytes], *, limit: int, limit_error: Exception,
                  inspector: DiskFormatInspector | None = None,
-                 hash_algos: Iterable[str] = ()):
+                 hash_algos: Iterable[str] = (), verifier: Verifier | None = None):
         self._chunks = chunks
         self._limit = limit
         self._limit_error = limit_error
         self.inspector = inspector
         self._hashers = {algo: new_hash(algo) for algo in hash_algos}
+        # The verifier is one more digest: fed in order, alongside the others.
+        self.verifier = verifier
+        self._updates = [h.update for h in self._hashers.values()]
+        if verifier is not None:
+            self._updates.append(verifier.update)
         self._pending: list[Future] = []
         self.size = 0
 
@@ -100,12 +110,20 @@ class DataStream:
             self._settle()  # the previous chunk is hashed: updates stay in order
             self._hash(chunk)
             yield chunk
+        self.verify()
+
+    def verify(self) -> None:
+        """Finish the digests and check the signature, if there is one (raises
+        SignatureVerificationFailed). Idempotent."""
         self._settle()
+        if self.verifier is not None:
+            self.verifier.verify()
 
     @property
     def measures(self) -> bool:
-        """Whether the data itself must be seen (digests, format), not just counted."""
-        return bool(self._hashers) or self.inspector is not None
+        """Whether the data itself must be seen (digests, format, signature), not
+        just counted."""
+        return bool(self._updates) or self.inspector is not None
 
     def consume(self) -> None:
         """Read everything, to measure data stored without being copied."""
@@ -120,11 +138,11 @@ class DataStream:
 
     def _hash(self, chunk: bytes) -> None:
         if len(chunk) < PARALLEL_HASH_MIN:
-            for hasher in self._hashers.values():
-                hasher.update(chunk)
+            for update in self._updates:
+                update(chunk)
             return
         pool = _hash_pool()
-        self._pending = [pool.submit(h.update, chunk) for h in self._hashers.values()]
+        self._pending = [pool.submit(update, chunk) for update in self._updates]
 
     def _settle(self) -> None:
         pending, self._pending = self._pending, []
@@ -193,10 +211,14 @@ def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[by
         # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
         inspector = diskformat.inspector_for(image.disk_format, image.container_format)
         algo = rt.conf.hashing_algorithm
+        # A signed image: everything but the signature itself is checked now,
+        # before a byte is stored.
+        verifier = verifier_for(rt, ctx, image_id, image.properties)
         stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
-                            inspector=inspector, hash_algos=("md5", algo))
+                            inspector=inspector, hash_algos=("md5", algo), verifier=verifier)
         with metrics.in_flight(metrics.UPLOADS):
             stored = store.add(image_id, stream)
+        stream.verify()
         virtual_size = diskformat.finish(inspector,
                                          rt.conf.image_format.require_image_format_match)
         crash_point("upload.stored")

@@ -20,6 +20,7 @@ from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import GONE, Event, transition
 from glimpse.errors import BadRequest, Conflict, Forbidden, NotFound
 from glimpse.policy import image_target, new_image_target
+from glimpse.services import signatures
 from glimpse.services.leases import DELETE
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import DataNotFound, StoreError
@@ -239,6 +240,8 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
                 rt.protections.check_patch(ctx, change.op, change.path, existed)
         if hidden:
             props = {**hidden, **props}
+        for name in signatures.SIGNATURE_PROPERTIES:
+            signatures.check_change(image.status, name, image.properties, props)
         if "visibility" in core and core["visibility"] != image.visibility:
             rules.check_visibility_value(core["visibility"])
             _check_visibility_policy(rt, ctx, core["visibility"], tgt)

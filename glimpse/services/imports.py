@@ -273,7 +273,7 @@ def import_image(rt: Runtime, ctx: RequestContext, image_id: str, body: Any,
         rt.notifier.image_event("image.update", image, touched=True,
                                 status=transition(image.status, Event.IMPORT_START))
     rt.notifier.task_started(task)
-    rt.runner.submit(task.id)
+    rt.runner.submit(task.id, ctx)
     return ImportOutcome(task_id=task.id)
 
 

@@ -469,7 +469,7 @@ def add_location(rt: Runtime, ctx: RequestContext, image_id: str, body: Any) -> 
             },
         )
     rt.notifier.task_started(task)
-    rt.runner.submit(task_id)
+    rt.runner.submit(task_id, ctx)
     return task_id
 
 

@@ -82,7 +82,7 @@ def create_task(rt: Runtime, ctx: RequestContext, task_type: str, task_input: An
             rt.runner.lease_task(session, task_id, None)
     rt.notifier.task_started(created)
     if task_type == LEGACY_TYPE:
-        rt.runner.submit(task_id)
+        rt.runner.submit(task_id, ctx)
     else:
         rt.runner.fail(task_id, f"Tasks of type {task_type} are created by the image import "
                        "call (POST /v2/images/{image_id}/import), not by the tasks API")

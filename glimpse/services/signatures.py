@@ -1,0 +1,226 @@
+"""Image signature verification, as Glance does it, with cursive and castellan.
+
+An image whose properties hold all four of ``img_signature``,
+``img_signature_hash_method``, ``img_signature_key_type`` and
+``img_signature_certificate_uuid`` has its data verified while it is written (the
+``Verifier`` rides in the same single pass as the hashes, in DataStream). The
+certificate is fetched from the key manager (castellan: ``[key_manager] backend``,
+Barbican by default, ``[barbican]`` options) with the caller's own token.
+
+Everything that can be checked without the data (the signature's base64, the hash
+method, the key type, the certificate: found, X.509, of the key type, within its
+dates) is checked by ``verifier_for`` before a byte is stored; ``Verifier.verify``
+checks the signature itself once the last byte has been seen.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from glimpse.context import RequestContext
+from glimpse.errors import BadRequest, Forbidden
+
+LOG = logging.getLogger(__name__)
+
+SIGNATURE = "img_signature"
+HASH_METHOD = "img_signature_hash_method"
+KEY_TYPE = "img_signature_key_type"
+CERT_UUID = "img_signature_certificate_uuid"
+SIGNATURE_PROPERTIES = (SIGNATURE, HASH_METHOD, KEY_TYPE, CERT_UUID)
+
+# Once an image has verified data its signature properties describe that data.
+_FROZEN_STATUSES = frozenset({"active", "deactivated"})
+
+
+class SignatureVerificationFailed(BadRequest):
+    """PUT /file answers 400 with this message (Glance's wording); an import task
+    fails with it."""
+
+    def __init__(self, image_id: str, reason: str):
+        super().__init__(f"Signature verification failed for image {image_id}: {reason}")
+        self.reason = reason
+
+
+def wants_verification(properties: Mapping[str, Any]) -> bool:
+    """Glance's rule (cursive.should_create_verifier): all four properties present."""
+    return all(name in properties for name in SIGNATURE_PROPERTIES)
+
+
+def check_change(status: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Refuse adding, changing or removing a signature property of an image whose
+    data is already in place (the properties would no longer match what was
+    verified)."""
+    if (
+        name in SIGNATURE_PROPERTIES
+        and status in _FROZEN_STATUSES
+        and old.get(name) != new.get(name)
+    ):
+        raise Forbidden(
+            f"Property {name} cannot be changed on an image in status "
+            f"{status}: it is part of the image's verified signature."
+        )
+
+
+def _refused(image_id: str, reason: str) -> SignatureVerificationFailed:
+    """A refusal worded as cursive words its own (Glance shows cursive's text)."""
+    from cursive import exception as cursive_exception
+
+    return SignatureVerificationFailed(
+        image_id, str(cursive_exception.SignatureVerificationError(reason=reason))
+    )
+
+
+class Verifier:
+    """Feeds the data to cursive's verifier; ``verify`` raises
+    SignatureVerificationFailed when the data does not match the signature."""
+
+    def __init__(self, image_id: str, verifier: Any):
+        self.image_id = image_id
+        self._verifier = verifier
+        self._outcome: SignatureVerificationFailed | bool | None = None
+
+    def update(self, chunk: bytes) -> None:
+        self._verifier.update(chunk)
+
+    def verify(self) -> None:
+        """Check once (the digest is final then); later calls repeat the outcome."""
+        if self._outcome is None:
+            from cryptography.exceptions import InvalidSignature
+
+            try:
+                self._verifier.verify()
+                self._outcome = True
+                LOG.info("Successfully verified signature for image %s", self.image_id)
+            except InvalidSignature:
+                LOG.warning("Signature verification failed for image %s", self.image_id)
+                self._outcome = SignatureVerificationFailed(
+                    self.image_id, "Signature verification failed"
+                )
+        if isinstance(self._outcome, SignatureVerificationFailed):
+            raise self._outcome
+
+
+def verifier_for(
+    rt: Any, ctx: RequestContext | None, image_id: str, properties: Mapping[str, Any]
+) -> Verifier | None:
+    """The verifier for an image's data, or None when the image is not signed.
+    Raises SignatureVerificationFailed for anything wrong before the data."""
+    factory = verifier_factory(rt, ctx, image_id, properties)
+    return factory() if factory is not None else None
+
+
+def verifier_factory(
+    rt: Any, ctx: RequestContext | None, image_id: str, properties: Mapping[str, Any]
+) -> Callable[[], Verifier] | None:
+    """Like ``verifier_for``, but a maker of fresh verifiers (one per attempt to read
+    the data) that asks the key manager only once, now."""
+    if not wants_verification(properties):
+        return None
+    from cursive import exception as cursive_exception
+    from cursive import signature_utils
+
+    try:
+        # cursive's own parsing, in cursive's order (and with its messages).
+        signature = signature_utils.get_signature(properties[SIGNATURE])
+        hash_method = signature_utils.get_hash_method(properties[HASH_METHOD])
+        key_type = signature_utils.SignatureKeyType.lookup(properties[KEY_TYPE])
+    except cursive_exception.SignatureVerificationError as exc:
+        raise SignatureVerificationFailed(image_id, str(exc)) from None
+    certificate = _certificate(rt, ctx, image_id, str(properties[CERT_UUID]))
+    public_key = certificate.public_key()
+    if not isinstance(public_key, key_type.public_key_type):
+        raise _refused(image_id, f"Invalid public key type for signature key type: {key_type.name}")
+
+    def make() -> Verifier:
+        verifier = key_type.create_verifier(signature, hash_method, public_key)
+        if verifier is None:
+            raise _refused(image_id, "Error occurred while creating the verifier")
+        _digest_with_hashlib(verifier, hash_method)
+        return Verifier(image_id, verifier)
+
+    make()  # a verifier that cannot be made is refused now, before the data
+    return make
+
+
+class _HashlibDigest:
+    """cryptography's Hash interface (update, finalize) over hashlib, which lets go of
+    the GIL while it hashes a large chunk: the verifier's digest then runs truly in
+    parallel with md5 and os_hash_value in DataStream's hashing threads."""
+
+    def __init__(self, name: str):
+        self._hash = hashlib.new(name)
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def finalize(self) -> bytes:
+        return self._hash.digest()
+
+
+def _digest_with_hashlib(verifier: Any, hash_method: Any) -> None:
+    # cursive's verifiers (RSA-PSS, DSA, ECC) keep their running digest in
+    # ``_hasher`` and only call finalize() on it in verify(); the signature check
+    # itself stays cursive's. Left alone if a cursive release changes that shape.
+    if hasattr(verifier, "_hasher") and hash_method.name in hashlib.algorithms_available:
+        verifier._hasher = _HashlibDigest(hash_method.name)
+
+
+def _certificate(rt: Any, ctx: RequestContext | None, image_id: str, cert_uuid: str) -> Any:
+    """The X.509 certificate ``cert_uuid`` from the key manager, as the caller sees it.
+
+    cursive.get_certificate would read the process-global oslo.config object;
+    Glimpse has one configuration per runtime, so the castellan key manager is
+    built from it here, with the same outcomes and messages."""
+    from castellan.common import exception as km_exception
+    from castellan.common.credentials import keystone_token
+    from cryptography import x509
+
+    if ctx is None or not ctx.auth_token:
+        # No token (noauth, trusted headers without one, a recovered task): the key
+        # manager cannot be asked on the caller's behalf.
+        raise _refused(image_id, f"Unable to retrieve certificate with ID: {cert_uuid}")
+    credential = keystone_token.KeystoneToken(
+        token=ctx.auth_token, auth_url=rt.conf.barbican.auth_endpoint, project_id=ctx.project_id
+    )
+    try:
+        managed = _key_manager(rt.conf).get(credential, cert_uuid)
+    except km_exception.ManagedObjectNotFoundError:
+        raise _refused(image_id, f"Certificate not found with ID: {cert_uuid}") from None
+    except km_exception.KeyManagerError as exc:
+        LOG.error("Unable to retrieve certificate with ID %s: %s", cert_uuid, exc)
+        raise _refused(image_id, f"Unable to retrieve certificate with ID: {cert_uuid}") from None
+    if managed.format != "X.509":
+        raise _refused(image_id, f"Invalid certificate format: {managed.format}")
+    # castellan hands certificates over DER-encoded.
+    certificate = x509.load_der_x509_certificate(managed.get_encoded())
+    if rt.conf.verify_signature_certificate_dates:
+        now = datetime.datetime.now(datetime.UTC)
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            raise _refused(
+                image_id,
+                f"Certificate {cert_uuid} is not valid at this time (valid from "
+                f"{certificate.not_valid_before_utc.isoformat()} to "
+                f"{certificate.not_valid_after_utc.isoformat()})",
+            )
+    return certificate
+
+
+# One key manager per configuration object (a ConfigOpts is not hashable).
+_KEY_MANAGERS: dict[int, tuple[Any, Any]] = {}
+_KEY_MANAGERS_LOCK = threading.Lock()
+
+
+def _key_manager(conf: Any) -> Any:
+    with _KEY_MANAGERS_LOCK:
+        found = _KEY_MANAGERS.get(id(conf))
+        if found is None or found[0] is not conf:
+            from castellan import key_manager
+
+            found = (conf, key_manager.API(conf))
+            _KEY_MANAGERS[id(conf)] = found
+        return found[1]
