@@ -27,7 +27,7 @@ from glimpse import logs
 from glimpse.api import auth, render
 from glimpse.context import RequestContext
 from glimpse.db import retry as db_retry
-from glimpse.errors import BadRequest, GlimpseError, RequestTimeout
+from glimpse.errors import BadRequest, GlimpseError, NotFound, RequestTimeout
 from glimpse.services import store_errors
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import StoreError
@@ -143,8 +143,9 @@ class ContextMiddleware:
                 with_id = False
                 raise
             if "\x00" in scope["path"]:
-                # No name or id holds a NUL, and PostgreSQL cannot even compare one.
-                raise BadRequest("The request path may not contain NUL characters.")
+                # No name or id holds a NUL (PostgreSQL cannot even compare one): such
+                # a path names nothing, as an unknown id (404, as before the database).
+                raise NotFound("The resource could not be found.")
             scope["state"]["context"] = ctx
             scope["state"]["runtime"] = self.runtime
             if ctx.user_id or ctx.project_id:

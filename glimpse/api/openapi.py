@@ -224,6 +224,40 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("DELETE", f"{_NS}/resource_types/{{resource_type}}"): Op(
         "Remove a resource type association", "metadefs", {204: None}, (404,)
     ),
+    # locations (API 2.17) and copies per store
+    ("POST", f"{_IMG}/locations"): Op(
+        "Add a location to a queued image (API 2.17)",
+        "locations",
+        {202: None},
+        (400, 404, 409),
+        body="location_add",
+    ),
+    ("GET", f"{_IMG}/locations"): Op(
+        "The image's locations (service role)", "locations", {200: "location_list"}, (404,)
+    ),
+    ("DELETE", "/v2/stores/{store_id}/{image_id}"): Op(
+        "Delete the image's copy in one store", "locations", {204: None}, (404, 409)
+    ),
+    # image cache (API 2.14-2.18; 404 when this node has no cache)
+    ("GET", "/v2/cache"): Op("Cached and queued images", "cache", {200: "cache_state"}, (404,)),
+    ("DELETE", "/v2/cache"): Op(
+        "Clear the cache, the queue or both", "cache", {204: None}, (400, 404)
+    ),
+    ("POST", "/v2/cache/clean"): Op(
+        "Remove invalid and stalled copies", "cache", {200: None}, (404,)
+    ),
+    ("POST", "/v2/cache/prune"): Op(
+        "Prune the cache below its maximum size", "cache", {200: "cache_prune"}, (404,)
+    ),
+    ("GET", "/v2/cache/nodes/{image_id}"): Op(
+        "Nodes holding a copy of the image", "cache", {200: "cache_nodes"}, (404,)
+    ),
+    ("DELETE", "/v2/cache/{image_id}"): Op(
+        "Drop the image's cached copy", "cache", {204: None}, (404,)
+    ),
+    ("PUT", "/v2/cache/{image_id}"): Op(
+        "Queue the image for caching", "cache", {202: None}, (400, 404)
+    ),
     # operations (issue 18)
     ("GET", "/healthcheck"): Op(
         "Health probe for load balancers", "operations", {200: "health"}, (503,), public=True
@@ -402,6 +436,44 @@ def _component_schemas(conf: cfg.ConfigOpts) -> dict[str, Any]:
             "properties": {"stores": {"type": "array", "items": _LOOSE}},
         },
         "info_usage": {"type": "object", "properties": {"usage": _LOOSE}},
+        "location_add": {
+            "type": "object",
+            "required": ["url"],
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string"},
+                "validation_data": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "os_hash_algo": {"type": "string"},
+                        "os_hash_value": {"type": "string", "maxLength": 128},
+                    },
+                },
+            },
+        },
+        "location_list": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"url": {"type": "string"}, "metadata": _LOOSE},
+            },
+        },
+        "cache_state": {
+            "type": "object",
+            "properties": {
+                "cached_images": {"type": "array", "items": _LOOSE},
+                "queued_images": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "cache_prune": {
+            "type": "object",
+            "properties": {
+                "total_files_pruned": {"type": "integer"},
+                "total_bytes_pruned": {"type": "integer"},
+            },
+        },
+        "cache_nodes": {"type": "array", "items": {"type": "string"}},
         "health": {"type": "object"},
         "error": _ERROR,
         "metadef_resource_type_list": {
