@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime
-import os
 import ipaddress
+import os
 import ssl
 import subprocess
 import sys

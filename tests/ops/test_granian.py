@@ -22,12 +22,12 @@ GRANIAN = ("--http-server", "granian")
 DATA = bytes(range(256)) * 8192  # 2 MiB
 
 
-def test_downloads_are_sent_by_granian(tmp_path: Path, db_url: str,
-                                       served: list[Served]) -> None:
+def test_downloads_are_sent_by_granian(tmp_path: Path, db_url: str, served: list[Served]) -> None:
     s = serve(tmp_path, "workers = 2", db_url, args=GRANIAN)
     served.append(s)
-    image = httpx.post(s.url + "/v2/images", json={
-        "name": "g", "disk_format": "raw", "container_format": "bare"}).json()
+    image = httpx.post(
+        s.url + "/v2/images", json={"name": "g", "disk_format": "raw", "container_format": "bare"}
+    ).json()
     url = f"{s.url}/v2/images/{image['id']}/file"
     r = httpx.put(url, content=DATA, headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 204, r.text
@@ -38,18 +38,25 @@ def test_downloads_are_sent_by_granian(tmp_path: Path, db_url: str,
     assert ranged.status_code == 206 and ranged.content == DATA[5:10]
     # One access line per request, in Glimpse's format, the pathsend bytes counted.
     lines = s.lines()
-    assert any(f"GET /v2/images/{image['id']}/file status: 200 len: {len(DATA)}" in line
-               for line in lines), lines[-10:]
+    assert any(
+        f"GET /v2/images/{image['id']}/file status: 200 len: {len(DATA)}" in line for line in lines
+    ), lines[-10:]
     granian_lines = [line for line in lines if " _granian " in line]
     assert granian_lines and all(LINE.match(line) for line in granian_lines)
     assert s.stop() == 0
 
 
-def test_tls_with_client_certificates(tmp_path: Path, db_url: str, certs: Certs,
-                                      served: list[Served]) -> None:
-    s = serve(tmp_path, f"cert_file = {certs.server_cert}\nkey_file = {certs.server_key}\n"
-              f"ca_file = {certs.ca}", db_url, args=GRANIAN, scheme="https",
-              verify=tls_context(certs.ca, certs.client_cert, certs.client_key))
+def test_tls_with_client_certificates(
+    tmp_path: Path, db_url: str, certs: Certs, served: list[Served]
+) -> None:
+    s = serve(
+        tmp_path,
+        f"cert_file = {certs.server_cert}\nkey_file = {certs.server_key}\nca_file = {certs.ca}",
+        db_url,
+        args=GRANIAN,
+        scheme="https",
+        verify=tls_context(certs.ca, certs.client_cert, certs.client_key),
+    )
     served.append(s)
     good = tls_context(certs.ca, certs.client_cert, certs.client_key)
     assert httpx.get(s.url + "/versions", verify=good).status_code == 200
