@@ -9,7 +9,7 @@ download. Sections: 1 GiB upload, 1 GiB download, 1 GiB Range download (bytes=1-
 which streams through Python under both servers), GET /v2/images/{id} p50 (one
 keep-alive client) and 32 clients with wrk.
 
-    .venv/bin/pip install -e '.[bench]'                 # Granian; wrk is a Debian package
+    .venv/bin/pip install -e '.[granian]'                 # Granian; wrk is a Debian package
     .venv/bin/python -m bench.http_servers              # 1 GiB, 3 rounds
     .venv/bin/python -m bench.http_servers --mib 64 --rounds 1 --wrk-seconds 2  # quick
 

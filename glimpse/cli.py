@@ -108,6 +108,8 @@ def _serve(args: argparse.Namespace) -> int:
     scheme = "https" if tls else "http"
     logging.getLogger("glimpse").info("Serving on %s://%s:%s with %d worker(s)", scheme,
                                       conf.bind_host, conf.bind_port, conf.workers)
+    if getattr(args, "http_server", "uvicorn") == "granian":
+        return _serve_granian(conf, args)
     uvicorn.run(
         "glimpse.asgi:app" if conf.workers > 1 else _app_factory(conf),
         host=conf.bind_host,
@@ -123,6 +125,51 @@ def _serve(args: argparse.Namespace) -> int:
         h11_max_incomplete_event_size=1024 * 1024,
         **tls,
     )
+    return 0
+
+
+# Granian's own lines go through Glimpse's handlers and format (glimpse.logs).
+_GRANIAN_LOGGING = {"loggers": {
+    "_granian": {"handlers": [], "propagate": True},
+    "granian.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+}}
+
+
+def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """Experimental: the same application under Granian, whose ASGI pathsend sends
+    file-store downloads without Python copies (docs/decisions/0008-http-server.md)."""
+    from pathlib import Path
+
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces, Loops, SSLProtocols
+    except ImportError as exc:
+        raise StartupError("Granian is not installed",
+                           "pip install 'glimpse[granian]', or serve with uvicorn "
+                           "(the default)") from exc
+    tls: dict[str, object] = {}
+    if conf.cert_file:
+        tls = {"ssl_cert": Path(conf.cert_file), "ssl_key": Path(conf.key_file),
+               "ssl_protocol_min": SSLProtocols.tls12}
+        if conf.ca_file:
+            tls.update(ssl_ca=Path(conf.ca_file), ssl_client_verify=True)
+    level = args.log_level or ("debug" if conf.debug or args.debug else "info")
+    Granian(
+        "glimpse.asgi:app",
+        address=conf.bind_host,
+        port=conf.bind_port,
+        interface=Interfaces.ASGI,
+        workers=conf.workers,
+        loop=Loops.uvloop,
+        websockets=False,
+        log_enabled=True,
+        log_level="info" if level == "trace" else level,
+        log_dictconfig=_GRANIAN_LOGGING,
+        # After the grace period the lifespan shutdown (glimpse.api.app) still needs
+        # time to roll back what was cut short.
+        workers_kill_timeout=(conf.graceful_shutdown_timeout or 60) + 30,
+        **tls,
+    ).serve()
     return 0
 
 
@@ -326,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "debug", "trace"],
                        help="level of the HTTP server's own lines (default info, debug "
                        "with --debug)")
+    serve.add_argument("--http-server", choices=["uvicorn", "granian"], default="uvicorn",
+                       help="the HTTP server: uvicorn (default) or granian (experimental: "
+                       "faster downloads, docs/decisions/0008-http-server.md)")
     serve.add_argument("--access-log", action="store_true",
                        help="also log uvicorn's access lines (Glimpse logs one line per "
                        "request anyway)")

@@ -31,11 +31,14 @@ from starlette.testclient import TestClient
 from glimpse.api.app import create_app
 from glimpse.db import engine as db_engine
 from glimpse.services import runtime as runtime_mod
-from tests.conftest import as_project, make_conf
+from tests.conftest import BACKENDS, as_project, make_conf
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = REPO / "glimpse" / "db" / "migrations" / "versions"
 OWNER = as_project("rolling-owner")
+# SQLite and PostgreSQL (GLIMPSE_TEST_DBS may leave one out); not MariaDB yet: the
+# oldest revisions' code was never run on it (MariaDB fixes came later, 8e987bb).
+ROLLING_BACKENDS = [b for b in BACKENDS if b in ("sqlite", "postgresql")]
 
 
 def _git(*args: str) -> str:
@@ -140,7 +143,7 @@ def _old_tree(tmp_path: Path, commit: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("fresh_db_url", ROLLING_BACKENDS, indirect=True)
 @pytest.mark.parametrize(
     ("revision", "script", "old_commit"), STEPS, ids=[step[1].removesuffix(".py") for step in STEPS]
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
 import subprocess
 import sys
@@ -59,6 +60,8 @@ def serve(tmp_path: Path, text: str = "", db_url: str | None = None, *, args: tu
     log = tmp_path / f"serve-{port}.log"
     cmd = [sys.executable, "-m", "glimpse.cli", "serve", "--config-file", str(conf),
            "--data-dir", str(tmp_path / "data"), "--port", str(port), *args]
+    if os.environ.get("GLIMPSE_TEST_HTTP_SERVER"):  # the ops tests under another server
+        cmd += ["--http-server", os.environ["GLIMPSE_TEST_HTTP_SERVER"]]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + wait

@@ -80,3 +80,30 @@ def test_several_workers_on_a_separate_port(tmp_path: Path, db_url: str,
                   status="200") == 20
     assert _value(samples, "glimpse_http_request_bytes_total") >= 100_000
     assert _value(samples, "glimpse_uploads_in_flight") == 0
+
+
+def test_bytes_and_store_errors_are_counted(app_factory) -> None:  # noqa: ANN001
+    client = app_factory(**{"metrics.enabled": True})
+    rt = client.app.state.runtime
+    data = b"m" * 300_000
+    image_id = client.post("/v2/images", json={"name": "b", "disk_format": "raw",
+                                               "container_format": "bare"}).json()["id"]
+    before = _samples(client.get("/metrics").text)
+    assert client.put(f"/v2/images/{image_id}/file", content=data,
+                      headers={"Content-Type": "application/octet-stream"}).status_code == 204
+    assert client.get(f"/v2/images/{image_id}/file").content == data
+    after = _samples(client.get("/metrics").text)
+    for name in ("glimpse_http_request_bytes_total", "glimpse_http_response_bytes_total"):
+        assert _value(after, name) - _value(before, name) >= len(data), name
+    # A store that fails (a file where its directory was): counted under its name.
+    store = rt.stores.default
+    Path(store.datadir).rename(Path(store.datadir).with_name("moved-away"))
+    Path(store.datadir).write_text("not a directory")
+    broken = client.post("/v2/images", json={"name": "x", "disk_format": "raw",
+                                             "container_format": "bare"}).json()["id"]
+    r = client.put(f"/v2/images/{broken}/file", content=b"x" * 10,
+                   headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code >= 500, r.text
+    errors = _samples(client.get("/metrics").text)
+    assert _value(errors, "glimpse_store_errors_total", store=store.name) >= 1, [
+        k for k in errors if "store" in k[0]]

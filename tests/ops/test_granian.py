@@ -1,0 +1,67 @@
+"""``glimpse serve --http-server granian`` (experimental, docs/decisions/0008-http-server.md):
+the same API, file-store downloads sent by Granian itself (ASGI pathsend), TLS with
+client certificates, Glimpse's log format for Granian's own lines, a clean SIGTERM.
+
+The whole ops suite runs under Granian with GLIMPSE_TEST_HTTP_SERVER=granian; what
+still differs from uvicorn is listed in the decision (the grace period)."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.ops.conftest import Certs, Served, serve, tls_context
+from tests.ops.test_logging import LINE
+
+GRANIAN = ("--http-server", "granian")
+DATA = bytes(range(256)) * 8192  # 2 MiB
+
+
+def test_downloads_are_sent_by_granian(tmp_path: Path, db_url: str, served: list[Served]) -> None:
+    s = serve(tmp_path, "workers = 2", db_url, args=GRANIAN)
+    served.append(s)
+    image = httpx.post(
+        s.url + "/v2/images", json={"name": "g", "disk_format": "raw", "container_format": "bare"}
+    ).json()
+    url = f"{s.url}/v2/images/{image['id']}/file"
+    r = httpx.put(url, content=DATA, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, r.text
+    r = httpx.get(url)
+    assert r.status_code == 200 and r.content == DATA
+    assert r.headers["content-md5"] == hashlib.md5(DATA, usedforsecurity=False).hexdigest()
+    ranged = httpx.get(url, headers={"Range": "bytes=5-9"})
+    assert ranged.status_code == 206 and ranged.content == DATA[5:10]
+    # One access line per request, in Glimpse's format, the pathsend bytes counted.
+    lines = s.lines()
+    assert any(
+        f"GET /v2/images/{image['id']}/file status: 200 len: {len(DATA)}" in line for line in lines
+    ), lines[-10:]
+    granian_lines = [line for line in lines if " _granian " in line]
+    assert granian_lines and all(LINE.match(line) for line in granian_lines)
+    assert s.stop() == 0
+
+
+def test_tls_with_client_certificates(
+    tmp_path: Path, db_url: str, certs: Certs, served: list[Served]
+) -> None:
+    s = serve(
+        tmp_path,
+        f"cert_file = {certs.server_cert}\nkey_file = {certs.server_key}\nca_file = {certs.ca}",
+        db_url,
+        args=GRANIAN,
+        scheme="https",
+        verify=tls_context(certs.ca, certs.client_cert, certs.client_key),
+    )
+    served.append(s)
+    good = tls_context(certs.ca, certs.client_cert, certs.client_key)
+    assert httpx.get(s.url + "/versions", verify=good).status_code == 200
+    with pytest.raises((httpx.HTTPError, ssl.SSLError)):
+        httpx.get(s.url + "/versions", verify=tls_context(certs.ca)).raise_for_status()
+    assert s.proc.poll() is None
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(30) == 0
