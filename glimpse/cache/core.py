@@ -99,7 +99,8 @@ class _Fill:
         with self.cond:
             if self.error is not None:
                 raise CacheFillError(str(self.error))
-            fd = os.open(self.final if self.done else self.path, os.O_RDONLY)
+            # final is set under this lock together with the rename
+            fd = os.open(self.final or self.path, os.O_RDONLY)
         return _FdChunks(fd, self._read(fd))
 
     def _read(self, fd: int) -> Iterator[bytes]:
@@ -202,7 +203,10 @@ class ImageCache:
             return copy if copy is not None else from_store()
         if fill is None:
             return from_store()
-        return fill.follow()
+        try:
+            return fill.follow()
+        except CacheFillError:
+            return from_store()  # that fill just failed: nothing was sent yet
 
     def _follow_foreign(self, image_id: str, size: int) -> Iterator[bytes] | None:
         try:

@@ -60,11 +60,13 @@ def test_queue_caches_at_once(on, tmp_path):
     data = os.urandom(100_000)
     image_id = _active(on, data)
     assert on.put(f"/v2/cache/{image_id}", headers=ADMIN).status_code == 202
-    deadline = time.monotonic() + 20
-    while not (tmp_path / "cache" / image_id).exists():
-        assert time.monotonic() < deadline
+    deadline = time.monotonic() + 30
+    while True:
+        state = on.get("/v2/cache", headers=ADMIN).json()
+        if state["cached_images"] and not state["queued_images"]:
+            break
+        assert time.monotonic() < deadline, state
         time.sleep(0.05)
-    state = on.get("/v2/cache", headers=ADMIN).json()
     assert [e["image_id"] for e in state["cached_images"]] == [image_id]
     assert state["queued_images"] == []
     assert (tmp_path / "cache" / image_id).read_bytes() == data

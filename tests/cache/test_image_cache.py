@@ -270,6 +270,7 @@ def test_background_pruner_runs_without_any_request(app_factory, tmp_path):
     ids = [_image(client, os.urandom(MiB)) for _ in range(2)]
     for image_id in ids:
         client.get(f"/v2/images/{image_id}/file", headers=ADMIN)
+    rt.cache._pool.shutdown(wait=True)  # the fills are over: only the pruner can act
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and len(list(rt.cache.records.entries())) < 2:
         time.sleep(0.05)
@@ -278,11 +279,14 @@ def test_background_pruner_runs_without_any_request(app_factory, tmp_path):
     assert client.get(f"/v2/images/{ids[1]}/file", headers=ADMIN).status_code == 200
     rt.cache.start()
     rt.cache.max_size = MiB
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(os.listdir(tmp_path / "cache")) > 4:
+    rt.cache.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+            (tmp_path / "cache" / ids[0]).exists() or len(rt.cache.records.entries()) > 1):
         time.sleep(0.1)
     left = [e.image_id for e in rt.cache.records.entries()]
     assert left == [ids[1]]
+    assert not (tmp_path / "cache" / ids[0]).exists()
 
 
 def test_no_fill_below_the_free_space_floor(app_factory, tmp_path):
