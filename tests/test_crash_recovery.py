@@ -47,6 +47,10 @@ SETUPS = [pytest.param(db, two, id=f"{db}-{'two-nodes' if two else 'one-node'}")
 NODES = pytest.mark.parametrize(("db_url", "two_nodes"), SETUPS, indirect=["db_url"])
 ACTIONABLE = {"queued", "active", "uploading"}
 
+# One client for every request of the module (a new one per request loads the CA
+# bundle: tens of milliseconds of CPU per poll). No keep-alive: servers are killed
+# and restarted, and every request opens its connection as before.
+HTTP = httpx.Client(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
 
 @dataclass
 class Node:
@@ -59,7 +63,7 @@ class Node:
         return self.server.url
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=60, **kwargs)
+        return HTTP.request(method, self.url + path, timeout=60, **kwargs)
 
     def image(self, image_id: str) -> dict[str, Any]:
         r = self.request("GET", f"/v2/images/{image_id}")

@@ -32,6 +32,10 @@ RAW = {"Content-Type": "application/octet-stream"}
 JSON = {"Accept": "application/json"}
 GLANCE_DIRECT = {"method": {"name": "glance-direct"}}
 
+# One client for every request of the module (a new one per request loads the CA
+# bundle: tens of milliseconds of CPU per poll). No keep-alive: servers are killed
+# and restarted, and every request opens its connection as before.
+HTTP = httpx.Client(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
 
 @dataclass
 class Worker:
@@ -46,8 +50,8 @@ class Worker:
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.url + path, headers={**JSON, **OWNER, **(headers or {})},
-                             timeout=30, **kwargs)
+        return HTTP.request(method, self.url + path, headers={**JSON, **OWNER, **(headers or {})},
+                            timeout=30, **kwargs)
 
     def new_image(self) -> str:
         r = self.request("POST", "/v2/images",
