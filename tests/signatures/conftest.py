@@ -69,20 +69,21 @@ def _unavailable(reason: str) -> None:
 
 
 def barbican_url(keystone_dir: str) -> str:
-    directory = os.environ.get(BARBICAN_DIR_ENV)
-    if not directory:
-        # Start (or reuse) this clone's own, once per machine: the lock keeps two
-        # test processes from starting two.
-        directory = str(ROOT / ".tmp" / "barbican")
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        with open(Path(directory) / ".up.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            done = subprocess.run(
-                ["bash", str(ROOT / "scripts" / "barbican.sh"), "up", directory],
-                env={**os.environ, "GLIMPSE_KEYSTONE_DIR": keystone_dir, "KEYSTONE_WAIT": "0"},
-                capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            _unavailable(f"scripts/barbican.sh up failed: {done.stderr[-2000:]}")
+    """The Barbican of GLIMPSE_BARBICAN_DIR, else this clone's own in .tmp/barbican
+    (started once, kept running for the next run). ``barbican.sh up`` runs either
+    way: it reuses a running one and puts it back into Keystone's catalog, which
+    ``openstack secret store`` (docs example) reads. The lock keeps two test
+    processes from starting two."""
+    directory = os.environ.get(BARBICAN_DIR_ENV) or str(ROOT / ".tmp" / "barbican")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    with open(Path(directory) / ".up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "barbican.sh"), "up", directory],
+            env={**os.environ, "GLIMPSE_KEYSTONE_DIR": keystone_dir, "KEYSTONE_WAIT": "0"},
+            capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        _unavailable(f"scripts/barbican.sh up failed: {done.stderr[-2000:]}")
     state_file = Path(directory) / "barbican.env"
     if not state_file.is_file():
         _unavailable(f"{state_file} does not exist")
@@ -211,10 +212,12 @@ def signers(key_manager: KeyManagerSite) -> dict[str, Signer]:
 
 
 def signature_config(site: KeyManagerSite, extra: str = "") -> str:
-    """glance-api.conf text: castellan's Barbican, found through Keystone's catalog."""
+    """glance-api.conf text: castellan's Barbican, this run's."""
     default = ["[DEFAULT]", extra] if extra else []
+    # Barbican named here: a shared Keystone's catalog may name another one.
     return "\n".join([*default, "[key_manager]", "backend = barbican",
-                      "[barbican]", f"auth_endpoint = {site.keystone.url}"])
+                      "[barbican]", f"auth_endpoint = {site.keystone.url}",
+                      f"barbican_endpoint = {site.barbican}"])
 
 
 # ---------------------------------------------------------------- shared by the tests
