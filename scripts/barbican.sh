@@ -131,7 +131,8 @@ if [ -f "$ENV_FILE" ]; then  # a re-start keeps its port, password and key-encry
 fi
 PORT=${BARBICAN_PORT:-$(free_port)}
 URL=http://127.0.0.1:$PORT
-SERVICE_USER=barbican
+# One service user per DIR: Barbicans of other clones may share this Keystone.
+SERVICE_USER=barbican-$(printf '%s' "$DIR" | sha256sum | cut -c1-8)
 mkdir -p "$CONF_DIR" "$DIR/logs"
 chmod 700 "$CONF_DIR"
 [ -f "$CONF_DIR/kek" ] || "$PYTHON" -c 'import base64, os
