@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, uti
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import IN_CI
-from tests.imports.conftest import image, make_app, served_at  # noqa: F401 - fixtures
+from tests.imports.conftest import image, make_app, served_at, wait_for  # noqa: F401 - fixtures
 from tests.rbac.conftest import (
     KEYSTONE_TIMEOUT,
     KeystoneAdmin,
@@ -246,3 +246,15 @@ def assert_nothing_stored(client, image_id: str, headers: dict[str, str], tmp_pa
     assert img["size"] is None and img["checksum"] is None
     assert client.get(f"/v2/images/{image_id}/file", headers=headers).status_code == 204
     assert stored_files(tmp_path / "data" / "images") == []
+
+
+def wait_task_done(client, image_id: str) -> dict:  # noqa: ANN001
+    """The image's newest task once finished. Longer than the imports' own wait: a
+    signed import asks Keystone and Barbican, which on a loaded machine take seconds."""
+    def finished() -> dict | None:
+        tasks = client.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
+        if tasks and tasks[-1]["status"] in ("success", "failure"):
+            return tasks[-1]
+        return None
+
+    return wait_for(finished, timeout=180)
