@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                      "img_signature_key_type": "RSA-PSS",
                      "img_signature_certificate_uuid": cert_uuid}
             conf = "\n".join(["[key_manager]", "backend = barbican", "[barbican]",
-                              f"auth_endpoint = {site.url}"])
+                              f"auth_endpoint = {site.url}", f"barbican_endpoint = {barbican}"])
             server = start_server(work, None, config_text=conf)
             headers = {"X-Identity-Status": "Confirmed", "X-Project-Id": project,
                        "X-User-Id": user, "X-Roles": "member,reader", "X-Auth-Token": token}

@@ -75,6 +75,13 @@ if alive && [ -f "$ENV_FILE" ]; then
     . "$ENV_FILE"
     if answering "$BARBICAN_URL"; then
         log "already running from $DIR (pid $BARBICAN_PID)"
+        # Another Barbican may have taken the catalog entry of a shared Keystone since.
+        if [ -n "${GLIMPSE_KEYSTONE_DIR:-}" ] && [ -f "$GLIMPSE_KEYSTONE_DIR/keystone.env" ]; then
+            "$VENV/bin/python" "$HERE/keystone_admin.py" \
+                "$(sed -n 's/^KEYSTONE_URL=//p' "$GLIMPSE_KEYSTONE_DIR/keystone.env")" \
+                "$(sed -n 's/^ADMIN_PASSWORD=//p' "$GLIMPSE_KEYSTONE_DIR/keystone.env")" \
+                catalog "$BARBICAN_URL" key-manager barbican >&2
+        fi
         cat "$ENV_FILE"
         exit 0
     fi
@@ -124,7 +131,8 @@ if [ -f "$ENV_FILE" ]; then  # a re-start keeps its port, password and key-encry
 fi
 PORT=${BARBICAN_PORT:-$(free_port)}
 URL=http://127.0.0.1:$PORT
-SERVICE_USER=barbican
+# One service user per DIR: Barbicans of other clones may share this Keystone.
+SERVICE_USER=barbican-$(printf '%s' "$DIR" | sha256sum | cut -c1-8)
 mkdir -p "$CONF_DIR" "$DIR/logs"
 chmod 700 "$CONF_DIR"
 [ -f "$CONF_DIR/kek" ] || "$PYTHON" -c 'import base64, os

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, uti
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import IN_CI
-from tests.imports.conftest import image, make_app, served_at  # noqa: F401 - fixtures
+from tests.imports.conftest import image, make_app, served_at, wait_for  # noqa: F401 - fixtures
 from tests.rbac.conftest import (
     KEYSTONE_TIMEOUT,
     KeystoneAdmin,
@@ -69,20 +69,21 @@ def _unavailable(reason: str) -> None:
 
 
 def barbican_url(keystone_dir: str) -> str:
-    directory = os.environ.get(BARBICAN_DIR_ENV)
-    if not directory:
-        # Start (or reuse) this clone's own, once per machine: the lock keeps two
-        # test processes from starting two.
-        directory = str(ROOT / ".tmp" / "barbican")
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        with open(Path(directory) / ".up.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            done = subprocess.run(
-                ["bash", str(ROOT / "scripts" / "barbican.sh"), "up", directory],
-                env={**os.environ, "GLIMPSE_KEYSTONE_DIR": keystone_dir, "KEYSTONE_WAIT": "0"},
-                capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            _unavailable(f"scripts/barbican.sh up failed: {done.stderr[-2000:]}")
+    """The Barbican of GLIMPSE_BARBICAN_DIR, else this clone's own in .tmp/barbican
+    (started once, kept running for the next run). ``barbican.sh up`` runs either
+    way: it reuses a running one and puts it back into Keystone's catalog, which
+    ``openstack secret store`` (docs example) reads. The lock keeps two test
+    processes from starting two."""
+    directory = os.environ.get(BARBICAN_DIR_ENV) or str(ROOT / ".tmp" / "barbican")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    with open(Path(directory) / ".up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "barbican.sh"), "up", directory],
+            env={**os.environ, "GLIMPSE_KEYSTONE_DIR": keystone_dir, "KEYSTONE_WAIT": "0"},
+            capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        _unavailable(f"scripts/barbican.sh up failed: {done.stderr[-2000:]}")
     state_file = Path(directory) / "barbican.env"
     if not state_file.is_file():
         _unavailable(f"{state_file} does not exist")
@@ -211,10 +212,12 @@ def signers(key_manager: KeyManagerSite) -> dict[str, Signer]:
 
 
 def signature_config(site: KeyManagerSite, extra: str = "") -> str:
-    """glance-api.conf text: castellan's Barbican, found through Keystone's catalog."""
+    """glance-api.conf text: castellan's Barbican, this run's."""
     default = ["[DEFAULT]", extra] if extra else []
+    # Barbican named here: a shared Keystone's catalog may name another one.
     return "\n".join([*default, "[key_manager]", "backend = barbican",
-                      "[barbican]", f"auth_endpoint = {site.keystone.url}"])
+                      "[barbican]", f"auth_endpoint = {site.keystone.url}",
+                      f"barbican_endpoint = {site.barbican}"])
 
 
 # ---------------------------------------------------------------- shared by the tests
@@ -243,3 +246,15 @@ def assert_nothing_stored(client, image_id: str, headers: dict[str, str], tmp_pa
     assert img["size"] is None and img["checksum"] is None
     assert client.get(f"/v2/images/{image_id}/file", headers=headers).status_code == 204
     assert stored_files(tmp_path / "data" / "images") == []
+
+
+def wait_task_done(client, image_id: str) -> dict:  # noqa: ANN001
+    """The image's newest task once finished. Longer than the imports' own wait: a
+    signed import asks Keystone and Barbican, which on a loaded machine take seconds."""
+    def finished() -> dict | None:
+        tasks = client.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
+        if tasks and tasks[-1]["status"] in ("success", "failure"):
+            return tasks[-1]
+        return None
+
+    return wait_for(finished, timeout=180)

@@ -16,7 +16,6 @@ from tests.imports.conftest import (
     new_image,
     stage,
     start_import,
-    wait_task_done,
 )
 from tests.signatures.conftest import (
     DATA,
@@ -24,6 +23,7 @@ from tests.signatures.conftest import (
     signature_config,
     stored_files,
     upload,
+    wait_task_done,
 )
 
 
@@ -170,7 +170,7 @@ def test_legacy_import_task_verified(make_app, key_manager, signers, tmp_path):
                 "image_properties": image_properties}})
             assert r.status_code == 201, r.text
             task_id = r.json()["id"]
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 task = app.get(f"/v2/tasks/{task_id}", headers=h).json()
                 if task["status"] in ("success", "failure"):
