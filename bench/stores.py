@@ -435,8 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         data = root / "image.raw"
         md5 = make_data(data, size)
         proc, endpoint = start_glimpse(root / "glimpse", env, kinds)
-        glance = Glance(root / "glance", env, kinds) if args.glance else None
+        glance = None
         try:
+            glance = Glance(root / "glance", env, kinds) if args.glance else None
             for round_no in range(args.rounds):
                 for kind in kinds:
                     runs = ["glimpse", "glance", "raw"] if glance else ["glimpse", "raw"]
