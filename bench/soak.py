@@ -92,8 +92,7 @@ class ResourceSampler(threading.Thread):
                 self.samples.append(Sample(time.monotonic(), sum(rss), sum(fds), pids))
 
 
-def growth(samples: list[Sample], start: float, end: float, window: float
-           ) -> dict[str, Any]:
+def growth(samples: list[Sample], start: float, end: float, window: float) -> dict[str, Any]:
     """Median of the first ``window`` seconds after ``start`` against the median of the
     last ``window`` seconds before ``end``."""
     first = [s for s in samples if start <= s.at < start + window]
@@ -102,12 +101,16 @@ def growth(samples: list[Sample], start: float, end: float, window: float
         return {"rss_growth_pct": None, "fd_growth_pct": None, "samples": len(samples)}
     rss0, rss1 = (statistics.median(s.rss_mib for s in w) for w in (first, last))
     fd0, fd1 = (statistics.median(s.fds for s in w) for w in (first, last))
-    return {"rss_mib_after_warmup": round(rss0, 1), "rss_mib_at_end": round(rss1, 1),
-            "rss_growth_pct": round(100 * (rss1 - rss0) / rss0, 1),
-            "fds_after_warmup": fd0, "fds_at_end": fd1,
-            "fd_growth_pct": round(100 * (fd1 - fd0) / fd0, 1),
-            "workers_replaced": first[0].pids != last[-1].pids,
-            "samples": len(samples)}
+    return {
+        "rss_mib_after_warmup": round(rss0, 1),
+        "rss_mib_at_end": round(rss1, 1),
+        "rss_growth_pct": round(100 * (rss1 - rss0) / rss0, 1),
+        "fds_after_warmup": fd0,
+        "fds_at_end": fd1,
+        "fd_growth_pct": round(100 * (fd1 - fd0) / fd0, 1),
+        "workers_replaced": first[0].pids != last[-1].pids,
+        "samples": len(samples),
+    }
 
 
 @dataclass
@@ -132,15 +135,25 @@ class Tally:
 
 
 class Client(threading.Thread):
-    def __init__(self, index: int, endpoint: str, files: list[DataFile], tally: Tally,
-                 stop: threading.Event, record_from: list[float]) -> None:
+    def __init__(
+        self,
+        index: int,
+        endpoint: str,
+        files: list[DataFile],
+        tally: Tally,
+        stop: threading.Event,
+        record_from: list[float],
+    ) -> None:
         super().__init__(daemon=True, name=f"soak-{index}")
         self.rng = random.Random(index)
         self.endpoint, self.files, self.tally, self.stop = endpoint, files, tally, stop
         self.record_from = record_from  # [t]: latencies before t are warm-up
-        self.http = httpx.Client(base_url=endpoint, headers={**IDENTITY,
-                                                             "Accept": "application/json"},
-                                 timeout=httpx.Timeout(300.0, connect=10.0), trust_env=False)
+        self.http = httpx.Client(
+            base_url=endpoint,
+            headers={**IDENTITY, "Accept": "application/json"},
+            timeout=httpx.Timeout(300.0, connect=10.0),
+            trust_env=False,
+        )
         self.mine: str | None = None
         self.heavy_until = float("inf")  # no new transfer after this (monotonic)
         self.acked = 0  # last counter value answered 200
@@ -148,8 +161,9 @@ class Client(threading.Thread):
 
     # -------------------------------------------------------------- plumbing
 
-    def call(self, op: str, method: str, path: str, ok: tuple[int, ...], **kw: Any
-             ) -> httpx.Response | None:
+    def call(
+        self, op: str, method: str, path: str, ok: tuple[int, ...], **kw: Any
+    ) -> httpx.Response | None:
         t0 = time.monotonic()
         try:
             r = self.http.request(method, path, **kw)
@@ -168,15 +182,26 @@ class Client(threading.Thread):
         return r
 
     def create(self, name: str) -> str | None:
-        r = self.call("create", "POST", "/v2/images", (201,), json={
-            "name": name, "disk_format": "raw", "container_format": "bare"})
+        r = self.call(
+            "create",
+            "POST",
+            "/v2/images",
+            (201,),
+            json={"name": name, "disk_format": "raw", "container_format": "bare"},
+        )
         return r.json()["id"] if r is not None else None
 
     # -------------------------------------------------------------- ops
 
     def op_list(self) -> None:
-        params = self.rng.choice([{"limit": 20}, {"limit": 5, "sort": "name:asc"},
-                                  {"status": "active"}, {"visibility": "shared"}])
+        params = self.rng.choice(
+            [
+                {"limit": 20},
+                {"limit": 5, "sort": "name:asc"},
+                {"status": "active"},
+                {"visibility": "shared"},
+            ]
+        )
         self.call("list", "GET", "/v2/images", (200,), params=params)
 
     def op_show(self) -> None:
@@ -184,10 +209,13 @@ class Client(threading.Thread):
 
     def op_patch(self) -> None:
         self.sent += 1
-        body = [{"op": "add", "path": "/x_soak_counter", "value": str(self.sent)},
-                {"op": "add", "path": "/x_soak_note", "value": "n" * self.rng.randint(1, 200)}]
-        r = self.call("patch", "PATCH", f"/v2/images/{self.mine}", (200,), json=body,
-                      headers=PATCH_TYPE)
+        body = [
+            {"op": "add", "path": "/x_soak_counter", "value": str(self.sent)},
+            {"op": "add", "path": "/x_soak_note", "value": "n" * self.rng.randint(1, 200)},
+        ]
+        r = self.call(
+            "patch", "PATCH", f"/v2/images/{self.mine}", (200,), json=body, headers=PATCH_TYPE
+        )
         if r is not None:
             self.acked = self.sent
 
@@ -204,10 +232,20 @@ class Client(threading.Thread):
             return
         try:
             with open(data.path, "rb") as f:
-                if self.call("upload", "PUT", f"/v2/images/{image_id}/file", (204,),
-                             content=iter(lambda: f.read(MIB), b""),
-                             headers={"Content-Type": "application/octet-stream",
-                                      "Content-Length": str(data.size)}) is None:
+                if (
+                    self.call(
+                        "upload",
+                        "PUT",
+                        f"/v2/images/{image_id}/file",
+                        (204,),
+                        content=iter(lambda: f.read(MIB), b""),
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Length": str(data.size),
+                        },
+                    )
+                    is None
+                ):
                     return
             self.download(image_id, data)
         finally:
@@ -242,14 +280,32 @@ class Client(threading.Thread):
             return
         try:
             with open(data.path, "rb") as f:
-                if self.call("stage", "PUT", f"/v2/images/{image_id}/stage", (204,),
-                             content=iter(lambda: f.read(MIB), b""),
-                             headers={"Content-Type": "application/octet-stream",
-                                      "Content-Length": str(data.size)}) is None:
+                if (
+                    self.call(
+                        "stage",
+                        "PUT",
+                        f"/v2/images/{image_id}/stage",
+                        (204,),
+                        content=iter(lambda: f.read(MIB), b""),
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Length": str(data.size),
+                        },
+                    )
+                    is None
+                ):
                     return
             t0 = time.monotonic()
-            if self.call("import", "POST", f"/v2/images/{image_id}/import", (202,),
-                         json={"method": {"name": "glance-direct"}}) is None:
+            if (
+                self.call(
+                    "import",
+                    "POST",
+                    f"/v2/images/{image_id}/import",
+                    (202,),
+                    json={"method": {"name": "glance-direct"}},
+                )
+                is None
+            ):
                 return
             deadline = t0 + 300
             while time.monotonic() < deadline:
@@ -291,17 +347,24 @@ class Client(threading.Thread):
         return not (self.acked <= shown <= self.sent)
 
 
-def run_soak(db: str = "sqlite", seconds: float = 600, clients: int = 32, workers: int = 2,
-             workdir: str | None = None, warmup: float | None = None,
-             window: float | None = None) -> dict[str, Any]:
+def run_soak(
+    db: str = "sqlite",
+    seconds: float = 600,
+    clients: int = 32,
+    workers: int = 2,
+    workdir: str | None = None,
+    warmup: float | None = None,
+    window: float | None = None,
+) -> dict[str, Any]:
     """One soak run; returns its figures (see the module docstring)."""
     warmup = warmup if warmup is not None else min(60.0, seconds / 4)
     window = window if window is not None else max(5.0, min(60.0, (seconds - warmup) / 4))
     own_dir = workdir is None
     root = Path(workdir or tempfile.mkdtemp(prefix=f"glimpse-soak-{db}-"))
     # Seeded and cached between runs (bench/workload.py's data files).
-    cache = os.environ.get("GLIMPSE_BENCH_DATA") or os.path.join(tempfile.gettempdir(),
-                                                                 "glimpse-bench-data")
+    cache = os.environ.get("GLIMPSE_BENCH_DATA") or os.path.join(
+        tempfile.gettempdir(), "glimpse-bench-data"
+    )
     files = [data_file(cache, mib) for mib in SIZES_MIB]
     server = start_glimpse(str(root / "server"), db=db, workers=workers)
     tally = Tally()
@@ -311,8 +374,9 @@ def run_soak(db: str = "sqlite", seconds: float = 600, clients: int = 32, worker
         record_from = [started + warmup]
         sampler = ResourceSampler(server.pids)
         sampler.start()
-        threads = [Client(i, server.endpoint, files, tally, stop, record_from)
-                   for i in range(clients)]
+        threads = [
+            Client(i, server.endpoint, files, tally, stop, record_from) for i in range(clients)
+        ]
         for t in threads:
             t.heavy_until = started + seconds - min(15.0, seconds / 6)
             t.start()
@@ -330,21 +394,33 @@ def run_soak(db: str = "sqlite", seconds: float = 600, clients: int = 32, worker
     finally:
         server.stop()
     measured = ended - record_from[0]
-    ops = {op: {"count": len(v), "p50_ms": round(1000 * pct(v, 50), 1),
-                "p99_ms": round(1000 * pct(v, 99), 1)}
-           for op, v in sorted(tally.latencies.items()) if v}
+    ops = {
+        op: {
+            "count": len(v),
+            "p50_ms": round(1000 * pct(v, 50), 1),
+            "p99_ms": round(1000 * pct(v, 99), 1),
+        }
+        for op, v in sorted(tally.latencies.items())
+        if v
+    }
     requests = sum(len(v) for v in tally.latencies.values())
     figures = {
-        "db": db, "seconds": round(ended - started, 1), "warmup_s": warmup, "window_s": window,
-        "clients": clients, "workers": workers,
+        "db": db,
+        "seconds": round(ended - started, 1),
+        "warmup_s": warmup,
+        "window_s": window,
+        "clients": clients,
+        "workers": workers,
         "requests_per_s": round(requests / measured, 1) if measured > 0 else None,
         "mib_moved_per_s": round(tally.bytes_moved / MIB / (ended - started), 1),
         "status_counts": {str(k): v for k, v in sorted(tally.statuses.items())},
         "5xx": sum(v for k, v in tally.statuses.items() if k >= 500),
         "transport_errors": dict(tally.transport_errors),
-        "lost_updates": lost, "wrong_data": tally.wrong_data,
+        "lost_updates": lost,
+        "wrong_data": tally.wrong_data,
         "unhandled_errors_logged": log.count("Unhandled error"),
-        "ops": ops, "failures": tally.failures,
+        "ops": ops,
+        "failures": tally.failures,
         **growth(sampler.samples, record_from[0], ended, window),
     }
     if own_dir:
@@ -355,16 +431,18 @@ def run_soak(db: str = "sqlite", seconds: float = 600, clients: int = 32, worker
 
 
 def report(fig: dict[str, Any]) -> str:
-    lines = [f"soak on {fig['db']}: {fig['seconds']} s, {fig['clients']} clients, "
-             f"{fig['workers']} workers (warm-up {fig['warmup_s']} s)",
-             f"  {fig['requests_per_s']} req/s, {fig['mib_moved_per_s']} MiB/s of image data",
-             f"  5xx {fig['5xx']}, transport errors {sum(fig['transport_errors'].values())}, "
-             f"lost updates {fig['lost_updates']}, wrong data {fig['wrong_data']}, "
-             f"'Unhandled error' in the log {fig['unhandled_errors_logged']}",
-             f"  workers' RSS {fig.get('rss_mib_after_warmup')} -> {fig.get('rss_mib_at_end')}"
-             f" MiB ({fig['rss_growth_pct']}%), open fds {fig.get('fds_after_warmup')} -> "
-             f"{fig.get('fds_at_end')} ({fig['fd_growth_pct']}%)",
-             f"  {'operation':<18}{'count':>7}{'p50 ms':>10}{'p99 ms':>10}"]
+    lines = [
+        f"soak on {fig['db']}: {fig['seconds']} s, {fig['clients']} clients, "
+        f"{fig['workers']} workers (warm-up {fig['warmup_s']} s)",
+        f"  {fig['requests_per_s']} req/s, {fig['mib_moved_per_s']} MiB/s of image data",
+        f"  5xx {fig['5xx']}, transport errors {sum(fig['transport_errors'].values())}, "
+        f"lost updates {fig['lost_updates']}, wrong data {fig['wrong_data']}, "
+        f"'Unhandled error' in the log {fig['unhandled_errors_logged']}",
+        f"  workers' RSS {fig.get('rss_mib_after_warmup')} -> {fig.get('rss_mib_at_end')}"
+        f" MiB ({fig['rss_growth_pct']}%), open fds {fig.get('fds_after_warmup')} -> "
+        f"{fig.get('fds_at_end')} ({fig['fd_growth_pct']}%)",
+        f"  {'operation':<18}{'count':>7}{'p50 ms':>10}{'p99 ms':>10}",
+    ]
     for op, v in fig["ops"].items():
         lines.append(f"  {op:<18}{v['count']:>7}{v['p50_ms']:>10}{v['p99_ms']:>10}")
     for failure in fig["failures"][:5]:
@@ -373,10 +451,17 @@ def report(fig: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", action="append", choices=["sqlite", "postgresql", "mysql"],
-                        help="database (repeatable; default: sqlite and postgresql)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--db",
+        action="append",
+        choices=["sqlite", "postgresql", "mysql"],
+        help="database (repeatable; default: sqlite and postgresql)",
+    )
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
@@ -389,8 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(fig)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    bad = any(f["5xx"] or f["lost_updates"] or f["wrong_data"] or f["transport_errors"]
-              for f in results)
+    bad = any(
+        f["5xx"] or f["lost_updates"] or f["wrong_data"] or f["transport_errors"] for f in results
+    )
     return 1 if bad else 0
 
 

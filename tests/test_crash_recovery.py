@@ -428,7 +428,8 @@ def test_copy_image_killed_after_store_write(cluster, two_nodes):
     img = wait_for(copy_undone, 30, "the copy to be undone")
     assert img["status"] == "active" and img["stores"] == "a"
     assert img["os_glance_failed_import"] == "b"
-    assert cluster.store_files() == [f"a/{image_id}"]
+    # The sweep undoes the task first, then removes the copied data: wait for both.
+    wait_for(lambda: cluster.store_files() == [f"a/{image_id}"], 30, "the copy's data to go")
     assert start_import(survivor, image_id, body).status_code == 202
     assert wait_import(survivor, image_id)["status"] == "success"
     assert survivor.image(image_id)["stores"] == "a,b"

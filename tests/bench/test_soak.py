@@ -28,8 +28,15 @@ def test_soak(db, tmp_path, server_dbs):
         from tests.conftest import _unavailable
 
         _unavailable(db, server_dbs[db])
-    fig = run_soak(db, SECONDS, clients=32, workers=2, workdir=str(tmp_path / "soak"),
-                   warmup=SECONDS / 3, window=max(5.0, SECONDS / 6))
+    fig = run_soak(
+        db,
+        SECONDS,
+        clients=32,
+        workers=2,
+        workdir=str(tmp_path / "soak"),
+        warmup=SECONDS / 3,
+        window=max(5.0, SECONDS / 6),
+    )
     print("\n" + report(fig))
     assert fig["5xx"] == 0, fig["failures"]
     assert fig["transport_errors"] == {}, fig["transport_errors"]
@@ -38,8 +45,9 @@ def test_soak(db, tmp_path, server_dbs):
     assert fig["unhandled_errors_logged"] == 0
     assert fig["failures"] == []
     # Every kind of operation ran after warm-up (else the figures say nothing).
-    assert {"list", "show", "patch", "member-add", "upload", "download",
-            "import-to-active"} <= set(fig["ops"]), fig["ops"]
+    assert {"list", "show", "patch", "member-add", "upload", "download", "import-to-active"} <= set(
+        fig["ops"]
+    ), fig["ops"]
     assert not fig["workers_replaced"]
     assert fig["rss_growth_pct"] is not None and fig["rss_growth_pct"] < 10, fig
     assert fig["fd_growth_pct"] is not None and fig["fd_growth_pct"] < 10, fig

@@ -142,6 +142,7 @@ class Clients:
 
 # PostgreSQL: what several workers share in production (SQLite's file works too,
 # measured, but the restart path is the same and CI time is better spent elsewhere).
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_sigterm_to_one_of_two_workers_under_load(db_url, tmp_path):
     server = start_server(
