@@ -155,11 +155,6 @@ def _download_cut(kind, proxy, server, api, image_id) -> None:  # noqa: ANN001
     assert "Unhandled error" not in server.log.read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="download failover to another location is not "
-    "built yet (issue 15): remove this mark when it is",
-)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_download_fails_over_to_another_location(db_url, tmp_path, tcp_proxy):
     """An image in two stores (S3 and a file store): with S3 cut, the download is
