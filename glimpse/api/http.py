@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from glimpse import logs
 from glimpse.api import auth, render
 from glimpse.context import RequestContext
-from glimpse.errors import BadRequest, GlimpseError, RequestTimeout
+from glimpse.errors import BadRequest, GlimpseError, NotFound, RequestTimeout
 from glimpse.services.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
@@ -140,8 +140,9 @@ class ContextMiddleware:
                 with_id = False
                 raise
             if "\x00" in scope["path"]:
-                # No name or id holds a NUL, and PostgreSQL cannot even compare one.
-                raise BadRequest("The request path may not contain NUL characters.")
+                # No image, namespace, object or tag is named with a NUL (they are
+                # refused on create), and PostgreSQL cannot even compare one.
+                raise NotFound("The resource could not be found.")
             scope["state"]["context"] = ctx
             scope["state"]["runtime"] = self.runtime
             if ctx.user_id or ctx.project_id:
