@@ -105,6 +105,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.debug:
         overrides["debug"] = True
     os.environ["GLIMPSE_OVERRIDES"] = repr(overrides)
+    # Read by the HTTP protocol of every worker (glimpse.api.http_protocol).
+    from glimpse.api import http_protocol
+
+    os.environ[http_protocol.TIMEOUT_ENV] = str(conf.client_socket_timeout)
     scheme = "https" if tls else "http"
     logging.getLogger("glimpse").info("Serving on %s://%s:%s with %d worker(s)", scheme,
                                       conf.bind_host, conf.bind_port, conf.workers)
@@ -123,6 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=75,
         timeout_graceful_shutdown=conf.graceful_shutdown_timeout or None,
         h11_max_incomplete_event_size=1024 * 1024,
+        http=http_protocol.HeaderTimeoutProtocol,
         **tls,
     )
     return 0

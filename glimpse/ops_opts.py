@@ -66,9 +66,10 @@ server_opts = [
                help="Seconds a SIGTERM'd worker lets requests in flight finish before it "
                "aborts them (0: wait without limit)."),
     cfg.IntOpt("client_socket_timeout", default=900, min=0,
-               help="Seconds a request body may stay idle (no bytes arriving) before the "
-               "request is given up: an upload or stage is rolled back, the image queued "
-               "again and its partial data removed (0: wait without limit)."),
+               help="Seconds a client may take to send a request's headers, and may leave "
+               "its body idle (no bytes arriving), before the connection is closed: an "
+               "upload or stage is rolled back (408), the image queued again and its "
+               "partial data removed (0: wait without limit)."),
 ]
 
 # oslo.log's names and defaults; %(user_identity)s and %(request_id)s come from the

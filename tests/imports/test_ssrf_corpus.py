@@ -13,6 +13,9 @@ asserts the guard never even tried to connect (``net.connects`` and
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -29,6 +32,15 @@ from tests.imports.test_address_guard import (  # noqa: F401 - net, public_web: 
     public_web,
     web_download,
 )
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, _sqlite_template: Path) -> str:
+    """SQLite only: what is under test does not depend on the database (the
+    rollback of a refused upload is covered on every one by tests/api/test_data.py)."""
+    path = tmp_path / "glimpse.sqlite"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
 
 LOOPBACK = [
     "127.0.0.1", "127.1", "127.0.1", "127.000.000.001", "2130706433", "0x7f000001",

@@ -12,6 +12,7 @@ host file is ever read into an image.
 from __future__ import annotations
 
 import gzip
+import shutil
 import struct
 import time
 from pathlib import Path
@@ -27,6 +28,16 @@ from tests.conftest import as_project
 from tests.imports.test_plugins import MIB, files_in, import_data, make_conf, qemu
 
 OWNER = as_project("p-unsafe")
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, _sqlite_template: Path) -> str:
+    """SQLite only: what is under test does not depend on the database (the
+    rollback of a refused upload is covered on every one by tests/api/test_data.py)."""
+    path = tmp_path / "glimpse.sqlite"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
 OCTET = {**OWNER, "Content-Type": "application/octet-stream"}
 
 
