@@ -123,6 +123,22 @@ def _no_check(cell: Cell, r: httpx.Response, allowed: bool) -> None:
     return None
 
 
+def _a_image(site: Site) -> dict[str, str]:
+    """A new private (queued) image of project A, made by A's admin."""
+    r = site.api.post("/v2/images", json={"name": "rbac-" + uuid.uuid4().hex[:8],
+                                          "disk_format": "raw", "container_format": "bare"},
+                      headers=site.admin)
+    assert r.status_code == 201, r.text
+    return {"image": r.json()["id"]}
+
+
+def _still_queued(cell: Cell, r: httpx.Response, allowed: bool) -> None:
+    r = cell.site.api.get(f"/v2/images/{cell.target['image']}", headers=cell.site.admin)
+    # Whoever asked, the URL was refused: the image has no location and stays queued.
+    assert r.status_code == 200 and r.json()["status"] == "queued", r.text
+    assert not r.json().get("locations"), r.text
+
+
 def _created(path: Callable[[Cell], str]) -> Verify:
     def verify(cell: Cell, r: httpx.Response, allowed: bool) -> None:
         assert cell.site.exists(path(cell)) == allowed
@@ -232,6 +248,36 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("info_usage", (200, 200, 200, 200, 200, 200),
              "no policy: the caller's own project's usage",
              lambda c: ("GET", "/v2/info/usage", None)),
+    # ---- image cache (this module's server has one; cache_*: role:admin)
+    Endpoint("cache_list", (200, 403, 403, 403, 403, 403), "cache_list: role:admin",
+             lambda c: ("GET", "/v2/cache", None)),
+    Endpoint("cache_queue_unknown_image", (404, 404, 404, 404, 404, 404),
+             "cache_image: the image is looked up first (its target), as Glance: 404",
+             lambda c: ("PUT", f"/v2/cache/{uuid.UUID(int=0)}", None)),
+    Endpoint("cache_clear", (204, 403, 403, 403, 403, 403), "cache_delete: role:admin",
+             lambda c: ("DELETE", "/v2/cache", None)),
+    Endpoint("cache_clean", (200, 403, 403, 403, 403, 403), "cache_clean: role:admin",
+             lambda c: ("POST", "/v2/cache/clean", None)),
+    Endpoint("cache_prune", (200, 403, 403, 403, 403, 403), "cache_prune: role:admin",
+             lambda c: ("POST", "/v2/cache/prune", None)),
+    Endpoint("cache_nodes", (200, 403, 403, 403, 403, 403), "list_cached_nodes: role:admin",
+             lambda c: ("GET", f"/v2/cache/nodes/{c.target['image']}", None), _a_image),
+    # ---- locations (API 2.17) and per-store copies, on a private image of project A
+    Endpoint("fetch_locations", (200, 403, 403, 404, 404, 403),
+             "fetch_image_location: service_api (role:service or role:admin, on the user "
+             "token's roles: a service token's roles do not count); an image one may not "
+             "see is 404",
+             lambda c: ("GET", f"/v2/images/{c.target['image']}/locations", None), _a_image),
+    Endpoint("add_location", (403, 403, 403, 404, 404, 400),
+             "add_image_location: service, or a member of the owner for http URLs only: "
+             "with no http store a user is refused (403, as Glance); the service's URL "
+             "is refused (400: no store holds it)",
+             lambda c: ("POST", f"/v2/images/{c.target['image']}/locations",
+                        {"url": "http://127.0.0.1:9/no-such"}), _a_image, _still_queued),
+    Endpoint("delete_from_store", (409, 403, 403, 404, 404, 403),
+             "delete_image_location: role:admin (a queued image has no data to remove: "
+             "409, as Glance)",
+             lambda c: ("DELETE", f"/v2/stores/slow/{c.target['image']}", None), _a_image),
 )
 
 
@@ -242,6 +288,7 @@ def glimpse(tmp_path_factory: pytest.TempPathFactory,
     answer 404 without multi-store)."""
     root = tmp_path_factory.mktemp("rbac-endpoints")
     config = ("enabled_backends = fast:file, slow:file\n"
+              f"image_cache_dir = {root / 'cache'}\n"
               + glimpse_config(identities.site)
               + f"\n[glance_store]\ndefault_backend = fast\n"
               f"[fast]\nfilesystem_store_datadir = {root / 'fast'}\n"
