@@ -1,10 +1,10 @@
 """The RBAC matrix for every endpoint beside images and members (tasks, metadefs, info,
-stores), and the two personas tests/rbac/test_matrix.py does not cover (the
+stores, the image cache, the locations API), and the two personas tests/rbac/test_matrix.py does not cover (the
 service role alone, an expired token) on its image and member operations.
 
 One row per endpoint in ``ENDPOINTS``: the request, the expected status for each
 persona, and what must hold afterwards (a refused change changes nothing).
-Endpoints other helpers add (cache, locations) are one more row each.
+A new endpoint is one more row.
 
 Personas (see conftest.py): a_admin, a_member, a_reader, b_member (another
 project), service (the service role alone, on the service project),
