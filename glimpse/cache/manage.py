@@ -42,7 +42,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     for name, text in COMMANDS.items():
         p = cache_sub.add_parser(name, parents=[common], help=text, description=text)
         if name in WITH_IMAGE:
-            p.add_argument("image_id", metavar="IMAGE_ID")
+            p.add_argument("image_id", metavar="IMAGE_ID", help="the image's id")
         p.add_argument("--host", dest="node",
                        help="the node: a URL (http://node1:9292) or a host name")
         p.add_argument("--port", dest="node_port", type=int,
