@@ -1,6 +1,7 @@
 """The RBAC matrix for every endpoint beside images and members (tasks, metadefs, info,
-stores, the image cache, the locations API), and the two personas tests/rbac/test_matrix.py does not cover (the
-service role alone, an expired token) on its image and member operations.
+stores, the image cache, the locations API), and the two personas
+tests/rbac/test_matrix.py does not cover (the service role alone, an expired token)
+on its image and member operations.
 
 One row per endpoint in ``ENDPOINTS``: the request, the expected status for each
 persona, and what must hold afterwards (a refused change changes nothing).
