@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.servers import IDENTITY, REPO_ROOT, free_port, wait_up
+from bench.servers import IDENTITY, REPO_ROOT, free_port, serve_config
 from bench.stores import MIB, PIECE, make_data
 
 ADMIN = {**IDENTITY, "X-Roles": "admin,member,reader"}
@@ -62,17 +62,7 @@ def start_glimpse(root: Path, ceph: dict[str, str] | None, size: int,
         lines += ["[rbd]", f"rbd_store_pool = {ceph['CEPH_POOL']}",
                   f"rbd_store_user = {ceph['CEPH_USER']}",
                   f"rbd_store_ceph_conf = {ceph['CEPH_CONF']}", "rados_connect_timeout = 30"]
-    conf = root / "glance-api.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    glimpse = str(Path(sys.executable).parent / "glimpse")
-    subprocess.run([glimpse, "db", "sync", "--config-file", str(conf)], check=True,
-                   capture_output=True, timeout=120)
-    log = (root / "server.log").open("wb")
-    proc = subprocess.Popen([glimpse, "serve", "--config-file", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_up(endpoint + "/versions", proc, root / "server.log")
-    return proc, endpoint
+    return serve_config(root, lines, port)
 
 
 def upload(client: httpx.Client, store: str, data: Path, size: int) -> str:

@@ -40,7 +40,14 @@ from pathlib import Path
 
 import httpx
 
-from bench.servers import IDENTITY, REPO_ROOT, children, free_port, glance_start_script, wait_up
+from bench.servers import (
+    IDENTITY,
+    REPO_ROOT,
+    children,
+    free_port,
+    glance_start_script,
+    serve_config,
+)
 
 MIB = 1024 * 1024
 PIECE = 4 * MIB
@@ -170,17 +177,7 @@ def start_glimpse(root: Path, env: dict[str, str], kinds: list[str]
              "[database]", f"connection = sqlite:///{root / 'glimpse.sqlite'}",
              "[os_glance_staging_store]", f"filesystem_store_datadir = {root / 'staging'}",
              "[os_glance_tasks_store]", f"filesystem_store_datadir = {root / 'tasks'}"]
-    conf = root / "glance-api.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    glimpse = str(Path(sys.executable).parent / "glimpse")
-    subprocess.run([glimpse, "db", "sync", "--config-file", str(conf)], check=True,
-                   capture_output=True, timeout=120)
-    log = (root / "server.log").open("wb")
-    proc = subprocess.Popen([glimpse, "serve", "--config-file", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_up(endpoint + "/versions", proc, root / "server.log")
-    return proc, endpoint
+    return serve_config(root, lines, port)
 
 
 class Glance:
