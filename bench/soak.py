@@ -231,25 +231,29 @@ class Client(threading.Thread):
         if image_id is None:
             return
         try:
-            with open(data.path, "rb") as f:
-                if (
-                    self.call(
-                        "upload",
-                        "PUT",
-                        f"/v2/images/{image_id}/file",
-                        (204,),
-                        content=iter(lambda: f.read(MIB), b""),
-                        headers={
-                            "Content-Type": "application/octet-stream",
-                            "Content-Length": str(data.size),
-                        },
-                    )
-                    is None
-                ):
-                    return
+            if self.put_data("upload", image_id, "file", data) is None:
+                return
             self.download(image_id, data)
         finally:
             self.call("delete", "DELETE", f"/v2/images/{image_id}", (204,))
+
+    def put_data(
+        self, op: str, image_id: str, where: str, data: DataFile
+    ) -> httpx.Response | None:
+        """PUT the file's bytes to /v2/images/{id}/<where> (file or stage), streamed;
+        None when the call failed (as ``call``)."""
+        with open(data.path, "rb") as f:
+            return self.call(
+                op,
+                "PUT",
+                f"/v2/images/{image_id}/{where}",
+                (204,),
+                content=iter(lambda: f.read(MIB), b""),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(data.size),
+                },
+            )
 
     def download(self, image_id: str, data: DataFile) -> None:
         t0 = time.monotonic()
@@ -279,22 +283,8 @@ class Client(threading.Thread):
         if image_id is None:
             return
         try:
-            with open(data.path, "rb") as f:
-                if (
-                    self.call(
-                        "stage",
-                        "PUT",
-                        f"/v2/images/{image_id}/stage",
-                        (204,),
-                        content=iter(lambda: f.read(MIB), b""),
-                        headers={
-                            "Content-Type": "application/octet-stream",
-                            "Content-Length": str(data.size),
-                        },
-                    )
-                    is None
-                ):
-                    return
+            if self.put_data("stage", image_id, "stage", data) is None:
+                return
             t0 = time.monotonic()
             if (
                 self.call(
