@@ -211,8 +211,8 @@ def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[by
         # Inside the try: a bad hashing_algorithm must not leave the image 'saving'.
         inspector = diskformat.inspector_for(image.disk_format, image.container_format)
         algo = rt.conf.hashing_algorithm
-        # A signed image: everything but the signature itself is checked now,
-        # before a byte is stored.
+        # A signed image: its properties are checked now, before a byte is read;
+        # the certificate is fetched while the data flows.
         verifier = verifier_for(rt, ctx, image_id, image.properties)
         stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
                             inspector=inspector, hash_algos=("md5", algo), verifier=verifier)

@@ -7,23 +7,31 @@ An image whose properties hold all four of ``img_signature``,
 certificate is fetched from the key manager (castellan: ``[key_manager] backend``,
 Barbican by default, ``[barbican]`` options) with the caller's own token.
 
-Everything that can be checked without the data (the signature's base64, the hash
-method, the key type, the certificate: found, X.509, of the key type, within its
-dates) is checked by ``verifier_for`` before a byte is stored; ``Verifier.verify``
-checks the signature itself once the last byte has been seen.
+What the properties themselves can get wrong (the signature's base64, the hash
+method, the key type, no token to ask the key manager with) is refused by
+``verifier_for`` before a byte is read. The certificate (found, readable by the
+caller, X.509, of the key type, within its dates) is asked for at the same moment,
+in the background, while the data starts flowing: the data is hashed for the
+signature without needing the key, so the key manager's round trips overlap the
+upload instead of preceding it. A refusal of the certificate stops the upload at the
+next chunk and is handled as a signature mismatch is (nothing kept, image queued
+again); ``Verifier.verify`` checks the signature itself once the last byte has been
+seen.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.errors import BadRequest, Forbidden
+from glimpse.services import key_manager
 
 LOG = logging.getLogger(__name__)
 
@@ -76,24 +84,47 @@ def _refused(image_id: str, reason: str) -> SignatureVerificationFailed:
 
 
 class Verifier:
-    """Feeds the data to cursive's verifier; ``verify`` raises
-    SignatureVerificationFailed when the data does not match the signature."""
+    """Hashes the data for the signature as it comes (hashlib, in DataStream's hashing
+    threads); ``verify`` waits for the signer's public key, has cursive check the
+    signature over that digest, and raises SignatureVerificationFailed when the data
+    does not match (or the key manager refused the certificate).
 
-    def __init__(self, image_id: str, verifier: Any):
+    The digest needs no key, so the key manager is asked while the data flows: its
+    round trips cost an upload nothing unless they take longer than the data. A
+    refusal by the key manager stops the data at the next chunk (``update``)."""
+
+    def __init__(self, image_id: str, signature: bytes, hash_method: Any, key_type: Any,
+                 public_key: Future):
         self.image_id = image_id
-        self._verifier = verifier
+        self._signature = signature
+        self._hash_method = hash_method
+        self._key_type = key_type
+        self._public_key = public_key
+        self._digest = _new_digest(hash_method)
         self._outcome: SignatureVerificationFailed | bool | None = None
 
     def update(self, chunk: bytes) -> None:
-        self._verifier.update(chunk)
+        self._digest.update(chunk)
+        if self._public_key.done() and self._public_key.exception() is not None:
+            raise self._public_key.exception()  # type: ignore[misc]
 
     def verify(self) -> None:
         """Check once (the digest is final then); later calls repeat the outcome."""
         if self._outcome is None:
             from cryptography.exceptions import InvalidSignature
 
+            public_key = self._public_key.result()  # the key manager's refusal raises
+            verifier = self._key_type.create_verifier(self._signature, self._hash_method,
+                                                      public_key)
+            # cursive's verifiers (RSA-PSS, DSA, ECC) keep their running digest in
+            # ``_hasher`` and only finalize() it in verify(): handing them the digest
+            # computed so far leaves the signature check itself to cursive.
+            if not hasattr(verifier, "_hasher"):
+                raise RuntimeError("cursive's verifier has no _hasher: this cursive "
+                                   "release is not supported")
+            verifier._hasher = self._digest
             try:
-                self._verifier.verify()
+                verifier.verify()
                 self._outcome = True
                 LOG.info("Successfully verified signature for image %s", self.image_id)
             except InvalidSignature:
@@ -109,7 +140,8 @@ def verifier_for(
     rt: Any, ctx: RequestContext | None, image_id: str, properties: Mapping[str, Any]
 ) -> Verifier | None:
     """The verifier for an image's data, or None when the image is not signed.
-    Raises SignatureVerificationFailed for anything wrong before the data."""
+    Raises SignatureVerificationFailed for what is wrong in the properties themselves;
+    the certificate's refusals come from the verifier."""
     factory = verifier_factory(rt, ctx, image_id, properties)
     return factory() if factory is not None else None
 
@@ -118,7 +150,8 @@ def verifier_factory(
     rt: Any, ctx: RequestContext | None, image_id: str, properties: Mapping[str, Any]
 ) -> Callable[[], Verifier] | None:
     """Like ``verifier_for``, but a maker of fresh verifiers (one per attempt to read
-    the data) that asks the key manager only once, now."""
+    the data) that share one question to the key manager, asked now, in the
+    background."""
     if not wants_verification(properties):
         return None
     from cursive import exception as cursive_exception
@@ -131,20 +164,37 @@ def verifier_factory(
         key_type = signature_utils.SignatureKeyType.lookup(properties[KEY_TYPE])
     except cursive_exception.SignatureVerificationError as exc:
         raise SignatureVerificationFailed(image_id, str(exc)) from None
-    certificate = _certificate(rt, ctx, image_id, str(properties[CERT_UUID]))
+    cert_uuid = str(properties[CERT_UUID])
+    if ctx is None or not ctx.auth_token:
+        # No token (noauth, trusted headers without one, a recovered task): the key
+        # manager cannot be asked on the caller's behalf.
+        raise _refused(image_id, f"Unable to retrieve certificate with ID: {cert_uuid}")
+    public_key = _fetch_pool().submit(_public_key, rt, ctx, image_id, cert_uuid, signature,
+                                      hash_method, key_type)
+
+    def make() -> Verifier:
+        return Verifier(image_id, signature, hash_method, key_type, public_key)
+
+    return make
+
+
+@functools.cache
+def _fetch_pool() -> ThreadPoolExecutor:
+    # Key manager requests only wait on the network; one pool for the process.
+    return ThreadPoolExecutor(16, thread_name_prefix="glimpse-keymanager")
+
+
+def _public_key(rt: Any, ctx: RequestContext, image_id: str, cert_uuid: str,
+                signature: bytes, hash_method: Any, key_type: Any) -> Any:
+    """The signer's public key, once everything about it is checked (the certificate
+    found, X.509, in its dates, of the key type, a verifier can be made with it)."""
+    certificate = _certificate(rt, ctx, image_id, cert_uuid)
     public_key = certificate.public_key()
     if not isinstance(public_key, key_type.public_key_type):
         raise _refused(image_id, f"Invalid public key type for signature key type: {key_type.name}")
-
-    def make() -> Verifier:
-        verifier = key_type.create_verifier(signature, hash_method, public_key)
-        if verifier is None:
-            raise _refused(image_id, "Error occurred while creating the verifier")
-        _digest_with_hashlib(verifier, hash_method)
-        return Verifier(image_id, verifier)
-
-    make()  # a verifier that cannot be made is refused now, before the data
-    return make
+    if key_type.create_verifier(signature, hash_method, public_key) is None:
+        raise _refused(image_id, "Error occurred while creating the verifier")
+    return public_key
 
 
 class _HashlibDigest:
@@ -162,33 +212,26 @@ class _HashlibDigest:
         return self._hash.digest()
 
 
-def _digest_with_hashlib(verifier: Any, hash_method: Any) -> None:
-    # cursive's verifiers (RSA-PSS, DSA, ECC) keep their running digest in
-    # ``_hasher`` and only call finalize() on it in verify(); the signature check
-    # itself stays cursive's. Left alone if a cursive release changes that shape.
-    if hasattr(verifier, "_hasher") and hash_method.name in hashlib.algorithms_available:
-        verifier._hasher = _HashlibDigest(hash_method.name)
+def _new_digest(hash_method: Any) -> Any:
+    if hash_method.name in hashlib.algorithms_available:
+        return _HashlibDigest(hash_method.name)
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.Hash(hash_method)
 
 
-def _certificate(rt: Any, ctx: RequestContext | None, image_id: str, cert_uuid: str) -> Any:
-    """The X.509 certificate ``cert_uuid`` from the key manager, as the caller sees it.
+def _certificate(rt: Any, ctx: RequestContext, image_id: str, cert_uuid: str) -> Any:
+    """The X.509 certificate ``cert_uuid`` from the key manager, as the caller sees it
+    (glimpse.services.key_manager: castellan, with the caller's token as it is).
 
     cursive.get_certificate would read the process-global oslo.config object;
     Glimpse has one configuration per runtime, so the castellan key manager is
-    built from it here, with the same outcomes and messages."""
+    built from it, with the same outcomes and messages."""
     from castellan.common import exception as km_exception
-    from castellan.common.credentials import keystone_token
     from cryptography import x509
 
-    if ctx is None or not ctx.auth_token:
-        # No token (noauth, trusted headers without one, a recovered task): the key
-        # manager cannot be asked on the caller's behalf.
-        raise _refused(image_id, f"Unable to retrieve certificate with ID: {cert_uuid}")
-    credential = keystone_token.KeystoneToken(
-        token=ctx.auth_token, auth_url=rt.conf.barbican.auth_endpoint, project_id=ctx.project_id
-    )
     try:
-        managed = _key_manager(rt.conf).get(credential, cert_uuid)
+        managed = key_manager.fetch(rt.conf, ctx, cert_uuid)
     except km_exception.ManagedObjectNotFoundError:
         raise _refused(image_id, f"Certificate not found with ID: {cert_uuid}") from None
     except km_exception.KeyManagerError as exc:
@@ -197,7 +240,7 @@ def _certificate(rt: Any, ctx: RequestContext | None, image_id: str, cert_uuid: 
     if managed.format != "X.509":
         raise _refused(image_id, f"Invalid certificate format: {managed.format}")
     # castellan hands certificates over DER-encoded.
-    certificate = x509.load_der_x509_certificate(managed.get_encoded())
+    certificate = x509.load_der_x509_certificate(managed.encoded)
     if rt.conf.verify_signature_certificate_dates:
         now = datetime.datetime.now(datetime.UTC)
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
@@ -208,19 +251,3 @@ def _certificate(rt: Any, ctx: RequestContext | None, image_id: str, cert_uuid: 
                 f"{certificate.not_valid_after_utc.isoformat()})",
             )
     return certificate
-
-
-# One key manager per configuration object (a ConfigOpts is not hashable).
-_KEY_MANAGERS: dict[int, tuple[Any, Any]] = {}
-_KEY_MANAGERS_LOCK = threading.Lock()
-
-
-def _key_manager(conf: Any) -> Any:
-    with _KEY_MANAGERS_LOCK:
-        found = _KEY_MANAGERS.get(id(conf))
-        if found is None or found[0] is not conf:
-            from castellan import key_manager
-
-            found = (conf, key_manager.API(conf))
-            _KEY_MANAGERS[id(conf)] = found
-        return found[1]
