@@ -229,12 +229,15 @@ def _certificate(rt: Any, ctx: RequestContext, image_id: str, cert_uuid: str) ->
     built from it, with the same outcomes and messages."""
     from castellan.common import exception as km_exception
     from cryptography import x509
+    from keystoneauth1 import exceptions as ksa_exceptions
 
     try:
         managed = key_manager.fetch(rt.conf, ctx, cert_uuid)
     except km_exception.ManagedObjectNotFoundError:
         raise _refused(image_id, f"Certificate not found with ID: {cert_uuid}") from None
-    except km_exception.KeyManagerError as exc:
+    # castellan wraps what fails while it builds its client; a connection lost
+    # between its requests comes out as keystoneauth's own error.
+    except (km_exception.KeyManagerError, ksa_exceptions.ClientException) as exc:
         LOG.error("Unable to retrieve certificate with ID %s: %s", cert_uuid, exc)
         raise _refused(image_id, f"Unable to retrieve certificate with ID: {cert_uuid}") from None
     if managed.format != "X.509":

@@ -26,6 +26,7 @@ import requests.adapters
 from glimpse.context import RequestContext
 from glimpse.services import key_manager as km
 from glimpse.services import signatures
+from tests.conftest import free_port
 from tests.imports.conftest import image, new_image
 from tests.rbac.conftest import KEYSTONE_TIMEOUT, KeystoneAdmin, issue_token, password_auth
 from tests.signatures.conftest import (
@@ -197,3 +198,19 @@ def test_barbican_found_in_the_callers_catalog(make_app, key_manager, signers, s
         assert sent[-1].url.startswith(key_manager.barbican)
     # Asked once per project, then remembered (a URL, not a secret).
     assert catalog_reads == [[f"{key_manager.keystone.url}/auth/catalog"], []]
+
+
+def test_unreachable_barbican_is_refused_and_nothing_is_left(make_app, key_manager, signers,
+                                                             tmp_path):
+    # Nothing listens on this port of 127.0.0.1: castellan cannot reach a Barbican.
+    client = make_app("\n".join(["[key_manager]", "backend = barbican", "[barbican]",
+                                 f"auth_endpoint = {key_manager.keystone.url}",
+                                 f"barbican_endpoint = http://127.0.0.1:{free_port()}"]))
+    h = key_manager.headers()
+    signer = signers["RSA-PSS"]
+    image_id = new_image(client, h, **signer.properties(DATA))
+    r = upload(client, image_id, DATA, h)
+    assert r.status_code == 400
+    assert r.json()["message"].endswith(
+        f"Unable to retrieve certificate with ID: {signer.cert_uuid}.")
+    assert_nothing_stored(client, image_id, h, tmp_path)
