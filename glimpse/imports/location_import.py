@@ -114,9 +114,10 @@ def run(runner: TaskRunner, task: TaskRecord, progress: Progress) -> None:
     try:
         try:
             checked = check_location(rt, url)
-            # A signed image: the certificate and key are checked now, and the data is
-            # read (and verified) before the image goes active, whatever do_secure_hash
-            # says. (Glimpse; Glance's location import does not verify signatures.)
+            # A signed image: its properties are checked now, the certificate while
+            # the data is read (and verified) before the image goes active, whatever
+            # do_secure_hash says. (Glimpse; Glance's location import does not verify
+            # signatures.)
             with rt.db.read() as session:
                 current = _locked(session, image_id, task.id)
             new_verifier = signatures.verifier_factory(
