@@ -214,3 +214,28 @@ def test_unreachable_barbican_is_refused_and_nothing_is_left(make_app, key_manag
     assert r.json()["message"].endswith(
         f"Unable to retrieve certificate with ID: {signer.cert_uuid}.")
     assert_nothing_stored(client, image_id, h, tmp_path)
+
+
+def test_location_import_with_an_unknown_certificate_fails(make_app, key_manager, signers,
+                                                           tmp_path):
+    # The certificate is now asked for while the location's data is read: its refusal
+    # fails the task as a mismatch does, and the image is queued again.
+    from tests.imports.test_locations_api import Web, config
+    from tests.signatures.conftest import wait_task_done
+    from tests.stores.http_server import RangeServer
+
+    web = Web(RangeServer.shared())
+    app = make_app(config(tmp_path, web) + "\n" + signature_config(key_manager))
+    h = key_manager.headers()
+    missing = str(uuid.uuid4())
+    url = web.data("/signed-unknown-certificate", DATA)
+    props = {**signers["RSA-PSS"].properties(DATA), "img_signature_certificate_uuid": missing}
+    image_id = new_image(app, h, **props)
+    r = app.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=h)
+    assert r.status_code == 202, r.text
+    task = wait_task_done(app, image_id)
+    assert task["status"] == "failure"
+    assert task["message"].endswith(f"Certificate not found with ID: {missing}.")
+    img = image(app, image_id, h)
+    assert img["status"] == "queued"
+    assert img["checksum"] is None
