@@ -72,12 +72,13 @@ OPTS = [
     cfg.IntOpt("rados_connect_timeout", default=0, min=0,
                help="Seconds to wait for the cluster when connecting; 0: librados' default."),
     cfg.IntOpt("rados_op_timeout", default=60, min=0,
-               help="Seconds one request to an OSD or a monitor (a write, a read, opening "
-               "an image) may take before the transfer fails with 503: an upload is rolled "
-               "back and its image queued again, a download fails over to another location "
-               "or is cut. Keep it above Ceph's failure detection (osd_heartbeat_grace, 20 "
-               "s) so an OSD failover is ridden out. 0: wait without limit (librados' "
-               "default: a stopped OSD then blocks the transfer forever)."),
+               help="(Glimpse) Seconds one request to an OSD or a monitor (a write, a "
+               "read, opening an image) may take before the transfer fails with 503: an "
+               "upload is rolled back and its image queued again, a download fails over to "
+               "another location or is cut. Keep it above Ceph's failure detection "
+               "(osd_heartbeat_grace, 20 s) so an OSD failover is ridden out. 0: wait "
+               "without limit (librados' default, Glance's behaviour: a stopped OSD then "
+               "blocks the transfer forever)."),
     cfg.BoolOpt("rbd_thin_provisioning", default=False,
                 help="Do not write chunks that are all zeros: the RBD image stays sparse."),
 ]
