@@ -8,8 +8,8 @@ other tests, so it is never paused.
 A frozen OSD accepts connections and answers nothing: librados would wait for it
 without limit. ``rados_op_timeout`` (3 s here) bounds every request, so:
 
-- Upload frozen half-way: 503 naming the timeout within a few timeouts, the image
-  queued again; a second upload while the OSD is still frozen: 503 too. Once the
+- Upload frozen half-way: 503 naming the timeout within two timeouts, the image
+  queued again; a second upload with the monitor frozen too: 503 as well. Once the
   OSD is thawed the orphan sweep removes the partial RBD image (nothing is left in
   the pool) and a new upload succeeds without any restart.
 - Download frozen half-way, one location: the 200 cannot turn into an error any
@@ -45,7 +45,7 @@ RAW = {**JSON, "Content-Type": "application/octet-stream"}
 OP_TIMEOUT = 3
 # An upload stuck in the store answers within this: a write times out, then closing
 # the RBD image waits out one more (the removal is left to the sweep).
-UPLOAD_BOUND = 4 * OP_TIMEOUT + 5
+UPLOAD_BOUND = 2 * OP_TIMEOUT + 5
 
 
 def _wait(check, timeout: float, what: str):  # noqa: ANN001, ANN202
@@ -137,7 +137,9 @@ def _upload_frozen(ceph: PrivateCeph, server, api: httpx.Client) -> str:  # noqa
     assert answered_in < UPLOAD_BOUND, f"503 only after {answered_in:.1f}s"
     img = api.get(f"/v2/images/{image_id}").json()
     assert img["status"] == "queued" and img["size"] is None, img
-    # A second upload while the OSD is still frozen: 503 too, image still queued.
+    # A second upload with the monitor frozen as well (the whole cluster away): 503
+    # too, image still queued.
+    ceph.pause("mon.a")
     t0 = time.monotonic()
     r = api.put(f"/v2/images/{image_id}/file", content=DATA[:MIB], headers=RAW)
     second_in = time.monotonic() - t0
@@ -145,6 +147,7 @@ def _upload_frozen(ceph: PrivateCeph, server, api: httpx.Client) -> str:  # noqa
     assert f"Ceph cluster did not answer within {OP_TIMEOUT}s" in r.json()["message"], r.text
     assert second_in < UPLOAD_BOUND
     assert api.get(f"/v2/images/{image_id}").json()["status"] == "queued"
+    ceph.resume("mon.a")
     ceph.resume("osd.0")
     thawed = time.monotonic()
     # The partial RBD image is removed by the orphan sweep once the OSD answers.
@@ -168,7 +171,8 @@ def _upload_frozen(ceph: PrivateCeph, server, api: httpx.Client) -> str:  # noqa
     print(
         f"\nrbd upload: OSD frozen once the client had sent {body.sent_at_pause // MIB} MiB"
         f" of {len(DATA) // MIB} (the server had read {read_by_server / MIB:.1f} MiB);"
-        f" 503 {answered_in:.1f}s later; second upload 503 in {second_in:.1f}s;"
+        f" 503 {answered_in:.1f}s later; second upload (monitor frozen too) 503 in"
+        f" {second_in:.1f}s;"
         f" partial image swept {swept_in:.1f}s after SIGCONT;"
         f" retried upload 204 in {retry_in:.1f}s"
     )
@@ -179,7 +183,7 @@ def _download_frozen(ceph: PrivateCeph, api: httpx.Client, image_id: str) -> Non
     """The image is active with DATA, in the rbd store only: freeze the OSD half-way
     through its download."""
     got = bytearray()
-    paused_at = 0.0
+    paused_at, got_at_pause = 0.0, 0
     with pytest.raises(httpx.HTTPError) as aborted:  # noqa: PT012 - the read is the point
         with api.stream("GET", f"/v2/images/{image_id}/file") as r:
             assert r.status_code == 200
@@ -188,7 +192,7 @@ def _download_frozen(ceph: PrivateCeph, api: httpx.Client, image_id: str) -> Non
                 got += piece
                 if len(got) >= 2 * MIB and not ceph.paused:
                     ceph.pause("osd.0")
-                    paused_at = time.monotonic()
+                    paused_at, got_at_pause = time.monotonic(), len(got)
     cut_in = time.monotonic() - paused_at
     assert paused_at, "the OSD was never frozen"
     assert len(got) < len(DATA), "the download finished although the OSD was frozen"
@@ -209,10 +213,10 @@ def _download_frozen(ceph: PrivateCeph, api: httpx.Client, image_id: str) -> Non
     r = api.get(f"/v2/images/{image_id}/file")
     assert r.status_code == 200 and r.content == DATA
     print(
-        f"\nrbd download: OSD frozen after {len(got) // MIB} MiB received; connection"
-        f" aborted {cut_in:.1f}s later ({type(aborted.value).__name__}, every byte"
-        f" right); new download 503 in {refused_in:.1f}s; after SIGCONT 200 in"
-        f" {time.monotonic() - t0:.1f}s"
+        f"\nrbd download: OSD frozen after {got_at_pause / MIB:.1f} MiB received; connection"
+        f" aborted {cut_in:.1f}s later after {len(got) / MIB:.1f} of {len(DATA) // MIB} MiB"
+        f" ({type(aborted.value).__name__}, every byte right); new download 503 in"
+        f" {refused_in:.1f}s; after SIGCONT 200 in {time.monotonic() - t0:.1f}s"
     )
 
 
@@ -233,14 +237,14 @@ def _download_fails_over(ceph: PrivateCeph, api: httpx.Client) -> None:
         "the copy to the file store",
     )
     got = bytearray()
-    paused_at = 0.0
+    paused_at, got_at_pause = 0.0, 0
     with api.stream("GET", f"/v2/images/{image_id}/file") as r:
         assert r.status_code == 200
         for piece in r.iter_bytes():
             got += piece
             if len(got) >= 2 * MIB and not paused_at:
                 ceph.pause("osd.0")
-                paused_at = time.monotonic()
+                paused_at, got_at_pause = time.monotonic(), len(got)
     resumed_in = time.monotonic() - paused_at
     assert paused_at, "the OSD was never frozen"
     assert got == DATA, "the download resumed from the file store gave other bytes"
@@ -251,7 +255,7 @@ def _download_fails_over(ceph: PrivateCeph, api: httpx.Client) -> None:
     assert r.content == DATA
     ceph.resume("osd.0")
     print(
-        f"\nrbd + file: OSD frozen after 2 MiB received; the whole {len(DATA) // MIB} MiB"
-        f" arrived {resumed_in:.1f}s later (resumed from the file store); a download"
-        f" started while frozen 200 from the file store in {served_in:.1f}s"
+        f"\nrbd + file: OSD frozen after {got_at_pause / MIB:.1f} MiB received; the whole"
+        f" {len(DATA) // MIB} MiB arrived {resumed_in:.1f}s later (resumed from the file"
+        f" store); a download started while frozen 200 from the file store in {served_in:.1f}s"
     )
