@@ -111,7 +111,7 @@ def test_osd_stopped_mid_upload_and_mid_download(private_ceph, server):  # noqa:
     api = httpx.Client(base_url=server.url, headers=JSON, timeout=60)
     image_id = _upload_frozen(private_ceph, server, api)
     _download_frozen(private_ceph, api, image_id)
-    _download_fails_over(private_ceph, api)
+    _download_fails_over(private_ceph, server, api)
     log = server.log.read_text()
     assert "Unhandled error" not in log
     statuses = set(re.findall(r"status: (\d+)", log))
@@ -220,7 +220,7 @@ def _download_frozen(ceph: PrivateCeph, api: httpx.Client, image_id: str) -> Non
     )
 
 
-def _download_fails_over(ceph: PrivateCeph, api: httpx.Client) -> None:
+def _download_fails_over(ceph: PrivateCeph, server, api: httpx.Client) -> None:  # noqa: ANN001
     """An image in the rbd store and copied to the file store: with the OSD frozen the
     download goes on from (or starts at) the file store's copy."""
     image_id = _create(api, "rbd-and-file")
@@ -254,8 +254,15 @@ def _download_fails_over(ceph: PrivateCeph, api: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     assert r.content == DATA
     ceph.resume("osd.0")
+    log = server.log.read_text()
+    resumed = re.search(rf"Image {image_id}: location rbd://\S+ failed after (\d+) bytes "
+                        rf"\(Store 'ceph': Ceph cluster did not answer within {OP_TIMEOUT}s "
+                        rf"\(RBD read\)\); resuming from the next location", log)
+    assert resumed, "the server did not resume the stream from the file store"
+    assert f"Image {image_id}: location rbd://" in log and "trying the next location" in log
     print(
         f"\nrbd + file: OSD frozen after {got_at_pause / MIB:.1f} MiB received; the whole"
         f" {len(DATA) // MIB} MiB arrived {resumed_in:.1f}s later (resumed from the file"
-        f" store); a download started while frozen 200 from the file store in {served_in:.1f}s"
+        f" store at byte {resumed.group(1)}); a download started while frozen 200 from"
+        f" the file store in {served_in:.1f}s"
     )
