@@ -452,6 +452,10 @@ class _Writer:
         if end > self.capacity:
             # Grow ahead (doubling, at most 1 GiB at a time): one resize per many writes.
             self.capacity = max(end, min(2 * self.capacity, self.capacity + 1024 * MIB))
+            # librbd's resize waits for the writes in flight anyway; waiting for them
+            # here first makes a timed-out write fail the upload at once, not after
+            # the resize's own request timed out as well (3 timeouts instead of 2).
+            self._drain(0)
             self.image.resize(self.capacity)
         if self.thin and piece == self.zeros[:len(piece)]:
             return  # a hole: reads of unwritten extents return zeros

@@ -55,6 +55,10 @@ class PrivateCeph:
             self._admin = None
         subprocess.run(["bash", str(SCRIPT), "down", str(self.root)], capture_output=True,
                        timeout=120, check=False)
+        if not list((self.root / "ceph" / "run").glob("*.pid")):
+            # Everything stopped: the data goes too (with PID files left, the next
+            # session's down() stops those daemons first).
+            shutil.rmtree(self.root, ignore_errors=True)
 
     # ------------------------------------------------------------ the daemons
 
