@@ -34,7 +34,13 @@ from glimpse.domain.status import Event, transition
 from glimpse.errors import GlimpseError
 from glimpse.services import leases as leases_mod
 from glimpse.services.runtime import Runtime
-from glimpse.stores.base import DataEntry, DataNotFound, Store, StoreError
+from glimpse.stores.base import (
+    DataEntry,
+    DataNotFound,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -162,6 +168,10 @@ def _listing(store: Store) -> list[DataEntry]:
     try:
         return list(store.list_data())
     except NotImplementedError:
+        return []
+    except StoreUnavailable as exc:
+        # The store is down (every sweep of an outage says so): one line, no traceback.
+        LOG.warning("Could not list the data of store %s: %s", store.name, exc)
         return []
     except StoreError:
         LOG.warning("Could not list the data of store %s", store.name, exc_info=True)

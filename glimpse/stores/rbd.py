@@ -21,7 +21,7 @@ import errno
 import functools
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
@@ -71,6 +71,14 @@ OPTS = [
                "of each write."),
     cfg.IntOpt("rados_connect_timeout", default=0, min=0,
                help="Seconds to wait for the cluster when connecting; 0: librados' default."),
+    cfg.IntOpt("rados_op_timeout", default=60, min=0,
+               help="(Glimpse) Seconds one request to an OSD or a monitor (a write, a "
+               "read, opening an image) may take before the transfer fails with 503: an "
+               "upload is rolled back and its image queued again, a download fails over to "
+               "another location or is cut. Keep it above Ceph's failure detection "
+               "(osd_heartbeat_grace, 20 s) so an OSD failover is ridden out. 0: wait "
+               "without limit (librados' default, Glance's behaviour: a stopped OSD then "
+               "blocks the transfer forever)."),
     cfg.BoolOpt("rbd_thin_provisioning", default=False,
                 help="Do not write chunks that are all zeros: the RBD image stays sparse."),
 ]
@@ -121,7 +129,8 @@ def build(config: StoreConfig) -> RbdStore:
     return RbdStore(config.name, pool=s.rbd_store_pool, user=s.rbd_store_user,
                     conffile=s.rbd_store_ceph_conf, chunk_mib=s.rbd_store_chunk_size,
                     connect_timeout=s.rados_connect_timeout,
-                    thin=s.rbd_thin_provisioning, description=config.description)
+                    op_timeout=s.rados_op_timeout, thin=s.rbd_thin_provisioning,
+                    description=config.description)
 
 
 class RbdStore(Store):
@@ -129,7 +138,7 @@ class RbdStore(Store):
 
     def __init__(self, name: str, *, pool: str = "images", user: str | None = None,
                  conffile: str = "", chunk_mib: int = 8, connect_timeout: int = 0,
-                 thin: bool = False, description: str = ""):
+                 op_timeout: int = 60, thin: bool = False, description: str = ""):
         super().__init__(name, description)
         self._rados, self._rbd = _bindings()
         _bound_malloc()
@@ -139,6 +148,7 @@ class RbdStore(Store):
         self.chunk_size = chunk_mib * MIB
         self.order = self.chunk_size.bit_length() - 1
         self.connect_timeout = connect_timeout
+        self.op_timeout = op_timeout
         self.sparse_writes = thin
         self._cluster: Any = None
         self._fsid: str | None = None
@@ -160,8 +170,14 @@ class RbdStore(Store):
                 # Data streams through once: librbd's cache would only hold a copy of
                 # what is in flight and delay the final flush (measured faster without).
                 cluster.conf_set("rbd_cache", "false")
+                # librados waits for an OSD or a monitor without limit by default; with
+                # these every operation (librbd's too) fails with ETIMEDOUT instead.
+                if self.op_timeout:
+                    cluster.conf_set("rados_osd_op_timeout", str(self.op_timeout))
+                mon_timeout = self.op_timeout or self.connect_timeout
+                if mon_timeout:
+                    cluster.conf_set("rados_mon_op_timeout", str(mon_timeout))
                 if self.connect_timeout:
-                    cluster.conf_set("rados_mon_op_timeout", str(self.connect_timeout))
                     cluster.connect(timeout=self.connect_timeout)
                 else:
                     cluster.connect()
@@ -196,12 +212,25 @@ class RbdStore(Store):
                                   f"{self.user or '(default)'}")
         if isinstance(exc, rbd.NoSpace | rados.NoSpace | rbd.DiskQuotaExceeded):
             return StoreFull(f"No space left in RBD pool '{self.pool}'")
-        if isinstance(exc, rbd.Timeout | rados.TimedOut | rbd.ConnectionShutdown
-                      | rados.ConnectionShutdown):
+        if isinstance(exc, rbd.ConnectionShutdown | rados.ConnectionShutdown):
             with self._lock:
                 self._cluster = None  # connect afresh next time
-            return StoreUnavailable(f"Ceph cluster did not answer for {what}")
+            return StoreUnavailable(f"Connection to the Ceph cluster shut down ({what})")
+        if isinstance(exc, rbd.Timeout | rados.TimedOut):
+            # The connection stays: librados finds the OSD or monitor again once it
+            # answers (a new one per timeout would leak its threads while it lasts).
+            return StoreUnavailable(f"Ceph cluster did not answer{self._within()} ({what})")
         return StoreError(f"RBD error on {what}: {exc}")
+
+    def _within(self) -> str:
+        return f" within {self.op_timeout}s" if self.op_timeout else ""
+
+    def _failed(self, code: int, what: str) -> StoreError:
+        """The StoreError for librbd's negative return value ``-code``."""
+        if code == errno.ETIMEDOUT:
+            return StoreUnavailable(f"Ceph cluster did not answer{self._within()} "
+                                    f"(RBD {what})")
+        return _errno_error(code, what)
 
     # ------------------------------------------------------------ URLs
 
@@ -247,7 +276,7 @@ class RbdStore(Store):
             try:
                 with rbd.Image(ioctx, partial) as image:
                     size = _Writer(image, min(self.chunk_size, WRITE_SIZE),
-                                   self.sparse_writes).write(chunks)
+                                   self.sparse_writes, self._failed).write(chunks)
                     image.create_snap(SNAPSHOT)
                     image.protect_snap(SNAPSHOT)
                 try:
@@ -255,6 +284,10 @@ class RbdStore(Store):
                 except rbd.ImageExists as exc:
                     raise StoreError(f"RBD image {image_id} already exists in pool "
                                      f"'{self.pool}'") from exc
+            except (StoreUnavailable, rbd.Timeout, self._rados.TimedOut):
+                # Removing it now would only wait out another timeout: the orphan
+                # sweep finds it by its in-progress name once the cluster answers.
+                raise
             except BaseException:
                 self._remove_quietly(ioctx, partial)
                 raise
@@ -299,7 +332,7 @@ class RbdStore(Store):
                                                       read_only=True) as image:
             try:
                 yield from _Reader(image, min(self.chunk_size, READ_SIZE), offset,
-                                   end).pieces()
+                                   end, self._failed).pieces()
             finally:
                 _give_back_memory()
 
@@ -339,8 +372,10 @@ class _Reader:
     """Reads [offset, end) in pieces in line with the RBD objects, READ_AHEAD of them
     in flight, so the OSDs work while the caller sends the previous piece."""
 
-    def __init__(self, image: Any, piece: int, offset: int, end: int):
+    def __init__(self, image: Any, piece: int, offset: int, end: int,
+                 failed: Callable[[int, str], StoreError]):
         self.image, self.piece, self.position, self.end = image, piece, offset, end
+        self.failed = failed
         self.pending: collections.deque = collections.deque()
 
     def _submit(self) -> None:
@@ -363,7 +398,7 @@ class _Reader:
                 completion.wait_for_complete_and_cb()
                 result = completion.get_return_value()
                 if result < 0:
-                    raise _errno_error(-result, "read")
+                    raise self.failed(-result, "read")
                 if self.position < self.end:
                     self._submit()
                 data = box.get("data", b"")
@@ -379,8 +414,9 @@ class _Writer:
     """Writes a stream into an RBD image in chunk_size pieces, several in flight,
     growing the image ahead of the data and trimming it to the exact size last."""
 
-    def __init__(self, image: Any, chunk_size: int, thin: bool):
-        self.image, self.chunk_size, self.thin = image, chunk_size, thin
+    def __init__(self, image: Any, chunk_size: int, thin: bool,
+                 failed: Callable[[int, str], StoreError]):
+        self.image, self.chunk_size, self.thin, self.failed = image, chunk_size, thin, failed
         self.zeros = bytes(chunk_size) if thin else b""
         self.capacity = 0
         self.in_flight: collections.deque = collections.deque()
@@ -416,6 +452,10 @@ class _Writer:
         if end > self.capacity:
             # Grow ahead (doubling, at most 1 GiB at a time): one resize per many writes.
             self.capacity = max(end, min(2 * self.capacity, self.capacity + 1024 * MIB))
+            # librbd's resize waits for the writes in flight anyway; waiting for them
+            # here first makes a timed-out write fail the upload at once, not after
+            # the resize's own request timed out as well (3 timeouts instead of 2).
+            self._drain(0)
             self.image.resize(self.capacity)
         if self.thin and piece == self.zeros[:len(piece)]:
             return  # a hole: reads of unwritten extents return zeros
@@ -429,7 +469,7 @@ class _Writer:
             completion.wait_for_complete_and_cb()
             result = completion.get_return_value()
             if check and result < 0:
-                raise _errno_error(-result)
+                raise self.failed(-result, "write")
 
 
 def _errno_error(code: int, what: str = "write") -> StoreError:

@@ -11,6 +11,8 @@
 # (`profile rbd` on every pool: the conformance suite makes throw-away pools) and
 # client.admin. RGW's S3 user uid=glimpse takes S3_ACCESS_KEY / S3_SECRET_KEY from the
 # environment (random ones are made when unset).
+# Clusters in different DIRs are independent (ports, fsid, keys, PIDs of their own):
+# tests/faults/ceph.py runs a private one next to the shared one, to SIGSTOP its OSD.
 set -euo pipefail
 
 ACTION=${1:-} DIR=${2:-}

@@ -12,10 +12,11 @@ other tests).
   short); a download started during the outage answers 503 with a clear message;
   after the outage the same download returns the right bytes.
 
-The rbd store is not covered here: Ceph clients talk to every OSD directly (the
-addresses come from the monitor's maps), so one proxy cannot cut them.
-Download failover to another location does not exist yet (issue 15):
-test_download_fails_over_to_another_location below is a strict xfail until it does.
+The rbd store is in test_rbd_outage.py: Ceph clients talk to every OSD directly (the
+addresses come from the monitor's maps), so one proxy cannot cut them; that test
+freezes the OSD of a cluster of its own instead.
+test_download_fails_over_to_another_location: with S3 cut, a download is served from
+the image's second location on a file store.
 """
 
 from __future__ import annotations
