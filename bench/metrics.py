@@ -10,7 +10,7 @@ several workers), in alternated rounds (off/on, then on/off, ...). Other
 processes on the machine slow both servers' wall clock but hardly change the
 CPU time a request needs. The wall-clock p50 is printed alongside for reference.
 
-    .venv/bin/python -m bench.metrics [--rounds 8] [--gets 2000] [--workers 2] --out x.json
+    .venv/bin/python -m bench.metrics [--rounds 20] [--gets 1500] [--workers 2] --out x.json
 """
 
 from __future__ import annotations
@@ -85,12 +85,16 @@ FIGURES = ("cpu_us_per_get", "run_us_per_get", "wall_p50_ms", "wall_mean_ms")
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for name in ("off", "on"):
-        summary[name] = {f: statistics.median(r[name][f] for r in rounds) for f in FIGURES}
+        summary[name] = {f: round(statistics.median(r[name][f] for r in rounds), 3)
+                         for f in FIGURES}
     for f in FIGURES:
         # each round's own on/off ratio: the pair ran back to back, under the same load
         ratios = sorted(r["on"][f] / r["off"][f] - 1 for r in rounds if r["off"][f])
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         summary[f"overhead_{f}"] = {
             "median": round(statistics.median(ratios), 4),
+            "q1": round(quartiles[0], 4),
+            "q3": round(quartiles[2], 4),
             "min": round(ratios[0], 4),
             "max": round(ratios[-1], 4),
         }
@@ -98,7 +102,8 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any]) -> str:
-    rows = [("figure", "metrics off", "metrics on", "overhead (median, range of rounds)")]
+    rows = [("figure", "metrics off", "metrics on",
+             "overhead: median of the rounds' on/off (middle half; all)")]
     labels = {"cpu_us_per_get": "server CPU µs per GET (utime+stime)",
               "run_us_per_get": "server on-CPU µs per GET (schedstat)",
               "wall_p50_ms": "GET p50 ms (wall clock)",
@@ -106,7 +111,8 @@ def table(summary: dict[str, Any]) -> str:
     for f in FIGURES:
         o = summary[f"overhead_{f}"]
         rows.append((labels[f], str(summary["off"][f]), str(summary["on"][f]),
-                     f"{o['median']:+.1%} ({o['min']:+.1%} .. {o['max']:+.1%})"))
+                     f"{o['median']:+.1%} ({o['q1']:+.1%} .. {o['q3']:+.1%}; "
+                     f"{o['min']:+.1%} .. {o['max']:+.1%})"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
                      for r in rows)
@@ -114,8 +120,8 @@ def table(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=8, help="off/on pairs (alternated)")
-    parser.add_argument("--gets", type=int, default=2000, help="GETs per server per round")
+    parser.add_argument("--rounds", type=int, default=20, help="off/on pairs (alternated)")
+    parser.add_argument("--gets", type=int, default=1500, help="GETs per server per round")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=None, help="JSON file for the raw figures")
