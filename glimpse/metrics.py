@@ -121,9 +121,9 @@ class _Batch:
     A request only updates these dictionaries (in the event loop); they reach the
     prometheus-client metrics (with several workers: this process's file, one
     write per value) at most FLUSH_DELAY seconds later, in one go, from the same
-    event loop. Recording each request straight into the metrics costs a GET about
-    12% more server CPU (four locked mmap writes and the label look-ups);
-    bench/metrics.py measures what this costs instead. A scrape served by this
+    event loop. Recording each request straight into the metrics (four locked mmap
+    writes and the label look-ups) cost a GET 7.5% more server CPU, this 3.0%
+    (bench/metrics.py, provisional, docs/operations.md). A scrape served by this
     process flushes first; other workers' figures are at most FLUSH_DELAY late.
     """
 
