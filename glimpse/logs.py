@@ -5,7 +5,19 @@
 being served (request id, user and project) is kept in a context variable that the
 API sets once per request; a filter on every handler copies it onto each record as
 ``%(request_id)s``, ``%(global_request_id)s`` and ``%(user_identity)s``, the names
-oslo.log's format strings use.
+oslo.log's format strings use (and ``user_id``/``project_id`` for structured
+handlers).
+
+For fluentd (seed 002), log_config_append names fluent-logger's handler with
+Glimpse's structured formatter (``pip install glimpse[fluent]``)::
+
+    [handler_fluent]
+    class = fluent.handler.FluentHandler
+    args = ('glimpse.api', '127.0.0.1', 24224)
+    formatter = fluent
+
+    [formatter_fluent]
+    class = glimpse.logs.FluentFormatter
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import logging
 import logging.config
 import logging.handlers
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +42,8 @@ class LogContext:
     request_id: str
     user_identity: str
     global_request_id: str = "-"
+    user_id: str = "-"
+    project_id: str = "-"
 
 
 _CURRENT: contextvars.ContextVar[LogContext | None] = contextvars.ContextVar(
@@ -40,7 +55,8 @@ def bind(request_id: str, user_id: str | None = None, project_id: str | None = N
     """Make the lines logged from here on (this task and the threads it hands work
     to) carry this request's identity."""
     identity = f"{user_id or '-'} {project_id or '-'} - - -"
-    return _CURRENT.set(LogContext(request_id, identity, global_request_id or "-"))
+    return _CURRENT.set(LogContext(request_id, identity, global_request_id or "-",
+                                   user_id or "-", project_id or "-"))
 
 
 def unbind(token: contextvars.Token) -> None:
@@ -59,6 +75,8 @@ class ContextFilter(logging.Filter):
         record.request_id = ctx.request_id if ctx else "-"
         record.user_identity = ctx.user_identity if ctx else "-"
         record.global_request_id = ctx.global_request_id if ctx else "-"
+        record.user_id = ctx.user_id if ctx else "-"
+        record.project_id = ctx.project_id if ctx else "-"
         record.in_request = ctx is not None
         if not hasattr(record, "instance"):
             record.instance = ""
@@ -98,6 +116,9 @@ class JSONFormatter(logging.Formatter):
     """One JSON object per line (use_json), with the request's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.document(record))
+
+    def document(self, record: logging.LogRecord) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -112,7 +133,22 @@ class JSONFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["traceback"] = self.formatException(record.exc_info).splitlines()
-        return json.dumps(doc)
+        return doc
+
+
+class FluentFormatter(JSONFormatter):
+    """For fluent-logger's FluentHandler (log_config_append): the same fields as
+    use_json's lines, as the record (a map) the handler sends to fluentd, plus the
+    user and project apart and the host name."""
+
+    hostname = socket.gethostname()
+
+    def format(self, record: logging.LogRecord) -> dict[str, Any]:  # type: ignore[override]
+        doc = self.document(record)
+        doc["user_id"] = getattr(record, "user_id", "-")
+        doc["project_id"] = getattr(record, "project_id", "-")
+        doc["hostname"] = self.hostname
+        return doc
 
 
 SYSLOG_FACILITIES = {name: getattr(logging.handlers.SysLogHandler, name)

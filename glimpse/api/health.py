@@ -50,6 +50,7 @@ async def metrics(request: Request) -> Response:
     rt = rt_of(request)
     if not rt.policy.check_is_admin(ctx_of(request)):
         raise Forbidden("Metrics are for administrators only.")
+    metrics_mod.flush()  # this process's pending figures, from its event loop
     body, content_type = await call(metrics_mod.exposition, rt.db)
     return Response(body, media_type=content_type)
 

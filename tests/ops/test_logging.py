@@ -12,6 +12,7 @@ import httpx
 
 from tests.conftest import as_project
 from tests.ops.conftest import Served, serve
+from tests.ops.fluent_forward import ForwardReceiver
 
 # oslo.log's default: "2026-01-01 10:00:00.123 4242 INFO name [...] message"
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (\d+) (DEBUG|INFO|WARNING|ERROR|"
@@ -199,3 +200,66 @@ format = glimpse-api: %(levelname)s [%(request_id)s] %(message)s
     line = next(m for m in received if request_id in m)
     # <PRI> = facility * 8 + severity: local3 (19) and info (6).
     assert line.startswith(f"<{19 * 8 + 6}>glimpse-api: INFO [{request_id}] GET /v2/images"), line
+
+
+def test_log_config_append_with_fluentd(tmp_path: Path, db_url: str,
+                                        served: list[Served]) -> None:
+    """Seed 002's fluentd handler: fluent-logger's FluentHandler with Glimpse's
+    structured formatter, as an operator's log_config_append names them, sends every
+    worker's lines to a Forward protocol receiver on 127.0.0.1 (tests/ops/
+    fluent_forward.py: the protocol fluentd's in_forward speaks, decoded with msgpack;
+    Debian 12 has no fluentd to start), each request's line with its request id, user
+    and project."""
+    with ForwardReceiver() as fluentd:
+        logging_conf = tmp_path / "logging.conf"
+        logging_conf.write_text(f"""
+[loggers]
+keys = root
+[handlers]
+keys = fluent
+[formatters]
+keys = fluent
+[logger_root]
+level = INFO
+handlers = fluent
+[handler_fluent]
+class = fluent.handler.FluentHandler
+args = ('glimpse.api', '127.0.0.1', {fluentd.port})
+kwargs = {{'nanosecond_precision': True}}
+formatter = fluent
+[formatter_fluent]
+class = glimpse.logs.FluentFormatter
+""")
+        s = serve(tmp_path, f"workers = 2\nlog_config_append = {logging_conf}", db_url)
+        served.append(s)
+        headers = as_project("proj-fluent", user="user-fluent")
+        ids = []
+        for _ in range(6):
+            r = httpx.post(s.url + "/v2/images", json={"name": "f"}, headers=headers)
+            assert r.status_code == 201
+            ids.append(r.headers["x-openstack-request-id"])
+        r = httpx.get(s.url + "/v2/images/not-there", headers=headers)
+        assert r.status_code == 404
+        missing_id = r.headers["x-openstack-request-id"]
+        started = time.time()
+        for request_id in ids:
+            event = fluentd.wait_for(lambda e, rid=request_id: e.record.get("request_id")
+                                     == rid and e.record.get("name") == "glimpse.access")
+            assert event.tag == "glimpse.api"
+            assert event.event_time and abs(event.time - started) < 60
+            record = event.record
+            assert record["level"] == "INFO"
+            assert record["user_id"] == "user-fluent"
+            assert record["project_id"] == "proj-fluent"
+            assert record["user_identity"].startswith("user-fluent proj-fluent")
+            assert re.fullmatch(r"POST /v2/images status: 201 len: \d+ time: [0-9.]+",
+                                record["message"]), record
+        refusal = fluentd.wait_for(lambda e: e.record.get("request_id") == missing_id
+                                   and "refused: 404" in e.record["message"])
+        assert "not-there" in refusal.record["message"]
+        assert refusal.record["level"] in ("INFO", "WARNING")
+        # both workers' own (uvicorn's) startup lines went the same way
+        first = fluentd.wait_for(lambda e: "Application startup complete" in
+                                 e.record["message"], 60)
+        fluentd.wait_for(lambda e: "Application startup complete" in e.record["message"]
+                         and e.record["process"] != first.record["process"], 60)
