@@ -151,12 +151,12 @@ def _record_from_aggregated(row: Any, with_locations: bool = True) -> ImageRecor
 
 # MariaDB builds JSON_ARRAYAGG (like GROUP_CONCAT) in an internal temporary
 # table, on disk (Aria) when an argument is a TEXT column: a GET cost two such
-# tables, a page of 100 images two hundred, and under 32 clients their files
-# made requests queue (issue 13). There the image rows and their children come
-# back instead as one UNION ALL, which MariaDB streams without a temporary
-# table: the image row (children columns NULL), then one row per child (image
-# columns NULL but the id). One statement still, so one consistent snapshot.
-_CHILD_KIND = ("kind", "a", "b", "ordinal")
+# tables, and under 32 clients their files made requests queue (issue 13).
+# There one image and its children come back instead as one UNION ALL, which
+# MariaDB streams without a temporary table: the image row (children columns
+# NULL), then one row per child (image columns NULL but the id). One statement
+# still, so one consistent snapshot. (List pages keep the aggregates: their
+# two temporary tables serve the whole page; decision 0004.)
 
 
 def _with_child_columns(head: Any) -> Any:
