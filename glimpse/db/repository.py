@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -148,6 +149,67 @@ def _record_from_aggregated(row: Any, with_locations: bool = True) -> ImageRecor
     return ImageRecord(*row[:n], properties=dict(props), tags=sorted(tags), locations=locations)
 
 
+# MariaDB builds JSON_ARRAYAGG (like GROUP_CONCAT) in an internal temporary
+# table, on disk (Aria) when an argument is a TEXT column: a GET cost two such
+# tables, and under 32 clients their files made requests queue (issue 13).
+# There one image and its children come back instead as one UNION ALL, which
+# MariaDB streams without a temporary table: the image row (children columns
+# NULL), then one row per child (image columns NULL but the id). One statement
+# still, so one consistent snapshot. (List pages keep the aggregates: their
+# two temporary tables serve the whole page; decision 0004.)
+
+
+def _with_child_columns(head: Any) -> Any:
+    """``head`` (the image rows) with the child columns, NULL, typed for the union."""
+    return head.add_columns(cast(literal_column("NULL"), String(1)).label("kind"),
+                            cast(literal_column("NULL"), Text).label("a"),
+                            cast(literal_column("NULL"), Text).label("b"),
+                            cast(literal_column("NULL"), Integer).label("ordinal"))
+
+
+def _union_with_children(head: Any, match: Any, width: int) -> Any:
+    """``head``, a select of ``width`` columns starting with the image id,
+    followed by the children of the images ``match(image_id column)`` selects."""
+    def branch(table: Any, kind: str, a: Any, b: Any, ordinal: Any, *where: Any) -> Any:
+        pad = [literal_column("NULL").label(f"pad{i}") for i in range(1, width)]
+        return select(table.c.image_id, *pad, literal_column(f"'{kind}'").label("kind"),
+                      a, b, ordinal).where(match(table.c.image_id), *where)
+    # In parentheses: MariaDB takes FOR UPDATE in a union's branch only so.
+    return union_all(
+        _with_child_columns(head).self_group(),
+        branch(_PROPS, "p", _PROPS.c.name, _PROPS.c.value, literal_column("0")),
+        branch(_TAGS, "t", _TAGS.c.value, literal_column("NULL"), literal_column("0")),
+        branch(_LOCS, "l", _LOCS.c.value, _LOCS.c.meta_data, _LOCS.c.id,
+               _LOCS.c.status == "active"))
+
+
+def _records_from_union(rows: Iterable[Any], width: int, with_locations: bool = True,
+                        ) -> list[tuple[Any, ImageRecord]]:
+    """(head row, record) per image row of a ``_union_with_children`` result,
+    in the order the image rows came."""
+    heads: list[Any] = []
+    props: dict[str, dict[str, str]] = {}
+    tags: dict[str, list[str]] = {}
+    locs: dict[str, list[tuple[int, dict]]] = {}
+    for row in rows:
+        kind = row[width]
+        if kind is None:
+            heads.append(row)
+        elif kind == "p":
+            props.setdefault(row[0], {})[row[width + 1]] = row[width + 2]
+        elif kind == "t":
+            tags.setdefault(row[0], []).append(row[width + 1])
+        elif with_locations:
+            locs.setdefault(row[0], []).append((row[width + 3], {
+                "id": row[width + 3], "url": row[width + 1],
+                "metadata": json.loads(row[width + 2] or "{}"), "status": "active"}))
+    n = len(IMAGE_COLUMNS)
+    return [(head, ImageRecord(
+        *head[:n], properties=props.get(head[0], {}), tags=sorted(tags.get(head[0], [])),
+        locations=[d for _, d in sorted(locs.get(head[0], []), key=lambda t: t[0])]))
+        for head in heads]
+
+
 _PAGE_AGGREGATES: dict[str, list[Any]] = {}
 
 
@@ -168,7 +230,8 @@ def _aggregated_by_id(dialect: str, include_deleted: bool, for_update: bool,
     key = (dialect, include_deleted, for_update, member)
     stmt = _AGG_BY_ID.get(key)
     if stmt is None:
-        cols = [*_IMAGE_COLS, *_aggregates(dialect, _IMAGES.c.id)]
+        union = dialect != "postgresql"
+        cols = [*_IMAGE_COLS, *([] if union else _aggregates(dialect, _IMAGES.c.id))]
         if member:
             cols.append(exists().where(_MEMBERS.c.image_id == _IMAGES.c.id,
                                        _MEMBERS.c.member == bindparam("member"))
@@ -179,6 +242,8 @@ def _aggregated_by_id(dialect: str, include_deleted: bool, for_update: bool,
         if for_update:
             stmt = stmt.with_for_update(of=_IMAGES) if dialect == "postgresql" \
                 else stmt.with_for_update()
+        if union:
+            stmt = _union_with_children(stmt, lambda col: col == bindparam("id"), len(cols))
         _AGG_BY_ID[key] = stmt
     return stmt
 
@@ -281,12 +346,19 @@ def find_image(session: Reader, image_id: str, member: str | None = None, *,
     dialect = conn.dialect.name
     if dialect != "sqlite":
         params = {"id": image_id} if member is None else {"id": image_id, "member": member}
-        row = conn.execute(_aggregated_by_id(dialect, include_deleted, for_update,
-                                             member is not None), params).first()
-        if row is None:
+        stmt = _aggregated_by_id(dialect, include_deleted, for_update, member is not None)
+        if dialect == "postgresql":
+            row = conn.execute(stmt, params).first()
+            if row is None:
+                return None, False
+            image = _record_from_aggregated(row, with_locations)
+            return image, bool(member is not None and row[-1] and _consumer(image, member))
+        width = len(IMAGE_COLUMNS) + (member is not None)
+        found = _records_from_union(conn.execute(stmt, params), width, with_locations)
+        if not found:
             return None, False
-        image = _record_from_aggregated(row, with_locations)
-        return image, bool(member is not None and row[-1] and _consumer(image, member))
+        row, image = found[0]
+        return image, bool(member is not None and row[width - 1] and _consumer(image, member))
     stmt = _BY_ID_ANY if include_deleted else (_BY_ID_FOR_UPDATE if for_update else _BY_ID)
     row = conn.execute(stmt, {"id": image_id}).first()
     if row is None:
@@ -747,6 +819,9 @@ def list_images(session: Reader, ctx: RequestContext, q: ListQuery) -> list[Imag
         else:
             # MariaDB would evaluate them for every candidate row before a
             # filesort; over a derived table of the page they run per page row.
+            # (Their temporary tables on disk, two, serve the whole page: the
+            # union form of find_image measured slower here, its CTE built
+            # about fifteen temporary tables a page.)
             inner = stmt.subquery("page")
             page = select(*(inner.c[c] for c in IMAGE_COLUMNS),
                           *_aggregates(dialect, inner.c.id)).order_by(*(
