@@ -1,6 +1,7 @@
 """The test suite's time, old code against new code on the same tests (issue 12).
 
-    .venv/bin/python -m bench.suite_time [--old-commit aa0df22] [--rounds 2] [--out FILE]
+    .venv/bin/python -m bench.suite_time [--old-commit aa0df22] [--rounds 2] [--start-with A|B]
+        [--server-starts 5] [--out FILE]
 
 Issue 12 asked for the suite to take under half its time on two cores once the
 migrated database is built once per session. The suite has more than doubled
@@ -21,6 +22,10 @@ reaped and counted. CPU time moves less than wall time with other load on the
 machine; both are reported, with ``uptime``'s load before and after each run.
 ``--durations`` phases give the per-test setup, call and teardown cost of the
 mapped tests on each side.
+
+``--server-starts N`` also times N starts of ``glimpse serve`` (SQLite, one
+worker, until ``/versions`` answers) in each tree: the old tests start live
+servers and run the ``glimpse`` command, so a costlier start shows there.
 
 Unmapped old node ids are classified: file gone, test function gone (renamed or
 removed), or only its parameters changed. Of the mapped ones, the bench says how
@@ -252,10 +257,10 @@ def _count(items) -> dict[str, int]:
 
 
 def run_suite(name: str, python: Path, cwd: Path, env: dict[str, str], ids_file: Path | None,
-              workers: int, workdir: Path, round_no: int) -> dict:
+              workers: int, workdir: Path, round_no: int, tag: str) -> dict:
     basetemp = workdir / f"tmp-{name}-{round_no}"
     shutil.rmtree(basetemp, ignore_errors=True)
-    logfile = workdir / f"run-{name}-{round_no}.log"
+    logfile = workdir / f"run-{tag}-{name}-{round_no}.log"
     cmd = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
            str(basetemp), "--durations=0", "--durations-min=0"]
     if workers:
@@ -296,6 +301,68 @@ def run_suite(name: str, python: Path, cwd: Path, env: dict[str, str], ids_file:
     log(f"  {name} round {round_no}: wall {wall:7.1f} s  cpu {cpu:7.1f} s  "
         f"exit {rc}  {summary}  load {load_before} -> {result['load_after']}")
     return result
+
+
+START_PROBE = r"""
+import os, socket, subprocess, sys, tempfile, time
+from pathlib import Path
+import httpx
+TICK = os.sysconf("SC_CLK_TCK")
+def tree_cpu(pid):
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in f[11:15]) / TICK
+        for e in Path("/proc").iterdir():
+            if e.name.isdigit():
+                try:
+                    if Path(e, "stat").read_text().rsplit(")", 1)[1].split()[1] == str(p):
+                        todo.append(int(e.name))
+                except OSError:
+                    pass
+    return total
+root = Path(tempfile.mkdtemp())
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+conf = root / "glance-api.conf"
+conf.write_text(f"[DEFAULT]\n[database]\nconnection = sqlite:///{root}/g.sqlite\n")
+t0 = time.monotonic()
+proc = subprocess.Popen([sys.executable, "-m", "glimpse.cli", "serve", "--config-file",
+                         str(conf), "--data-dir", str(root), "--port", str(port),
+                         "--workers", "1"], stdout=(root / "log").open("wb"),
+                        stderr=subprocess.STDOUT)
+with httpx.Client(timeout=1, trust_env=False) as c:
+    while True:
+        if proc.poll() is not None or time.monotonic() - t0 > 60:
+            sys.exit("server did not start: " + (root / "log").read_text())
+        try:
+            if c.get(f"http://127.0.0.1:{port}/versions").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+wall = time.monotonic() - t0
+cpu = tree_cpu(proc.pid)
+proc.terminate()
+proc.wait()
+print(f"{wall:.3f} {cpu:.3f}")
+"""
+
+
+def server_start_cpu(python: Path, cwd: Path, env: dict[str, str], n: int) -> dict:
+    """CPU (user + sys) and wall of one ``glimpse serve`` until /versions answers."""
+    walls, cpus = [], []
+    for _ in range(n):
+        out = subprocess.run([str(python), "-c", START_PROBE], cwd=cwd, env=env,
+                             capture_output=True, text=True, check=True).stdout.split()
+        walls.append(float(out[0]))
+        cpus.append(float(out[1]))
+    return {"starts": n, "wall_s": walls, "cpu_s": cpus,
+            "wall_median_s": statistics.median(walls), "cpu_median_s": statistics.median(cpus)}
 
 
 # ---------------------------------------------------------------- figures
@@ -348,12 +415,17 @@ def main() -> int:
     parser.add_argument("--old-commit", default=DEFAULT_OLD)
     parser.add_argument("--rounds", type=int, default=2,
                         help="A/B pairs; the order alternates (AB, BA, ...)")
+    parser.add_argument("--start-with", choices=("A", "B"), default="A",
+                        help="the side of the first round (a second invocation with B "
+                        "balances a one-round run)")
     parser.add_argument("--workers", type=int, default=2, help="pytest -n (0: no xdist)")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".tmp" / "suite-time")
     parser.add_argument("--keystone-dir", type=Path,
                         default=os.environ.get("GLIMPSE_KEYSTONE_DIR"),
                         help="a running scripts/keystone.sh directory ($GLIMPSE_KEYSTONE_DIR)")
     parser.add_argument("--new-python", type=Path, default=Path(sys.executable))
+    parser.add_argument("--server-starts", type=int, default=5,
+                        help="also time N starts of `glimpse serve` (SQLite) in each tree")
     parser.add_argument("--map-only", action="store_true", help="collect and map, run nothing")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -388,17 +460,25 @@ def main() -> int:
     ids_file = workdir / "mapped-ids.txt"
     ids_file.write_text("\n".join(mapping["mapped_ids"]) + "\n")
 
+    tag = f"{started:%Y%m%d-%H%M%S}"
+    starts = {}
+    if args.server_starts:
+        for name, python, cwd, env in (("A-old", old_python, old_tree, env_a),
+                                       ("B-new", args.new_python, ROOT, env_b)):
+            starts[name] = server_start_cpu(python, cwd, env, args.server_starts)
+            log(f"  glimpse serve start, {name}: cpu median {starts[name]['cpu_median_s']} s, "
+                f"wall median {starts[name]['wall_median_s']} s ({args.server_starts} starts)")
     runs: list[dict] = []
     if not args.map_only:
         for r in range(args.rounds):
-            order = ("A", "B") if r % 2 == 0 else ("B", "A")
+            order = ("A", "B") if (r % 2 == 0) == (args.start_with == "A") else ("B", "A")
             for side in order:
                 if side == "A":
                     runs.append(run_suite("A-old", old_python, old_tree, env_a, None,
-                                          args.workers, workdir, r + 1))
+                                          args.workers, workdir, r + 1, tag))
                 else:
                     runs.append(run_suite("B-new", args.new_python, ROOT, env_b, ids_file,
-                                          args.workers, workdir, r + 1))
+                                          args.workers, workdir, r + 1, tag))
 
     a_runs = [x for x in runs if x["side"] == "A-old"]
     b_runs = [x for x in runs if x["side"] == "B-new"]
@@ -444,7 +524,7 @@ def main() -> int:
         "workers": args.workers, "cpus": os.cpu_count(), "subreaper": subreaper,
         "mapped_ids_sha256": hashlib.sha256(ids_file.read_bytes()).hexdigest(),
         "mapping": {k: v for k, v in mapping.items() if k != "mapped_ids"},
-        "rounds": rounds, "figures": figures,
+        "server_start": starts, "rounds": rounds, "figures": figures,
         "runs": [{k: v for k, v in x.items() if k != "phases"} for x in runs],
     }
     out = args.out or workdir / f"suite-time-{started:%Y%m%d-%H%M%S}.json"
