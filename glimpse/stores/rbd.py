@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote, urlparse
 from oslo_config import cfg
 
 from glimpse.stores.base import (
+    Credentials,
     DataEntry,
     DataNotFound,
     Store,
@@ -236,7 +237,8 @@ class RbdStore(Store):
 
     # ------------------------------------------------------------ add
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         if not _plain(image_id):
             raise StoreError(f"Invalid image id for rbd store: {image_id!r}")
         rbd = self._rbd
@@ -285,7 +287,8 @@ class RbdStore(Store):
 
     # ------------------------------------------------------------ read / delete
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         name = self._image_of(url)
         with self._ioctx() as ioctx, self._rbd.Image(ioctx, name, snapshot=SNAPSHOT,
                                                       read_only=True) as image:
@@ -303,13 +306,13 @@ class RbdStore(Store):
             finally:
                 _give_back_memory()
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         name = self._image_of(url)
         with self._ioctx() as ioctx, self._rbd.Image(ioctx, name, snapshot=SNAPSHOT,
                                                       read_only=True) as image:
             return image.size()
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         name = self._image_of(url)
         with self._ioctx() as ioctx:
             self._remove(ioctx, name)

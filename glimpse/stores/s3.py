@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from glimpse.stores.base import (
+    Credentials,
     DataEntry,
     DataNotFound,
     Store,
@@ -142,7 +143,8 @@ class S3Store(Store):
 
     # ------------------------------------------------------------ add
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         key = check_object_name(image_id)
         self._ensure_bucket()
         parts = fixed_parts(chunks, self.part_size)
@@ -218,7 +220,8 @@ class S3Store(Store):
 
     # ------------------------------------------------------------ read / delete
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         key = self._committed_key(url)
         return self._stream(key, offset, length)
 
@@ -245,12 +248,12 @@ class S3Store(Store):
         finally:
             body.close()
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         key = self._committed_key(url)
         head = self._call(self.client.head_object, Bucket=self.bucket, Key=key, _key=key)
         return int(head["ContentLength"])
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         key, upload_id = self._parse(url)
         if upload_id is not None:
             self._call(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from glimpse.stores.base import DataEntry, Store, StoredData, StoreError
+from glimpse.stores.base import Credentials, DataEntry, Store, StoredData, StoreError
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,7 +59,8 @@ class WrappedStore(Store):
             LOG.exception("store %s: %s failed unexpectedly", self.name, what)
             raise _tag(self.name, StoreError(f"{what} failed: {exc}")) from exc
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         start = time.monotonic()
 
         def caller_chunks() -> Iterator[bytes]:
@@ -73,15 +74,16 @@ class WrappedStore(Store):
                     raise _FromCaller(exc) from exc
                 yield chunk
 
-        stored = self._call("add", lambda: self.driver.add(image_id, caller_chunks()))
+        stored = self._call("add", lambda: self.driver.add(image_id, caller_chunks(), creds))
         _timing(self.name, "add", stored.size, start)
         return stored
 
     def add_file(self, image_id: str, path: str) -> StoredData | None:
         return self._call("add", lambda: self.driver.add_file(image_id, path))
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        chunks = self._call("get", lambda: self.driver.get(url, offset, length))
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
+        chunks = self._call("get", lambda: self.driver.get(url, offset, length, creds))
         return self._reading(chunks)
 
     def _reading(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -100,12 +102,12 @@ class WrappedStore(Store):
                 close()
             _timing(self.name, "get", count, start)
 
-    def size(self, url: str) -> int:
-        return self._call("size", lambda: self.driver.size(url))
+    def size(self, url: str, creds: Credentials | None = None) -> int:
+        return self._call("size", lambda: self.driver.size(url, creds))
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         start = time.monotonic()
-        self._call("delete", lambda: self.driver.delete(url))
+        self._call("delete", lambda: self.driver.delete(url, creds))
         _timing(self.name, "delete", 0, start)
 
     def owns(self, url: str) -> bool:
