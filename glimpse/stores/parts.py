@@ -23,16 +23,28 @@ def is_object_name(name: str) -> bool:
     return bool(_PLAIN_NAME.fullmatch(name))
 
 
-def fixed_parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytes]:
-    """Yield ``part_size`` bytes at a time (the last part may be shorter, never empty)."""
-    buffer = bytearray()
+def fixed_parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytearray]:
+    """Yield ``part_size`` bytes at a time (the last part may be shorter, never empty).
+
+    Each part is a bytearray of its own, filled in place: the data is copied once, and
+    a part never needs more memory than its size (no growing buffer, no slice copies).
+    Not ``bytes`` on purpose: http.client (and botocore) glue a ``bytes`` body to the
+    request headers before sending, a second copy of every part in flight."""
+    part, filled = bytearray(part_size), 0
     for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= part_size:
-            yield bytes(memoryview(buffer)[:part_size])
-            del buffer[:part_size]
-    if buffer:
-        yield bytes(buffer)
+        view = memoryview(chunk).cast("B")
+        while view:
+            room = part_size - filled
+            piece = view[:room]
+            part[filled:filled + len(piece)] = piece
+            filled += len(piece)
+            view = view[len(piece):]
+            if filled == part_size:
+                yield part
+                part, filled = bytearray(part_size), 0
+    if filled:
+        del part[filled:]
+        yield part
 
 
 class Source:
