@@ -15,10 +15,8 @@ stops the service at start-up with a clear message, not at the first upload.
 from __future__ import annotations
 
 import collections
-import ctypes
 import datetime
 import errno
-import functools
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -28,6 +26,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from oslo_config import cfg
 
+from glimpse.stores import memory
 from glimpse.stores.base import (
     Credentials,
     DataEntry,
@@ -58,7 +57,6 @@ READ_AHEAD = 4
 # they free stay mapped there (a 1 GiB transfer left a worker 100-150 MiB larger).
 # One arena for the process keeps it flat (same speed, measured A/B); free memory is
 # given back after every transfer.
-M_ARENA_MAX = -8
 
 OPTS = [
     cfg.StrOpt("rbd_store_pool", default="images", help="RADOS pool the images are kept in."),
@@ -79,30 +77,6 @@ OPTS = [
 
 class RbdBindingsMissing(ValueError):
     """An rbd store is configured but Ceph's python bindings cannot be imported."""
-
-
-def _bound_malloc() -> None:
-    """Limit glibc malloc to one arena (see M_ARENA_MAX); a no-op elsewhere."""
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(M_ARENA_MAX, 1)
-
-
-def _give_back_memory() -> None:
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-@functools.cache
-def _libc() -> Any:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018 - glibc only
-        libc.malloc_trim  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
 
 
 def _bindings() -> tuple[Any, Any]:
@@ -133,7 +107,7 @@ class RbdStore(Store):
                  thin: bool = False, description: str = ""):
         super().__init__(name, description)
         self._rados, self._rbd = _bindings()
-        _bound_malloc()
+        memory.one_arena()
         if chunk_mib & (chunk_mib - 1):
             raise ValueError(f"rbd_store_chunk_size of store '{name}' must be a power of two")
         self.pool, self.user, self.conffile = pool, user, conffile
@@ -261,7 +235,7 @@ class RbdStore(Store):
                 self._remove_quietly(ioctx, partial)
                 raise
             finally:
-                _give_back_memory()
+                memory.give_back()
         return StoredData(url=self._url(image_id), size=size)
 
     def _remove_quietly(self, ioctx: Any, name: str) -> None:
@@ -304,7 +278,7 @@ class RbdStore(Store):
                 yield from _Reader(image, min(self.chunk_size, READ_SIZE), offset,
                                    end).pieces()
             finally:
-                _give_back_memory()
+                memory.give_back()
 
     def size(self, url: str, creds: Credentials | None = None) -> int:
         name = self._image_of(url)

@@ -4,7 +4,9 @@ builds is a ``WrappedStore`` around the driver, so drivers stay small.
 - errors: a driver's StoreError keeps its type (the API maps it to 404/403/413/503)
   and gains the store's name; anything else a driver lets escape is a bug shown as
   StoreError, except what the caller's own chunk iterator raised, which passes as is;
-- timing: one debug line per add / get / delete with bytes, seconds and MiB/s.
+- timing: one debug line per add / get / delete with bytes, seconds and MiB/s;
+- memory: the heap a transfer freed goes back to the kernel when it ends
+  (glimpse.stores.memory), so transfers do not stack up in a worker's RSS.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
+from glimpse.stores import memory
 from glimpse.stores.base import Credentials, DataEntry, Store, StoredData, StoreError
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 MIB = 1024 * 1024
+# Transfers at least this large give their freed heap back when they end (a trim walks
+# the heap: not worth it for small ones).
+TRIM_AFTER = 64 * MIB
 
 
 class _FromCaller(Exception):
@@ -61,9 +67,10 @@ class WrappedStore(Store):
 
     def add(self, image_id: str, chunks: Iterable[bytes],
             creds: Credentials | None = None) -> StoredData:
-        start = time.monotonic()
+        start, moved = time.monotonic(), 0
 
         def caller_chunks() -> Iterator[bytes]:
+            nonlocal moved
             iterator = iter(chunks)
             while True:
                 try:
@@ -72,9 +79,15 @@ class WrappedStore(Store):
                     return
                 except Exception as exc:  # noqa: BLE001 - re-raised unchanged by _call
                     raise _FromCaller(exc) from exc
+                moved += len(chunk)
                 yield chunk
 
-        stored = self._call("add", lambda: self.driver.add(image_id, caller_chunks(), creds))
+        try:
+            stored = self._call("add", lambda: self.driver.add(image_id, caller_chunks(),
+                                                               creds))
+        finally:
+            if moved >= TRIM_AFTER:
+                memory.give_back()
         _timing(self.name, "add", stored.size, start)
         return stored
 
@@ -100,6 +113,8 @@ class WrappedStore(Store):
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
+            if count >= TRIM_AFTER:
+                memory.give_back()
             _timing(self.name, "get", count, start)
 
     def size(self, url: str, creds: Credentials | None = None) -> int:
