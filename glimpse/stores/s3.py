@@ -45,10 +45,10 @@ READ_SIZE = 1 * MIB
 MIN_PART_SIZE = 5 * MIB  # S3's smallest part but the last
 MAX_PARTS = 10_000
 # The most part data one upload holds at once, whatever s3_store_thread_pools says (at
-# least one part, at least two for a multipart upload): 3 parts of 10 MiB at Glance's
-# default part size keep a worker with every store kind configured under 200 MiB
-# during a 1 GiB upload.
-BYTES_IN_FLIGHT = 32 * MIB
+# least two parts: one uploading while the next is filled). At Glance's default part
+# size that is 2 parts of 10 MiB: a worker with every store kind configured stays near
+# 200 MiB during a 1 GiB upload (3 parts: about 215 MiB).
+BYTES_IN_FLIGHT = 20 * MIB
 
 # One boto3 session for the process: each session loads the S3 service model again
 # (about 13 MiB per S3 store); clients made from one session share it.
@@ -187,7 +187,9 @@ class S3Store(Store):
         size = 0
         pending: set[Future] = set()
         done: list[dict] = []
-        pool = ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix=f"s3-{self.name}")
+        # s3_store_thread_pools parts upload at once (at most parts_in_flight)
+        pool = ThreadPoolExecutor(min(self.thread_pools, self.parts_in_flight),
+                                  thread_name_prefix=f"s3-{self.name}")
         try:
             number = 0
             while True:
