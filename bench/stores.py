@@ -95,6 +95,19 @@ def make_data(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
+def workers_rss(master: int) -> float:
+    """The largest RSS (MiB) among the server's worker processes now."""
+    most = 0.0
+    for pid in children(master):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    most = max(most, int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return most
+
+
 class RssWatch:
     """The largest RSS (MiB) of the server's worker processes while it runs."""
 
@@ -432,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
         data = root / "image.raw"
         md5 = make_data(data, size)
         proc, endpoint = start_glimpse(root / "glimpse", env, kinds)
+        # Every worker answers a request first, so each has built its stores.
+        with httpx.Client(base_url=endpoint, headers=IDENTITY, timeout=60) as warm:
+            for _ in range(8):
+                warm.get("/v2/info/stores")
+        idle_rss = workers_rss(proc.pid)
         glance = None
         try:
             glance = Glance(root / "glance", env, kinds) if args.glance else None
@@ -467,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                 glance.stop()
     print(f"store throughput, {args.size_mib} MiB image, median of {args.rounds} round(s), "
           f"MiB/s; load average {min(load):.1f}-{max(load):.1f} (provisional figures)")
+    print(f"Glimpse worker RSS before the first transfer ({len(kinds)} store kinds "
+          f"configured): {idle_rss:.0f} MiB")
     print(f"{'store':<13} {'upload':>7} {'glance':>7} {'raw':>6} {'%raw':>5}  "
           f"{'download':>8} {'glance':>7} {'raw':>6} {'%raw':>5}  RSS MiB up/down "
           f"(glance)")
@@ -489,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps(
             {"section": "stores", "started": started, "size_mib": args.size_mib,
              "rounds": args.rounds, "load_average": load, "order": "alternating",
-             "rss_goal_mib": RSS_GOAL_MIB, "results": results, "errors": errors}, indent=2) + "\n")
+             "rss_goal_mib": RSS_GOAL_MIB, "rss_idle_mib": idle_rss, "results": results,
+             "errors": errors}, indent=2) + "\n")
     return 0
 
 

@@ -21,6 +21,9 @@ class RequestContext:
     system_scope: str | None = None
     service_user_id: str | None = None
     service_project_id: str | None = None
+    #: the user's service catalog (Keystone's, or X-Service-Catalog), for stores that
+    #: keep data in the user's own account (multi-tenant Swift)
+    service_catalog: tuple = field(default=(), compare=False, repr=False)
     request_id: str = field(default_factory=lambda: "req-" + str(uuid.uuid4()))
 
     @property

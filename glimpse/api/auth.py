@@ -17,6 +17,8 @@ as in Glance's pipeline.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -29,6 +31,8 @@ from glimpse.context import RequestContext
 from glimpse.errors import Unauthorized
 from glimpse.policy import Policy
 
+LOG = logging.getLogger(__name__)
+
 ADMIN_ROLE = "admin"
 NOAUTH_ROLES = ("admin", "member", "reader")
 
@@ -37,6 +41,18 @@ def _split(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
     return tuple(r.strip().lower() for r in value.split(",") if r.strip())
+
+
+def service_catalog(header: str | None) -> tuple:
+    """keystonemiddleware's X-Service-Catalog (a JSON list); () when absent or bad."""
+    if not header:
+        return ()
+    try:
+        catalog = json.loads(header)
+    except ValueError:
+        LOG.warning("Ignoring an X-Service-Catalog header that is not JSON")
+        return ()
+    return tuple(catalog) if isinstance(catalog, list) else ()
 
 
 def context_from_headers(headers: Mapping[str, str], request_id: str) -> RequestContext:
@@ -57,6 +73,7 @@ def context_from_headers(headers: Mapping[str, str], request_id: str) -> Request
         system_scope=headers.get("openstack-system-scope") or headers.get("x-system-scope"),
         service_user_id=headers.get("x-service-user-id"),
         service_project_id=headers.get("x-service-project-id"),
+        service_catalog=service_catalog(headers.get("x-service-catalog")),
         request_id=request_id,
     )
 
@@ -150,5 +167,6 @@ class Authenticator:
             system_scope=info.system_scope,
             service_user_id=service.user_id if service else None,
             service_project_id=service.project_id if service else None,
+            service_catalog=tuple(info.catalog),
             request_id=request_id,
         )

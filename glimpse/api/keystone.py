@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +93,8 @@ class TokenInfo:
     system_scope: str | None
     roles: tuple[str, ...]
     expires_at: float
+    #: the token's service catalog (Keystone v3 form), for multi-tenant stores
+    catalog: tuple = field(default=(), compare=False)
 
 
 def _parse(body: dict) -> TokenInfo:
@@ -113,6 +115,7 @@ def _parse(body: dict) -> TokenInfo:
         system_scope="all" if system.get("all") else None,
         roles=tuple(r["name"].lower() for r in token.get("roles") or []),
         expires_at=expires_ts,
+        catalog=tuple(c for c in token.get("catalog") or () if isinstance(c, dict)),
     )
 
 

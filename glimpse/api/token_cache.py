@@ -129,6 +129,7 @@ class MemcacheTokenCache:
         if doc is None:
             return True, None
         doc["roles"] = tuple(doc["roles"])
+        doc["catalog"] = tuple(doc.get("catalog") or ())
         return True, TokenInfo(**doc)
 
     def put(self, key: tuple, value: Any, ttl: float) -> None:

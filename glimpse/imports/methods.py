@@ -44,7 +44,7 @@ from glimpse.imports.tasks import (
 )
 from glimpse.services import signatures, storage_quota
 from glimpse.services.data import DataStream
-from glimpse.stores.base import DataNotFound, Store, StoredData, StoreError
+from glimpse.stores.base import Credentials, DataNotFound, Store, StoredData, StoreError
 
 if TYPE_CHECKING:
     from glimpse.imports.tasks import TaskRunner
@@ -70,14 +70,14 @@ class Source:
     url: str | None = None
 
 
-def _chunks(rt: Runtime, source: Source) -> Iterator[bytes]:
+def _chunks(rt: Runtime, source: Source, creds: Credentials | None = None) -> Iterator[bytes]:
     if source.path is not None:
         with open(source.path, "rb", buffering=0) as f:
             while chunk := f.read(CHUNK):
                 yield chunk
         return
     assert source.url is not None
-    yield from rt.stores.for_url(source.url).get(source.url)
+    yield from rt.stores.for_url(source.url).get(source.url, creds=creds)
 
 
 def _with_progress(chunks: Iterable[bytes], progress: Progress, phase: str,
@@ -166,14 +166,17 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
         except GlimpseError as exc:
             raise ImportFailed(exc.message) from exc
     phase = f"{STORE_PHASE}{store.name}"
-    stream = DataStream(_with_progress(_chunks(rt, source), progress, phase, source.size),
+    # On the requester's behalf (multi-tenant stores use the caller's own account).
+    creds = Credentials.of(runner.context(task.id))
+    stream = DataStream(_with_progress(_chunks(rt, source, creds), progress, phase,
+                                       source.size),
                         limit=limit, limit_error=RequestEntityTooLarge(message),
                         inspector=inspector, hash_algos=("md5", algo) if hashed else (),
                         verifier=verifier)
     backend = store.name if rt.conf.enabled_backends else None
     rt.notifier.image_event("image.prepare", image, backend=backend)
     try:
-        stored = _add(store, image.id, source, stream)
+        stored = _add(store, image.id, source, stream, creds)
     except GlimpseError as exc:
         rt.notifier.upload_failed(image.id, exc)
         raise ImportFailed(exc.message) from exc
@@ -215,7 +218,7 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
             elif values:
                 repo.update_image(session, image.id, values)
     except BaseException:
-        _delete_quietly(rt, stored.url)
+        _delete_quietly(rt, stored.url, creds)
         raise
     rt.notifier.image_event("image.upload", replace(current, status=status, **values),
                             backend=backend)
@@ -242,18 +245,19 @@ def _staged_measures(runner: TaskRunner, image: ImageRecord, source: Source,
     return {key: measures[key] for key in _MEASURES}
 
 
-def _add(store: Store, image_id: str, source: Source, stream: DataStream) -> StoredData:
+def _add(store: Store, image_id: str, source: Source, stream: DataStream,
+         creds: Credentials | None = None) -> StoredData:
     """Put the data into ``store``. A local file (staged upload, download, plugin
     output) is linked when the store can do that, so it is not copied: it is then
     read only if it must be measured (hashes, format, signature: still a single
     pass)."""
     linked = store.add_file(image_id, source.path) if source.path is not None else None
     if linked is None:
-        stored = store.add(image_id, stream)
+        stored = store.add(image_id, stream, creds)
         try:
             stream.verify()  # a store that stopped at the expected size
         except BaseException:
-            _delete_quietly_from(store, stored.url)
+            _delete_quietly_from(store, stored.url, creds)
             raise
         return stored
     try:
@@ -262,22 +266,22 @@ def _add(store: Store, image_id: str, source: Source, stream: DataStream) -> Sto
         else:
             stream.count(linked.size)
     except BaseException:
-        _delete_quietly_from(store, linked.url)
+        _delete_quietly_from(store, linked.url, creds)
         raise
     return linked
 
 
-def _delete_quietly(rt: Runtime, url: str) -> None:
+def _delete_quietly(rt: Runtime, url: str, creds: Credentials | None = None) -> None:
     try:
         store = rt.stores.for_url(url)
     except GlimpseError:
         return
-    _delete_quietly_from(store, url)
+    _delete_quietly_from(store, url, creds)
 
 
-def _delete_quietly_from(store: Store, url: str) -> None:
+def _delete_quietly_from(store: Store, url: str, creds: Credentials | None = None) -> None:
     try:
-        store.delete(url)
+        store.delete(url, creds)
     except (DataNotFound, GlimpseError):
         pass
     except StoreError:
@@ -447,7 +451,8 @@ def run_api_import(runner: TaskRunner, task: TaskRecord, progress: Progress) -> 
                 raise ImportFailed(f"Image {image_id} has no data to copy")
             url = image.locations[0]["url"]
             try:
-                size = rt.stores.for_url(url).size(url)
+                size = rt.stores.for_url(url).size(
+                    url, Credentials.of(runner.context(task.id)))
             except (StoreError, GlimpseError) as exc:
                 raise ImportFailed(f"The data of image {image_id} cannot be read: {exc}") from exc
             source = Source(size=size, url=url)
@@ -572,7 +577,7 @@ def _revert(runner: TaskRunner, task: TaskRecord, image_id: str, method: str | N
     except Exception:  # noqa: BLE001 - never hide the task's own failure
         LOG.exception("Could not revert image %s after task %s failed", image_id, task.id)
     for url in to_delete:
-        _delete_quietly(rt, url)
+        _delete_quietly(rt, url, Credentials.of(runner.context(task.id)))
     if method == "glance-direct":
         runner.staging.remove(image_id)
 

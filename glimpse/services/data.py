@@ -39,7 +39,7 @@ from glimpse.services.leases import UPLOAD
 from glimpse.services.runtime import Runtime
 from glimpse.services.signatures import Verifier, verifier_for
 from glimpse.services.store_errors import http_error
-from glimpse.stores.base import DataNotFound, StoreError, StoreFull
+from glimpse.stores.base import Credentials, DataNotFound, StoreError, StoreFull
 
 LOG = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[by
         stream = DataStream(chunks, limit=limit, limit_error=RequestEntityTooLarge(message),
                             inspector=inspector, hash_algos=("md5", algo), verifier=verifier)
         with metrics.in_flight(metrics.UPLOADS):
-            stored = store.add(image_id, stream)
+            stored = store.add(image_id, stream, Credentials.of(ctx))
         stream.verify()
         virtual_size = diskformat.finish(inspector,
                                          rt.conf.image_format.require_image_format_match)
@@ -243,7 +243,8 @@ def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[by
                     stream.size if stream is not None else 0,
                     exc.__class__.__name__ + (f": {exc}" if str(exc) else ""))
         rt.notifier.upload_failed(image_id, exc)
-        _abort_upload(rt, image_id, saving, stored.url if stored else None, store, lease)
+        _abort_upload(rt, image_id, saving, stored.url if stored else None, store, lease,
+                      Credentials.of(ctx))
         if isinstance(exc, StoreFull):
             raise RequestEntityTooLarge(str(exc)) from exc
         if isinstance(exc, StoreError):
@@ -256,12 +257,12 @@ def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[by
 
 
 def _abort_upload(rt: Runtime, image_id: str, saving: str, url: str | None, store,  # noqa: ANN001
-                  lease: str) -> None:
+                  lease: str, creds: Credentials | None = None) -> None:
     """Put everything back: no data left behind, image queued again, lease dropped
     (if any of it fails, the lease expires and the recovery sweep finishes it)."""
     if url is not None:
         try:
-            store.delete(url)
+            store.delete(url, creds)
         except StoreError:
             LOG.exception("Could not remove data of failed upload at %s", url)
             rt.leases.forget(lease)
@@ -290,6 +291,8 @@ class Download:
     receiver: tuple[str | None, str | None] = (None, None)
     #: the image's other locations, in the order they are tried when ``url`` fails
     fallbacks: list[str] = field(default_factory=list)
+    #: who reads (multi-tenant stores read with the caller's token)
+    creds: Credentials | None = None
 
     def open(self, rt: Runtime, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         assert self.url is not None
@@ -304,7 +307,7 @@ class Download:
     def _from_store(self, rt: Runtime, offset: int, length: int) -> Iterator[bytes]:
         assert self.url is not None
         return _read_with_fallback(rt, self.image_id, [self.url, *self.fallbacks],
-                                   offset, length)
+                                   offset, length, self.creds)
 
     def _fill_source(self, rt: Runtime) -> FillSource | None:
         image = self.image
@@ -315,13 +318,13 @@ class Download:
 
 
 def _open_first(rt: Runtime, image_id: str, urls: list[str], offset: int, length: int,
-                ) -> tuple[int, Iterator[bytes], bytes]:
+                creds: Credentials | None = None) -> tuple[int, Iterator[bytes], bytes]:
     """The first of ``urls`` (from index 0) that yields data: (its index, the rest of
     its chunks, its first chunk). Each failure is logged; the last one is raised."""
     failure: StoreError | GlimpseError | None = None
     for index, url in enumerate(urls):
         try:
-            chunks = iter(rt.stores.for_url(url).get(url, offset, length))
+            chunks = iter(rt.stores.for_url(url).get(url, offset, length, creds))
             first = next(chunks, b"")
             return index, chunks, first
         except (StoreError, GlimpseError) as exc:
@@ -338,12 +341,12 @@ def _open_first(rt: Runtime, image_id: str, urls: list[str], offset: int, length
 
 
 def _read_with_fallback(rt: Runtime, image_id: str, urls: list[str], offset: int,
-                        length: int) -> Iterator[bytes]:
+                        length: int, creds: Credentials | None = None) -> Iterator[bytes]:
     """The bytes [offset, offset + length) of the image from the first location that
     can serve them. Opening fails over before anything is sent (404/503 only when no
     location can be read); a store failing mid-stream is resumed from the next
     location at the byte reached, so the client never sees it."""
-    index, chunks, first = _open_first(rt, image_id, urls, offset, length)
+    index, chunks, first = _open_first(rt, image_id, urls, offset, length, creds)
     sent = 0
 
     def stream() -> Iterator[bytes]:
@@ -364,7 +367,7 @@ def _read_with_fallback(rt: Runtime, image_id: str, urls: list[str], offset: int
                 LOG.warning("Image %s: location %s failed after %d bytes (%s); resuming "
                             "from the next location", image_id, urls[index], sent, exc)
                 step, chunks, first = _open_first(rt, image_id, urls[index + 1:],
-                                                  offset + sent, length - sent)
+                                                  offset + sent, length - sent, creds)
                 index += 1 + step
 
     return stream()
@@ -382,22 +385,23 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     if image.status not in READABLE or not image.locations:
         return Download(image_id, 0, None, None)
     urls = [loc["url"] for loc in ordered(rt, image.locations)]
+    creds = Credentials.of(ctx)
     if rt.cache is not None and image.size and rt.cache.is_cached(image_id):
         # A hit asks the store nothing: the record's size is the copy's.
         return Download(image_id, image.size, image.checksum, urls[0], None, image,
-                        (ctx.project_id, ctx.user_id), fallbacks=urls[1:])
+                        (ctx.project_id, ctx.user_id), fallbacks=urls[1:], creds=creds)
     failure: Exception | None = None
     for index, url in enumerate(urls):
         try:
             store = rt.stores.for_url(url)
-            size = store.size(url)
+            size = store.size(url, creds)
         except (StoreError, GlimpseError) as exc:
             failure = exc
             LOG.warning("Image %s: location %s cannot be read (%s)%s", image_id, url, exc,
                         "; trying the next location" if index + 1 < len(urls) else "")
             continue
         return Download(image_id, size, image.checksum, url, store.local_path(url), image,
-                        (ctx.project_id, ctx.user_id), fallbacks=urls[index + 1:])
+                        (ctx.project_id, ctx.user_id), fallbacks=urls[index + 1:], creds=creds)
     if isinstance(failure, StoreError) and not isinstance(failure, DataNotFound):
         raise http_error(failure, "Could not read image data") from failure
     raise NotFound(f"Image data for {image_id} is missing") from failure

@@ -23,7 +23,7 @@ from glimpse.policy import image_target, new_image_target
 from glimpse.services import signatures
 from glimpse.services.leases import DELETE
 from glimpse.services.runtime import Runtime
-from glimpse.stores.base import DataNotFound, StoreError
+from glimpse.stores.base import Credentials, DataNotFound, StoreError
 
 LOG = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
     if removed:
         from glimpse.services.locations import remove_data
 
-        remove_data(rt, image_id, removed, lease)
+        remove_data(rt, image_id, removed, lease, Credentials.of(ctx))
     rt.notifier.image_event("image.update", updated)
     return readable(rt, ctx, updated)
 
@@ -352,7 +352,8 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
         rt.runner.staging.remove(image_id)
     if rt.cache is not None:  # this node's copy; other nodes' cleaners drop theirs
         rt.cache.image_deleted(image_id)
-    removed = all([_delete_data(rt, url) for url in urls])
+    creds = Credentials.of(ctx)
+    removed = all([_delete_data(rt, url, creds) for url in urls])
     if lease is not None:
         if removed:
             rt.leases.release_now(lease)
@@ -364,9 +365,9 @@ def delete_image(rt: Runtime, ctx: RequestContext, image_id: str,
     return None
 
 
-def _delete_data(rt: Runtime, url: str) -> bool:
+def _delete_data(rt: Runtime, url: str, creds: Credentials | None = None) -> bool:
     try:
-        rt.stores.for_url(url).delete(url)
+        rt.stores.for_url(url).delete(url, creds)
     except (DataNotFound, NotFound):
         pass
     except StoreError:

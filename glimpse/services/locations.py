@@ -36,7 +36,7 @@ from glimpse.errors import (
 from glimpse.services.images import enforce_on_image, load_visible
 from glimpse.services.leases import DELETE
 from glimpse.services.runtime import Runtime
-from glimpse.stores.base import DataNotFound, Store, StoreError
+from glimpse.stores.base import Credentials, DataNotFound, Store, StoreError
 
 LOG = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ class CheckedLocation:
     size: int
 
 
-def check_location(rt: Runtime, url: Any, metadata: Any = None) -> CheckedLocation:
+def check_location(rt: Runtime, url: Any, metadata: Any = None,
+                   creds: Credentials | None = None) -> CheckedLocation:
     """Accept a location a client names, or refuse it (400): a scheme Glance
     allows, for http(s) the web-download URI filter and the address guard
     (glimpse.outbound), a configured store that holds it, and data there."""
@@ -133,7 +134,7 @@ def check_location(rt: Runtime, url: Any, metadata: Any = None) -> CheckedLocati
     except NotFound:
         raise BadRequest(f"Invalid location: no configured store holds {url}") from None
     try:
-        size = store.size(url)
+        size = store.size(url, creds)
     except (StoreError, GlimpseError) as exc:
         raise BadRequest(f"Invalid location: {exc}") from None
     if size <= 0:
@@ -206,7 +207,8 @@ class LocationEdit:
             self.values["size"] = size
 
     def _new(self, value: dict) -> dict:
-        checked = check_location(self.rt, value.get("url"), value.get("metadata"))
+        checked = check_location(self.rt, value.get("url"), value.get("metadata"),
+                                 Credentials.of(self.ctx))
         for loc in self.current:
             if loc["url"] == checked.url and loc["metadata"] == checked.metadata:
                 raise BadRequest(f"The location {checked.url} already exists")
@@ -315,7 +317,8 @@ class LocationEdit:
         return [] if delayed else [loc["url"] for loc in self.removed]
 
 
-def remove_data(rt: Runtime, image_id: str, urls: list[str], lease: str | None) -> None:
+def remove_data(rt: Runtime, image_id: str, urls: list[str], lease: str | None,
+                creds: Credentials | None = None) -> None:
     """Delete the data of locations an operation dropped (after its commit); the
     lease taken with the commit lets the recovery sweep finish if this fails."""
     if lease is not None:
@@ -326,7 +329,7 @@ def remove_data(rt: Runtime, image_id: str, urls: list[str], lease: str | None) 
             store = rt.stores.for_url(url)
             if store.read_only:
                 continue  # an http location: nothing of ours to remove
-            store.delete(url)
+            store.delete(url, creds)
         except (DataNotFound, NotFound):
             LOG.info("Data of image %s at %s was already gone", image_id, url)
         except StoreError:
@@ -388,7 +391,7 @@ def delete_from_store(rt: Runtime, ctx: RequestContext, store_id: str, image_id:
         urls = [] if delayed else [loc["url"]]
         lease = delete_lease(rt, session, image_id, urls)
         updated = repo.get_image(session, image_id)
-    remove_data(rt, image_id, urls, lease)
+    remove_data(rt, image_id, urls, lease, Credentials.of(ctx))
     LOG.info(
         "Removed the copy of image %s in store %s%s",
         image_id,
@@ -427,7 +430,7 @@ def add_location(rt: Runtime, ctx: RequestContext, image_id: str, body: Any) -> 
         raise Forbidden("http store must be enabled to use location API by normal user.")
     # The location is checked now too (Glance checks it in the task): a URL the
     # filters refuse or no store holds is a 400 here rather than a failed task.
-    check_location(rt, url)
+    check_location(rt, url, creds=Credentials.of(ctx))
     task_id = str(uuid.uuid4())
     with rt.db.write() as session, session.begin():
         current = repo.get_image(session, image_id, for_update=True)

@@ -31,6 +31,55 @@ class StoreUnavailable(StoreError):
     """The back end cannot be reached or answered with a server error: 503."""
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """Who a request acts for, handed to add / get / size / delete by the services.
+
+    Only drivers that keep image data in the caller's own account read it (Swift with
+    swift_store_multi_tenant: the user's token against the object-store endpoint of
+    the user's service catalog); every other driver ignores it. None where there is
+    no caller (sweeps, the scrubber)."""
+
+    token: str | None = None
+    user_id: str | None = None
+    project_id: str | None = None
+    #: the caller's service catalog: Keystone v3's (a token's ``catalog``) or the v2
+    #: form keystonemiddleware passes as X-Service-Catalog
+    service_catalog: tuple = field(default=(), compare=False)
+
+    @classmethod
+    def of(cls, ctx: object | None) -> Credentials | None:
+        """The credentials of a request context (glimpse.context.RequestContext)."""
+        if ctx is None:
+            return None
+        return cls(token=getattr(ctx, "auth_token", None),
+                   user_id=getattr(ctx, "user_id", None),
+                   project_id=getattr(ctx, "project_id", None),
+                   service_catalog=tuple(getattr(ctx, "service_catalog", None) or ()))
+
+    def endpoint(self, service_type: str, interface: str = "public",
+                 region: str | None = None) -> str | None:
+        """The URL of the first ``service_type`` endpoint of ``interface`` (public,
+        internal, admin; ``publicURL`` etc. are accepted) in ``region`` (any if None)."""
+        interface = interface.removesuffix("URL")
+        for service in self.service_catalog:
+            if not isinstance(service, dict) or service.get("type") != service_type:
+                continue
+            for endpoint in service.get("endpoints") or ():
+                if not isinstance(endpoint, dict):
+                    continue
+                where = endpoint.get("region_id") or endpoint.get("region")
+                if region and where != region:
+                    continue
+                if "interface" in endpoint:  # Keystone v3
+                    url = endpoint.get("url") if endpoint["interface"] == interface else None
+                else:  # v2: publicURL, internalURL, adminURL
+                    url = endpoint.get(f"{interface}URL")
+                if isinstance(url, str) and url:
+                    return url
+        return None
+
+
 @dataclass
 class StoredData:
     url: str
@@ -64,20 +113,23 @@ class Store(abc.ABC):
         self.description = description
 
     @abc.abstractmethod
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         """Store all of ``chunks``. Returns only once the data is durable; on any
-        error (including one raised by ``chunks``) nothing is left behind."""
+        error (including one raised by ``chunks``) nothing is left behind.
+        ``creds``, here and below: whom the request is for (most drivers ignore it)."""
 
     @abc.abstractmethod
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         """Yield the bytes of ``url`` from ``offset``, ``length`` bytes or to the end."""
 
     @abc.abstractmethod
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         """Size in bytes of the data at ``url``; DataNotFound if absent."""
 
     @abc.abstractmethod
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         """Remove the data at ``url``; DataNotFound if it is already gone."""
 
     def add_file(self, image_id: str, path: str) -> StoredData | None:

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 from oslo_config import cfg
 
 from glimpse.stores.base import (
+    Credentials,
     DataEntry,
     DataNotFound,
     Store,
@@ -191,7 +192,8 @@ class FileStore(Store):
                 return dict(entry)
         return dict(self.metadata[0]) if len(self.metadata) == 1 else {}
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         _check_id(image_id)
         datadir = self._choose_dir()
         final = os.path.join(datadir, image_id)
@@ -253,7 +255,8 @@ class FileStore(Store):
         finally:
             os.close(dir_fd)
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         path = self._path(url)
         try:
             handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the generator
@@ -263,7 +266,7 @@ class FileStore(Store):
             raise StoreError(f"File store read failed: {exc.strerror}") from exc
         return _read(handle, offset, length, self.chunk_size)
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         try:
             return os.stat(self._path(url)).st_size
         except FileNotFoundError:
@@ -271,7 +274,7 @@ class FileStore(Store):
         except OSError as exc:
             raise StoreError(f"File store stat failed: {exc.strerror}") from exc
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         try:
             os.unlink(self._path(url))
         except FileNotFoundError:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from glimpse.stores.base import (
+    Credentials,
     DataNotFound,
     Store,
     StoredData,
@@ -122,13 +123,15 @@ class GlanceStoreAdapter(Store):
             raise DataNotFound(f"Not a location of store {self.name}: {url}")
         return self._call(lambda: self._location(url))
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         result = self._call(lambda: self.driver.add(image_id, _Reader(chunks), 0, "sha256"))
         # glance_store returns (location, size, [checksum,] multihash, metadata)
         url, size, metadata = result[0], result[1], result[-1]
         return StoredData(url=url, size=size, metadata=dict(metadata or {}))
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         location = self._loc(url)
         chunks, _size = self._call(lambda: self.driver.get(location, offset=offset))
         return self._limited(chunks, length)
@@ -145,10 +148,10 @@ class GlanceStoreAdapter(Store):
                 remaining -= len(chunk)
             yield chunk
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         location = self._loc(url)
         return self._call(lambda: self.driver.get_size(location))
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         location = self._loc(url)
         self._call(lambda: self.driver.delete(location))

@@ -20,6 +20,7 @@ from oslo_config import cfg
 from glimpse import outbound
 from glimpse.errors import GlimpseError
 from glimpse.stores.base import (
+    Credentials,
     DataNotFound,
     Store,
     StoredData,
@@ -76,10 +77,11 @@ class HttpStore(Store):
             return False
         return parts.scheme in ("http", "https") and bool(parts.hostname)
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         raise StoreForbidden(f"Store {self.name} is read-only")
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         raise StoreForbidden(f"Store {self.name} is read-only")
 
     def _open(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
@@ -122,7 +124,8 @@ class HttpStore(Store):
             raise StoreForbidden(f"HTTP store: redirect from {_safe(source)} refused: "
                                  f"{exc.message}") from exc
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         if length == 0:
             if not self.owns(url):
                 raise DataNotFound(f"Not an http location: {url}")
@@ -138,7 +141,7 @@ class HttpStore(Store):
         skip = offset if (headers and response.status_code == 200) else 0
         return _body(response, url, skip, length)
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         response = self._open("HEAD", url, {})
         response.close()
         value = response.headers.get("content-length")

@@ -44,8 +44,13 @@ SWIFT_OPTS = [
                help="Spread images over 16**N containers named <container>_<first N "
                "characters of the image id>; 0: one container."),
     cfg.BoolOpt("swift_store_multi_tenant", default=False,
-                help="Store images in each project's own account. Not supported by "
-                "Glimpse yet: the store refuses to start with it."),
+                help="Store each image in the Swift account of the project that uploads "
+                "it, with the request's token, in a container of its own named "
+                "<swift_store_container>_<image id> (created on upload whatever "
+                "swift_store_create_container_on_put says, removed with the image). The "
+                "account URL is swift_store_endpoint or the caller's catalog entry of "
+                "swift_store_service_type / _endpoint_type / swift_store_region. Excludes "
+                "swift_store_config_file; the auth address, user and key are not used."),
     cfg.StrOpt("swift_store_region", help="Region of the object-store endpoint."),
     cfg.StrOpt("swift_store_endpoint",
                help="URL of the Swift account (http://host:port/v1/AUTH_<project id>), used "

@@ -43,9 +43,11 @@ def _s3(name: str, section, description: str) -> Store:  # noqa: ANN001
 def _swift(name: str, section, description: str) -> Store:  # noqa: ANN001
     from glimpse.stores.swift import SwiftAccount, SwiftStore
 
-    if section.swift_store_multi_tenant:
-        raise ValueError(f"Store {name}: swift_store_multi_tenant is not supported by "
-                         "Glimpse yet; use a single-tenant account")
+    multi_tenant = section.swift_store_multi_tenant
+    if multi_tenant and section.swift_store_config_file:
+        # As Glance: the per-project accounts and the references exclude each other.
+        raise ValueError(f"Store {name}: swift_store_multi_tenant and "
+                         "swift_store_config_file are mutually exclusive")
     reference = section.default_swift_reference
     if section.swift_store_config_file:
         accounts = read_references(section.swift_store_config_file)
@@ -66,7 +68,7 @@ def _swift(name: str, section, description: str) -> Store:  # noqa: ANN001
         endpoint_type=section.swift_store_endpoint_type,
         service_type=section.swift_store_service_type,
         insecure=section.swift_store_auth_insecure, cacert=section.swift_store_cacert,
-        description=description)
+        description=description, multi_tenant=multi_tenant)
 
 
 def read_references(path: str) -> dict:

@@ -23,44 +23,66 @@ def is_object_name(name: str) -> bool:
     return bool(_PLAIN_NAME.fullmatch(name))
 
 
-def fixed_parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytes]:
-    """Yield ``part_size`` bytes at a time (the last part may be shorter, never empty)."""
-    buffer = bytearray()
+def fixed_parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytearray]:
+    """Yield ``part_size`` bytes at a time (the last part may be shorter, never empty).
+
+    Each part is a bytearray of its own, filled in place: the data is copied once, and
+    a part never needs more memory than its size (no growing buffer, no slice copies).
+    Not ``bytes`` on purpose: http.client (and botocore) glue a ``bytes`` body to the
+    request headers before sending, a second copy of every part in flight."""
+    part, filled = bytearray(part_size), 0
     for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= part_size:
-            yield bytes(memoryview(buffer)[:part_size])
-            del buffer[:part_size]
-    if buffer:
-        yield bytes(buffer)
+        view = memoryview(chunk).cast("B")
+        while view:
+            room = part_size - filled
+            piece = view[:room]
+            part[filled:filled + len(piece)] = piece
+            filled += len(piece)
+            view = view[len(piece):]
+            if filled == part_size:
+                yield part
+                part, filled = bytearray(part_size), 0
+    if filled:
+        del part[filled:]
+        yield part
 
 
 class Source:
     """An upload's chunks, read ahead and handed out in bounded pieces (the swift
-    driver streams each segment from it with chunked transfer encoding)."""
+    driver streams each segment from it with chunked transfer encoding).
+
+    Pieces are views into the chunks (no copies of what remains of a chunk), and the
+    read-ahead head is joined once."""
 
     def __init__(self, chunks: Iterable[bytes]):
         self._chunks = iter(chunks)
-        self._pending = b""
+        self._pending = memoryview(b"")
+        self._queued: list[memoryview] = []
         self.exhausted = False
 
     def _pull(self) -> bool:
         while not self._pending:
+            if self._queued:
+                self._pending = self._queued.pop(0)
+                continue
             chunk = next(self._chunks, None)
             if chunk is None:
                 self.exhausted = True
                 return False
-            self._pending = bytes(chunk)
+            self._pending = memoryview(chunk).cast("B")
         return True
 
     def read_ahead(self, limit: int) -> bytes:
         """Up to ``limit`` bytes (fewer only at the end); they are handed out again."""
-        buffer = bytearray()
-        while len(buffer) < limit and self._pull():
-            buffer += self._pending
-            self._pending = b""
-        head = bytes(buffer)
-        self._pending = head
+        held: list[memoryview] = []
+        count = 0
+        while count < limit and self._pull():
+            held.append(self._pending)
+            count += len(self._pending)
+            self._pending = memoryview(b"")
+        head = b"".join(held)
+        del held
+        self._pending = memoryview(head)
         if not self.exhausted and len(head) >= limit:
             self._pull_more()
         return head
@@ -71,7 +93,7 @@ class Source:
         if chunk is None:
             self.exhausted = True
         else:
-            self._pending += bytes(chunk)
+            self._queued.append(memoryview(chunk).cast("B"))
 
     def at_end(self) -> bool:
         return not self._pull()
@@ -79,11 +101,11 @@ class Source:
     def take(self, limit: int) -> SourceSlice:
         return SourceSlice(self, limit)
 
-    def _next_piece(self, room: int) -> bytes | None:
+    def _next_piece(self, room: int) -> memoryview | None:
         if room <= 0 or not self._pull():
             return None
-        piece, self._pending = self._pending[:min(room, PIECE_SIZE)], \
-            self._pending[min(room, PIECE_SIZE):]
+        size = min(room, PIECE_SIZE, len(self._pending))
+        piece, self._pending = self._pending[:size], self._pending[size:]
         return piece
 
 
@@ -93,7 +115,7 @@ class SourceSlice:
     def __init__(self, source: Source, limit: int):
         self._source, self._limit, self.count = source, limit, 0
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[memoryview]:
         while True:
             piece = self._source._next_piece(self._limit - self.count)
             if piece is None:

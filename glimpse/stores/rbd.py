@@ -15,10 +15,8 @@ stops the service at start-up with a clear message, not at the first upload.
 from __future__ import annotations
 
 import collections
-import ctypes
 import datetime
 import errno
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +26,9 @@ from urllib.parse import quote, unquote, urlparse
 
 from oslo_config import cfg
 
+from glimpse.stores import memory
 from glimpse.stores.base import (
+    Credentials,
     DataEntry,
     DataNotFound,
     Store,
@@ -57,7 +57,6 @@ READ_AHEAD = 4
 # they free stay mapped there (a 1 GiB transfer left a worker 100-150 MiB larger).
 # One arena for the process keeps it flat (same speed, measured A/B); free memory is
 # given back after every transfer.
-M_ARENA_MAX = -8
 
 OPTS = [
     cfg.StrOpt("rbd_store_pool", default="images", help="RADOS pool the images are kept in."),
@@ -86,30 +85,6 @@ OPTS = [
 
 class RbdBindingsMissing(ValueError):
     """An rbd store is configured but Ceph's python bindings cannot be imported."""
-
-
-def _bound_malloc() -> None:
-    """Limit glibc malloc to one arena (see M_ARENA_MAX); a no-op elsewhere."""
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(M_ARENA_MAX, 1)
-
-
-def _give_back_memory() -> None:
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-@functools.cache
-def _libc() -> Any:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018 - glibc only
-        libc.malloc_trim  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
 
 
 def _bindings() -> tuple[Any, Any]:
@@ -141,7 +116,7 @@ class RbdStore(Store):
                  op_timeout: int = 60, thin: bool = False, description: str = ""):
         super().__init__(name, description)
         self._rados, self._rbd = _bindings()
-        _bound_malloc()
+        memory.one_arena()
         if chunk_mib & (chunk_mib - 1):
             raise ValueError(f"rbd_store_chunk_size of store '{name}' must be a power of two")
         self.pool, self.user, self.conffile = pool, user, conffile
@@ -265,7 +240,8 @@ class RbdStore(Store):
 
     # ------------------------------------------------------------ add
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         if not _plain(image_id):
             raise StoreError(f"Invalid image id for rbd store: {image_id!r}")
         rbd = self._rbd
@@ -292,7 +268,7 @@ class RbdStore(Store):
                 self._remove_quietly(ioctx, partial)
                 raise
             finally:
-                _give_back_memory()
+                memory.give_back()
         return StoredData(url=self._url(image_id), size=size)
 
     def _remove_quietly(self, ioctx: Any, name: str) -> None:
@@ -318,7 +294,8 @@ class RbdStore(Store):
 
     # ------------------------------------------------------------ read / delete
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         name = self._image_of(url)
         with self._ioctx() as ioctx, self._rbd.Image(ioctx, name, snapshot=SNAPSHOT,
                                                       read_only=True) as image:
@@ -334,15 +311,15 @@ class RbdStore(Store):
                 yield from _Reader(image, min(self.chunk_size, READ_SIZE), offset,
                                    end, self._failed).pieces()
             finally:
-                _give_back_memory()
+                memory.give_back()
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         name = self._image_of(url)
         with self._ioctx() as ioctx, self._rbd.Image(ioctx, name, snapshot=SNAPSHOT,
                                                       read_only=True) as image:
             return image.size()
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         name = self._image_of(url)
         with self._ioctx() as ioctx:
             self._remove(ioctx, name)

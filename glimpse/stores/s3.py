@@ -10,6 +10,10 @@ s3_store_large_object_size goes in one PUT, which S3 makes visible only when com
 Anything larger is a multipart upload, invisible until it is completed and aborted on
 any error; an upload a crashed worker left behind is listed by ``list_data`` as in
 progress (``?upload_id=``) so a sweep can abort it.
+
+Memory: an upload holds at most ``parts_in_flight`` parts at once (uploading or being
+filled): s3_store_thread_pools, but no more than BYTES_IN_FLIGHT allows at the part
+size (Glance's defaults, 10 threads of 10 MB parts, would be 100 MB per upload).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from glimpse.stores.base import (
+    Credentials,
     DataEntry,
     DataNotFound,
     Store,
@@ -39,6 +44,24 @@ MIB = 1024 * 1024
 READ_SIZE = 1 * MIB
 MIN_PART_SIZE = 5 * MIB  # S3's smallest part but the last
 MAX_PARTS = 10_000
+# The most part data one upload holds at once, whatever s3_store_thread_pools says (at
+# least two parts: one uploading while the next is filled). At Glance's default part
+# size that is 2 parts of 10 MiB: a worker with every store kind configured stays near
+# 200 MiB during a 1 GiB upload (3 parts: about 215 MiB).
+BYTES_IN_FLIGHT = 20 * MIB
+
+# One boto3 session for the process: each session loads the S3 service model again
+# (about 13 MiB per S3 store); clients made from one session share it.
+_SESSION: boto3.session.Session | None = None
+_SESSION_LOCK = threading.Lock()
+
+
+def _client(**kwargs):  # noqa: ANN003, ANN202 - a boto3 S3 client
+    global _SESSION
+    with _SESSION_LOCK:  # creating clients is not thread-safe within a session
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        return _SESSION.client("s3", **kwargs)
 
 _FORBIDDEN = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
               "AllAccessDisabled", "AccountProblem", "InvalidToken", "ExpiredToken"}
@@ -79,15 +102,16 @@ class S3Store(Store):
         self.large_object_size = large_object_size
         self.part_size = large_object_chunk_size
         self.thread_pools = thread_pools
-        self.client = boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=access_key,
+        self.parts_in_flight = max(2, min(thread_pools, BYTES_IN_FLIGHT // self.part_size))
+        self.client = _client(
+            endpoint_url=self.endpoint, aws_access_key_id=access_key,
             aws_secret_access_key=secret_key, region_name=region_name or "us-east-1",
             verify=cacert or None,
             config=Config(
                 signature_version="s3v4", s3={"addressing_style": bucket_url_format},
                 connect_timeout=connect_timeout, read_timeout=read_timeout,
                 retries={"max_attempts": retries, "mode": "standard"},
-                max_pool_connections=thread_pools + 4,
+                max_pool_connections=self.parts_in_flight + 4,
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ))
@@ -142,36 +166,48 @@ class S3Store(Store):
 
     # ------------------------------------------------------------ add
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         key = check_object_name(image_id)
         self._ensure_bucket()
         parts = fixed_parts(chunks, self.part_size)
-        first = next(parts, b"")
+        first = next(parts, bytearray())
         second = next(parts, None)
         if second is None and (len(first) < self.large_object_size or not first):
             self._call(self.client.put_object, Bucket=self.bucket, Key=key, Body=first)
             return StoredData(url=self._url(key), size=len(first))
-        size = self._multipart(key, _chain(first, second, parts))
+        head = [first] if second is None else [first, second]
+        del first, second  # held by ``head`` only, until they are uploaded
+        size = self._multipart(key, _drain(head, parts))
         return StoredData(url=self._url(key), size=size)
 
-    def _multipart(self, key: str, parts: Iterator[bytes]) -> int:
+    def _multipart(self, key: str, parts: Iterator[bytearray]) -> int:
         upload_id = self._call(self.client.create_multipart_upload,
                                Bucket=self.bucket, Key=key)["UploadId"]
         size = 0
         pending: set[Future] = set()
         done: list[dict] = []
-        pool = ThreadPoolExecutor(self.thread_pools, thread_name_prefix=f"s3-{self.name}")
+        # s3_store_thread_pools parts upload at once (at most parts_in_flight)
+        pool = ThreadPoolExecutor(min(self.thread_pools, self.parts_in_flight),
+                                  thread_name_prefix=f"s3-{self.name}")
         try:
-            for number, body in enumerate(parts, start=1):
+            number = 0
+            while True:
+                # Back-pressure: the next part is read only once there is room for it,
+                # so at most parts_in_flight parts exist (uploading or being filled).
+                while len(pending) >= self.parts_in_flight:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done.extend(f.result() for f in finished)
+                body = next(parts, None)
+                if body is None:
+                    break
+                number += 1
                 if number > MAX_PARTS:
                     raise StoreError(f"Image needs more than {MAX_PARTS} parts: raise "
                                      "s3_store_large_object_chunk_size")
                 size += len(body)
-                # At most thread_pools parts in memory at once (back-pressure).
-                while len(pending) >= self.thread_pools:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    done.extend(f.result() for f in finished)
                 pending.add(pool.submit(self._upload_part, key, upload_id, number, body))
+                del body
             finished, pending = wait(pending), set()
             done.extend(f.result() for f in finished.done)
             done.sort(key=lambda part: part["PartNumber"])
@@ -186,7 +222,7 @@ class S3Store(Store):
         pool.shutdown(wait=True)
         return size
 
-    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict:
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytearray) -> dict:
         answer = self._call(self.client.upload_part, Bucket=self.bucket, Key=key,
                             UploadId=upload_id, PartNumber=number, Body=body)
         return {"PartNumber": number, "ETag": answer["ETag"]}
@@ -218,7 +254,8 @@ class S3Store(Store):
 
     # ------------------------------------------------------------ read / delete
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         key = self._committed_key(url)
         return self._stream(key, offset, length)
 
@@ -245,12 +282,12 @@ class S3Store(Store):
         finally:
             body.close()
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         key = self._committed_key(url)
         head = self._call(self.client.head_object, Bucket=self.bucket, Key=key, _key=key)
         return int(head["ContentLength"])
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         key, upload_id = self._parse(url)
         if upload_id is not None:
             self._call(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key,
@@ -288,10 +325,10 @@ class S3Store(Store):
             raise _mapped(exc, _key) from exc
 
 
-def _chain(first: bytes, second: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    if second is not None:  # one part of at least large_object_size: no second part
-        yield second
+def _drain(head: list[bytearray], rest: Iterator[bytearray]) -> Iterator[bytearray]:
+    """The parts of ``head`` then of ``rest``, keeping no reference to a part handed out."""
+    while head:
+        yield head.pop(0)
     yield from rest
 
 

@@ -12,6 +12,17 @@ encoding (each at most swift_store_large_object_chunk_size), then a Dynamic Larg
 Object manifest ``<object>`` (``X-Object-Manifest``, as Glance writes it) commits
 them. Segments without their manifest are data in progress: ``list_data`` reports
 them as ``...?in_progress=<token>`` so a sweep can remove what a crashed worker left.
+
+Multi-tenant (swift_store_multi_tenant, as Glance): each image goes to the account of
+the project whose request stores it, with that request's token; the account URL is
+swift_store_endpoint or the object-store endpoint of the caller's service catalog.
+Each image has a container of its own, ``<swift_store_container>_<image id>``
+(created on upload, removed with the image), and its location is the full storage
+URL: ``swift+http(s)://<host>/v1/AUTH_<project>/<container>_<id>/<id>``. The
+caller's token is only ever sent to the scheme, host and port of the caller's own
+object-store endpoint, never to another host a location names. The service holds
+no credentials of its own then, so it cannot list the accounts (``list_data``) and
+sweeps or the scrubber cannot reach the data without a caller.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import urllib3.exceptions
 from requests.exceptions import RequestException
 
 from glimpse.stores.base import (
+    Credentials,
     DataEntry,
     DataNotFound,
     Store,
@@ -97,16 +109,23 @@ class SwiftStore(Store):
                  endpoint: str | None = None,
                  endpoint_type: str = "publicURL", service_type: str = "object-store",
                  insecure: bool = False, cacert: str | None = None, description: str = "",
-                 timeout: float = 60, retries: int = 2):
+                 timeout: float = 60, retries: int = 2, multi_tenant: bool = False):
         super().__init__(name, description)
         if accounts is None:
             accounts = {default_reference: SwiftAccount(auth_address, user, key, auth_version)}
         if default_reference not in accounts:
             raise ValueError(f"Store {name}: default_swift_reference '{default_reference}' "
                              "is not a reference of swift_store_config_file")
+        if multi_tenant and use_references:
+            raise ValueError(f"Store {name}: swift_store_multi_tenant and "
+                             "swift_store_config_file are mutually exclusive")
         account = accounts[default_reference]
-        if not account.auth_address or not account.user or not account.key:
+        if not multi_tenant and (not account.auth_address or not account.user
+                                 or not account.key):
             raise ValueError(f"Store {name}: a Swift auth address, user and key are required")
+        if multi_tenant and not container:
+            raise ValueError(f"Store {name}: swift_store_container must be set")
+        self.multi_tenant = multi_tenant
         if not 0 <= multiple_containers_seed <= 32:
             raise ValueError(f"Store {name}: swift_store_multiple_containers_seed must be "
                              "between 0 and 32")
@@ -137,6 +156,9 @@ class SwiftStore(Store):
     # ------------------------------------------------------------ URLs
 
     def _base(self, reference: str) -> str:
+        if self.multi_tenant:  # the reference is the account's storage URL
+            scheme = "swift+http" if reference.startswith("http://") else "swift+https"
+            return f"{scheme}://{reference.split('://', 1)[-1].strip('/')}"
         if self.use_references:
             return f"swift+config://{reference}"
         address = self.accounts[reference].auth_address
@@ -157,7 +179,9 @@ class SwiftStore(Store):
             raise refused
         scheme = "swift+https" if parts.scheme == "swift" else parts.scheme
         netloc = parts.netloc.rsplit("@", 1)[-1]  # legacy URLs carry user:key@
-        if self.use_references:
+        if self.multi_tenant:
+            reference, rest = self._tenant_account(scheme, parts.netloc, parts.path)
+        elif self.use_references:
             if scheme != "swift+config" or netloc not in self.accounts:
                 raise refused
             reference, rest = netloc, parts.path
@@ -184,6 +208,18 @@ class SwiftStore(Store):
             in_progress = tokens[0]
         return _Location(reference, container, obj, in_progress)
 
+    def _tenant_account(self, scheme: str, netloc: str, path: str) -> tuple[str, str]:
+        """Multi-tenant: the storage URL a location names, and ``/<container>/<obj>``."""
+        refused = DataNotFound(f"Not a Swift location of store {self.name}")
+        pieces = path.split("/")
+        if (scheme not in ("swift+http", "swift+https") or not netloc or "@" in netloc
+                or "%" in path or len(pieces) < 3 or pieces[0] != ""
+                or any(p in ("", ".", "..") for p in pieces[1:])):
+            raise refused
+        account = "/".join(pieces[:-2])
+        web = "http" if scheme == "swift+http" else "https"
+        return f"{web}://{netloc}{account}", "/" + "/".join(pieces[-2:])
+
     def owns(self, url: str) -> bool:
         try:
             self._parse(url)
@@ -193,7 +229,10 @@ class SwiftStore(Store):
 
     def _container_for(self, obj: str) -> str:
         """swift_store_multiple_containers_seed: the first N characters of the image id
-        (dashes not counted) pick one of 16**N containers."""
+        (dashes not counted) pick one of 16**N containers. Multi-tenant: a container
+        per image, ``<container>_<image id>``, as Glance names it."""
+        if self.multi_tenant:
+            return f"{self.container}_{obj}"
         if not self.seed:
             return self.container
         lowered = obj.lower()
@@ -202,15 +241,55 @@ class SwiftStore(Store):
 
     # ------------------------------------------------------------ connections
 
+    def _storage_url(self, creds: Credentials | None) -> str:
+        """Multi-tenant: the caller's account URL (swift_store_endpoint, else the
+        object-store endpoint of the caller's service catalog)."""
+        if creds is None or not creds.token:
+            raise StoreForbidden("Multi-tenant Swift stores image data with the request's "
+                                 "own token, and this request has none")
+        url = self.os_options.get("object_storage_url") or creds.endpoint(
+            self.os_options["service_type"], self.os_options["endpoint_type"],
+            self.os_options["region_name"])
+        if not url:
+            raise StoreError(f"No {self.os_options['service_type']} endpoint in the "
+                             "caller's service catalog (or set swift_store_endpoint)")
+        if not url.startswith(("http://", "https://")):
+            raise StoreError("The object-store endpoint of the service catalog is not an "
+                             "http(s) URL")
+        return url.rstrip("/")
+
+    def _check_account(self, loc: _Location, creds: Credentials | None) -> None:
+        """Multi-tenant: the caller's token goes only to the caller's own object-store
+        endpoint (scheme, host and port), whatever account of it a location names."""
+        if not self.multi_tenant:
+            return
+        mine = urlsplit(self._storage_url(creds))
+        theirs = urlsplit(loc.reference)
+        if (mine.scheme, mine.netloc) != (theirs.scheme, theirs.netloc):
+            raise StoreForbidden(f"The location is on {theirs.netloc}, not on the "
+                                 "object-store endpoint of the caller's catalog: the "
+                                 "caller's token is not sent there")
+
     @contextmanager
     def _connection(self, reference: str, retries: int | None = None,
-                    ) -> Iterator[swiftclient.Connection]:
+                    creds: Credentials | None = None) -> Iterator[swiftclient.Connection]:
         """A connection that reuses the reference's token (v1: renewed by swiftclient
-        on 401; Keystone: by keystoneauth before it expires)."""
-        account = self.accounts[reference]
+        on 401; Keystone: by keystoneauth before it expires). Multi-tenant: the
+        account URL ``reference`` with the caller's token."""
         common = {"retries": self.retries if retries is None else retries,
                   "starting_backoff": 0.5, "max_backoff": 4, "timeout": self.timeout,
                   "insecure": self.insecure, "cacert": self.cacert}
+        if self.multi_tenant:
+            if creds is None or not creds.token:
+                raise StoreForbidden("Multi-tenant Swift needs the request's token")
+            conn = swiftclient.Connection(preauthurl=reference, preauthtoken=creds.token,
+                                          **common)
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        account = self.accounts[reference]
         if account.auth_version == "1":
             with self._lock:
                 cached = self._tokens.get(reference)
@@ -287,8 +366,8 @@ class SwiftStore(Store):
         try:
             yield
         except swiftclient.ClientException as exc:
-            if exc.http_status == 401:  # a revoked token: the next call gets a new one
-                self._forget_token(reference)
+            if exc.http_status == 401 and not self.multi_tenant:
+                self._forget_token(reference)  # revoked: the next call gets a new one
             raise _mapped(exc, what, missing) from exc
         except (OSError, RequestException, urllib3.exceptions.HTTPError) as exc:
             raise StoreUnavailable(f"Swift cannot be reached ({what}: "
@@ -296,20 +375,29 @@ class SwiftStore(Store):
 
     # ------------------------------------------------------------ add
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         obj = check_object_name(image_id)
-        loc = _Location(self.default_reference, self._container_for(obj), obj)
+        reference = self._storage_url(creds) if self.multi_tenant else self.default_reference
+        loc = _Location(reference, self._container_for(obj), obj)
         source = Source(chunks)
         head = source.read_ahead(min(SINGLE_PUT_BUFFER, self.chunk_size, self.large_object_size))
-        with self._connection(loc.reference) as conn, self._calls(loc.reference, "upload"):
+        with self._connection(loc.reference, creds=creds) as conn, \
+                self._calls(loc.reference, "upload"):
             self._ensure_container(conn, loc.container)
-            if source.exhausted and len(head) < self.large_object_size:
-                conn.put_object(loc.container, loc.obj, head, content_length=len(head))
-                return StoredData(url=self._url(loc), size=len(head))
-            size = self._segmented(conn, loc, source)
+            try:
+                if source.exhausted and len(head) < self.large_object_size:
+                    conn.put_object(loc.container, loc.obj, head, content_length=len(head))
+                    return StoredData(url=self._url(loc), size=len(head))
+                size = self._segmented(conn, loc, source, creds)
+            except BaseException:
+                if self.multi_tenant:  # the image's own container goes too
+                    self._drop_container(conn, loc.container, quietly=True)
+                raise
         return StoredData(url=self._url(loc), size=size)
 
-    def _segmented(self, conn: swiftclient.Connection, loc: _Location, source: Source) -> int:
+    def _segmented(self, conn: swiftclient.Connection, loc: _Location, source: Source,
+                   creds: Credentials | None = None) -> int:
         prefix = f"{loc.obj}-{secrets.token_hex(6)}-"
         size = 0
         try:
@@ -324,11 +412,15 @@ class SwiftStore(Store):
             conn.put_object(loc.container, loc.obj, b"", content_length=0,
                             headers={"X-Object-Manifest": f"{loc.container}/{prefix}"})
         except BaseException:
-            self._delete_prefix(loc.reference, loc.container, prefix, quietly=True)
+            self._delete_prefix(loc.reference, loc.container, prefix, quietly=True,
+                                creds=creds)
             raise
         return size
 
     def _ensure_container(self, conn: swiftclient.Connection, container: str) -> None:
+        if self.multi_tenant:  # the image's own container, in the caller's account
+            conn.put_container(container)
+            return
         if container in self._known_containers:
             return
         try:
@@ -342,21 +434,38 @@ class SwiftStore(Store):
             conn.put_container(container)
         self._known_containers.add(container)
 
+    @staticmethod
+    def _drop_container(conn: swiftclient.Connection, container: str,
+                        quietly: bool = False) -> None:
+        """Multi-tenant: remove an image's container (one that still holds something,
+        409, or is gone already stays as it is; ``quietly``: whatever fails)."""
+        try:
+            conn.delete_container(container)
+        except swiftclient.ClientException as exc:
+            if not quietly and exc.http_status not in (404, 409):
+                raise
+        except (OSError, RequestException, urllib3.exceptions.HTTPError):
+            if not quietly:
+                raise
+
     # ------------------------------------------------------------ read
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        loc = self._committed(url)
-        return self._stream(loc, offset, length)
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
+        loc = self._committed(url, creds)
+        return self._stream(loc, offset, length, creds)
 
-    def _committed(self, url: str) -> _Location:
+    def _committed(self, url: str, creds: Credentials | None = None) -> _Location:
         loc = self._parse(url)
+        self._check_account(loc, creds)
         if loc.in_progress is not None:
             raise DataNotFound(f"Image data {loc.obj} is still being uploaded")
         return loc
 
-    def _stream(self, loc: _Location, offset: int, length: int | None) -> Iterator[bytes]:
+    def _stream(self, loc: _Location, offset: int, length: int | None,
+                creds: Credentials | None = None) -> Iterator[bytes]:
         if length == 0:
-            self._head(loc)
+            self._head(loc, creds)
             return
         end = None if length is None else offset + length - 1
         position, retries = offset, 0
@@ -366,7 +475,7 @@ class SwiftStore(Store):
                 headers["Range"] = f"bytes={position}-{'' if end is None else end}"
             # retries=0: swiftclient would resume a broken body by itself, ignoring
             # swift_store_retry_get_count (and never for a range read).
-            with self._connection(loc.reference, retries=0) as conn:
+            with self._connection(loc.reference, retries=0, creds=creds) as conn:
                 try:
                     with self._calls(loc.reference, "download", missing=loc.obj):
                         _, body = conn.get_object(loc.container, loc.obj, headers=headers,
@@ -390,37 +499,43 @@ class SwiftStore(Store):
                 finally:
                     body.close()
 
-    def _head(self, loc: _Location) -> dict:
-        with self._connection(loc.reference) as conn, \
+    def _head(self, loc: _Location, creds: Credentials | None = None) -> dict:
+        with self._connection(loc.reference, creds=creds) as conn, \
                 self._calls(loc.reference, "head", missing=loc.obj):
             return conn.head_object(loc.container, loc.obj)
 
-    def size(self, url: str) -> int:
-        return int(self._head(self._committed(url)).get("content-length", 0))
+    def size(self, url: str, creds: Credentials | None = None) -> int:
+        return int(self._head(self._committed(url, creds), creds).get("content-length", 0))
 
     # ------------------------------------------------------------ delete and list
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         loc = self._parse(url)
+        self._check_account(loc, creds)
         if loc.in_progress is not None:
             if not self._delete_prefix(loc.reference, loc.container,
-                                       f"{loc.obj}-{loc.in_progress}-"):
+                                       f"{loc.obj}-{loc.in_progress}-", creds=creds):
                 raise DataNotFound(f"No segments of {loc.obj} in progress")
             return
-        manifest = self._head(loc).get("x-object-manifest")
-        with self._connection(loc.reference) as conn, \
+        manifest = self._head(loc, creds).get("x-object-manifest")
+        with self._connection(loc.reference, creds=creds) as conn, \
                 self._calls(loc.reference, "delete", missing=loc.obj):
             conn.delete_object(loc.container, loc.obj)
         if manifest and "/" in manifest:
             container, prefix = manifest.split("/", 1)
             if container == loc.container and prefix.startswith(f"{loc.obj}-"):
-                self._delete_prefix(loc.reference, container, prefix)
+                self._delete_prefix(loc.reference, container, prefix, creds=creds)
+        if self.multi_tenant:  # as Glance: the image's container goes with it
+            with self._connection(loc.reference, creds=creds) as conn, \
+                    self._calls(loc.reference, "delete container"):
+                self._drop_container(conn, loc.container)
 
     def _delete_prefix(self, reference: str, container: str, prefix: str,
-                       quietly: bool = False) -> int:
+                       quietly: bool = False, creds: Credentials | None = None) -> int:
         """Delete every object named ``prefix...``; how many there were."""
         try:
-            with self._connection(reference) as conn, self._calls(reference, "delete segments"):
+            with self._connection(reference, creds=creds) as conn, \
+                    self._calls(reference, "delete segments"):
                 _, objects = conn.get_container(container, prefix=prefix, full_listing=True)
                 for item in objects:
                     try:
@@ -435,6 +550,9 @@ class SwiftStore(Store):
             raise
 
     def list_data(self) -> Iterator[DataEntry]:
+        if self.multi_tenant:
+            raise NotImplementedError("a multi-tenant Swift store keeps data in each "
+                                      "project's own account, which it cannot list")
         reference = self.default_reference
         with self._connection(reference) as conn, self._calls(reference, "list"):
             if self.seed:

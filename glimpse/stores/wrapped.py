@@ -4,7 +4,9 @@ builds is a ``WrappedStore`` around the driver, so drivers stay small.
 - errors: a driver's StoreError keeps its type (the API maps it to 404/403/413/503)
   and gains the store's name; anything else a driver lets escape is a bug shown as
   StoreError, except what the caller's own chunk iterator raised, which passes as is;
-- timing: one debug line per add / get / delete with bytes, seconds and MiB/s.
+- timing: one debug line per add / get / delete with bytes, seconds and MiB/s;
+- memory: the heap a transfer freed goes back to the kernel when it ends
+  (glimpse.stores.memory), so transfers do not stack up in a worker's RSS.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from glimpse.stores.base import DataEntry, Store, StoredData, StoreError
+from glimpse.stores import memory
+from glimpse.stores.base import Credentials, DataEntry, Store, StoredData, StoreError
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 MIB = 1024 * 1024
+# Transfers at least this large give their freed heap back when they end (a trim walks
+# the heap: not worth it for small ones).
+TRIM_AFTER = 64 * MIB
 
 
 class _FromCaller(Exception):
@@ -59,10 +65,12 @@ class WrappedStore(Store):
             LOG.exception("store %s: %s failed unexpectedly", self.name, what)
             raise _tag(self.name, StoreError(f"{what} failed: {exc}")) from exc
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
-        start = time.monotonic()
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
+        start, moved = time.monotonic(), 0
 
         def caller_chunks() -> Iterator[bytes]:
+            nonlocal moved
             iterator = iter(chunks)
             while True:
                 try:
@@ -71,17 +79,24 @@ class WrappedStore(Store):
                     return
                 except Exception as exc:  # noqa: BLE001 - re-raised unchanged by _call
                     raise _FromCaller(exc) from exc
+                moved += len(chunk)
                 yield chunk
 
-        stored = self._call("add", lambda: self.driver.add(image_id, caller_chunks()))
+        try:
+            stored = self._call("add", lambda: self.driver.add(image_id, caller_chunks(),
+                                                               creds))
+        finally:
+            if moved >= TRIM_AFTER:
+                memory.give_back()
         _timing(self.name, "add", stored.size, start)
         return stored
 
     def add_file(self, image_id: str, path: str) -> StoredData | None:
         return self._call("add", lambda: self.driver.add_file(image_id, path))
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        chunks = self._call("get", lambda: self.driver.get(url, offset, length))
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
+        chunks = self._call("get", lambda: self.driver.get(url, offset, length, creds))
         return self._reading(chunks)
 
     def _reading(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -98,14 +113,16 @@ class WrappedStore(Store):
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
+            if count >= TRIM_AFTER:
+                memory.give_back()
             _timing(self.name, "get", count, start)
 
-    def size(self, url: str) -> int:
-        return self._call("size", lambda: self.driver.size(url))
+    def size(self, url: str, creds: Credentials | None = None) -> int:
+        return self._call("size", lambda: self.driver.size(url, creds))
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         start = time.monotonic()
-        self._call("delete", lambda: self.driver.delete(url))
+        self._call("delete", lambda: self.driver.delete(url, creds))
         _timing(self.name, "delete", 0, start)
 
     def owns(self, url: str) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.stores.base import Store
+from glimpse.stores.base import Credentials, Store
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -55,6 +55,9 @@ class StoreDriver:
     foreign_urls: tuple[str, ...] = ()
     #: the URL scheme(s) the driver owns, left out of the other-stores URL list
     schemes: tuple[str, ...] = field(default_factory=tuple)
+    #: whom the suite's calls are for (add/get/size/delete get it): a real caller's
+    #: token and catalog for drivers that use them (multi-tenant swift), else None
+    creds: Credentials | None = None
 
     @property
     def writable(self) -> bool:
@@ -320,6 +323,32 @@ def swift_keystone_driver() -> StoreDriver:
                        leftovers=swift_s3.swift_keystone_leftovers, chunk_size=2 * MIB,
                        make_unreachable=_swift_unreachable,
                        foreign_urls=swift_s3.SWIFT_FOREIGN_URLS,
+                       schemes=("swift", "swift+http", "swift+https", "swift+config"))
+
+
+@driver("swift-multi-tenant")
+def swift_multi_tenant_driver() -> StoreDriver:
+    """swift_store_multi_tenant against the Keystone-auth proxy: the suite's calls carry
+    a real token whose catalog names the caller's own account."""
+    from glimpse.stores.swift import SwiftStore
+    from tests.stores import swift_s3_backends as swift_s3
+
+    creds = swift_s3.service_user_credentials()
+
+    def unreachable(tmp: Path) -> tuple[Store, str]:
+        port = _dead_port()
+        account = f"http://127.0.0.1:{port}/v1/AUTH_{creds.project_id}"
+        store = SwiftStore("swift-multi-tenant", multi_tenant=True, endpoint=account,
+                           container="glimpse-gone", timeout=2, retries=0)
+        return store, f"swift+{account}/glimpse-gone_img-gone/img-gone"
+
+    return StoreDriver(make=swift_s3.make_swift_multi_tenant,
+                       leftovers=swift_s3.swift_multi_tenant_leftovers, chunk_size=2 * MIB,
+                       make_unreachable=unreachable, creds=creds,
+                       foreign_urls=(*swift_s3.SWIFT_FOREIGN_URLS,
+                                     "swift+http://127.0.0.1:1/v1/AUTH_x/glance/img-inside",
+                                     "swift+http://user:key@127.0.0.1:1/v1/AUTH_x/"
+                                     "glance_img-inside/img-inside"),
                        schemes=("swift", "swift+http", "swift+https", "swift+config"))
 
 

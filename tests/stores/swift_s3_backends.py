@@ -13,9 +13,12 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -23,7 +26,7 @@ import pytest
 import swiftclient
 from botocore.config import Config
 
-from glimpse.stores.base import Store
+from glimpse.stores.base import Credentials, Store
 from glimpse.stores.s3 import S3Store
 from tests.stores.backends import backends_dir
 
@@ -207,6 +210,118 @@ def swift_keystone_leftovers(store: Store) -> list[str]:
             return []
         raise
     return sorted(o["name"] for o in objects)
+
+
+# ---------------------------------------------------------------- Swift, multi-tenant
+
+# The catalog entry the multi-tenant tests register in the shared Keystone: a service
+# type of their own (swift_store_service_type), so nothing else that uses that
+# Keystone (tempest) sees an object-store appear.
+TENANT_SERVICE_TYPE = "glimpse-test-object-store"
+
+
+def _keystone_state() -> dict[str, str]:
+    directory = os.environ.get("GLIMPSE_KEYSTONE_DIR")
+    state = Path(directory) / "keystone.env" if directory else None
+    if state is None or not state.exists():
+        _unavailable("Swift with Keystone auth", "no Keystone: set GLIMPSE_KEYSTONE_DIR "
+                     "(scripts/keystone.sh up DIR)")
+    values = dict(line.split("=", 1) for line in state.read_text().splitlines() if "=" in line)
+    values.setdefault("KEYSTONE_URL", f"http://127.0.0.1:{values.get('KEYSTONE_PORT')}/v3")
+    return values
+
+
+@functools.cache
+def swift_in_catalog() -> dict[str, str]:
+    """The Keystone-auth Swift, registered in Keystone's catalog (scripts/keystone_admin.py)
+    as TENANT_SERVICE_TYPE with the account URL of each token's own project
+    (``.../v1/AUTH_$(project_id)s``); the swift back end's KEY=VALUE lines."""
+    env = backend_env("swift", keystone=True)
+    state = _keystone_state()
+    template = env["SWIFT_KEYSTONE_ENDPOINT"].rsplit("/", 1)[0] + "/AUTH_$(project_id)s"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "keystone_admin.py"), state["KEYSTONE_URL"],
+         state["ADMIN_PASSWORD"], "catalog", template, TENANT_SERVICE_TYPE,
+         "glimpse-test-swift"], capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        _unavailable("Swift in Keystone's catalog", done.stderr[-2000:])
+    return {**env, "KEYSTONE_URL": state["KEYSTONE_URL"]}
+
+
+def keystone_credentials(user: dict, project: dict) -> Credentials:
+    """A project-scoped token of ``user`` (Keystone's ``user`` / ``project`` objects of
+    POST /v3/auth/tokens) with its catalog, as a request would carry them."""
+    env = swift_in_catalog()
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
+                     "scope": {"project": project}}}
+    request = urllib.request.Request(env["KEYSTONE_URL"] + "/auth/tokens",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 - loopback
+        token = answer.headers["X-Subject-Token"]
+        doc = json.load(answer)["token"]
+    return Credentials(token=token, user_id=doc["user"]["id"],
+                       project_id=doc["project"]["id"],
+                       service_catalog=tuple(doc.get("catalog") or ()))
+
+
+@functools.cache
+def service_user_credentials() -> Credentials:
+    """The Keystone-auth proxy's own user (role admin on project service)."""
+    env = swift_in_catalog()
+    project, _, user = env["SWIFT_KEYSTONE_USER"].partition(":")
+    return keystone_credentials(
+        {"name": user, "domain": {"id": "default"}, "password": env["SWIFT_KEYSTONE_KEY"]},
+        {"name": project, "domain": {"id": "default"}})
+
+
+def make_swift_multi_tenant(tmp_path: Path, **options) -> Store:  # noqa: ANN003
+    """The swift store with swift_store_multi_tenant: each caller's own account, found in
+    the caller's catalog."""
+    from glimpse.stores.swift import SwiftStore
+
+    swift_in_catalog()
+    settings = {"large_object_size": 4 * MIB, "large_object_chunk_size": 2 * MIB,
+                "service_type": TENANT_SERVICE_TYPE, **options}
+    return SwiftStore("swift-multi-tenant", multi_tenant=True,
+                      container=unique_name("glimpse", tmp_path), description="conformance",
+                      **settings)
+
+
+def reseller_admin() -> tuple[str, str]:
+    """The tempauth reseller admin's token and the proxy's /v1 URL: it reads any account."""
+    env = backend_env("swift")
+    admin = swiftclient.Connection(authurl=env["SWIFT_AUTH_URL"], user=env["SWIFT_ADMIN_USER"],
+                                   key=env["SWIFT_ADMIN_KEY"], auth_version="1", retries=1)
+    url, token = admin.get_auth()
+    return url.rsplit("/", 1)[0], token
+
+
+def account_holdings(project_id: str, prefix: str) -> list[str]:
+    """What the account of ``project_id`` holds in containers named ``prefix...``: each
+    object as ``container/object``, an empty container as ``container/``."""
+    base, token = reseller_admin()
+    url = f"{base}/AUTH_{project_id}"
+    try:
+        _, containers = swiftclient.get_account(url, token, prefix=prefix, full_listing=True)
+    except swiftclient.ClientException as exc:
+        if exc.http_status == 404:
+            return []
+        raise
+    held = []
+    for container in containers:
+        _, objects = swiftclient.get_container(url, token, container["name"],
+                                               full_listing=True)
+        held.extend(f"{container['name']}/{o['name']}" for o in objects)
+        if not objects:
+            held.append(f"{container['name']}/")
+    return sorted(held)
+
+
+def swift_multi_tenant_leftovers(store: Store) -> list[str]:
+    """Everything of the store in the caller's account (its per-image containers and
+    their objects), listed with tempauth's reseller admin, not through the driver."""
+    return account_holdings(service_user_credentials().project_id, f"{store.container}_")
 
 
 def swift_leftovers(store: Store) -> list[str]:

@@ -4,7 +4,9 @@ One suite, parametrized by driver name. Each driver is a fixture factory in
 tests/stores/backends.py (``@driver("name")``) that starts its real server once
 per session and says how to make a fresh store and list what its back end holds,
 so the suite can prove nothing is left behind. Stores are used as the registry
-builds them: wrapped once in WrappedStore. Read-only drivers (http) run the read
+builds them: wrapped once in WrappedStore, and called as the services call them:
+with the caller's credentials (``StoreDriver.creds``: a real Keystone token and catalog
+for multi-tenant swift, None for the others). Read-only drivers (http) run the read
 tests on data ``seed`` put on their server.
 """
 
@@ -18,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.stores.base import DataNotFound, Store, StoreError, StoreUnavailable
+from glimpse.stores.base import (
+    Credentials,
+    DataEntry,
+    DataNotFound,
+    Store,
+    StoredData,
+    StoreError,
+    StoreUnavailable,
+)
 from glimpse.stores.file import READ_SIZE, FileStore
 from glimpse.stores.wrapped import WrappedStore
 from tests.stores.backends import FACTORIES, READ_ONLY, SERVERLESS, StoreDriver, get_driver
@@ -39,14 +49,51 @@ def wdriver(request: pytest.FixtureRequest) -> StoreDriver:
     return get_driver(request.param)
 
 
+class AsCaller(Store):
+    """A store as the services use it: wrapped, every data call carrying the caller's
+    credentials."""
+
+    def __init__(self, store: Store, creds: Credentials | None):
+        super().__init__(store.name, store.description)
+        self.store, self.creds = store, creds
+        self.type, self.read_only = store.type, store.read_only
+
+    def add(self, image_id: str, chunks: Iterator[bytes],  # type: ignore[override]
+            creds: Credentials | None = None) -> StoredData:
+        return self.store.add(image_id, chunks, creds or self.creds)
+
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
+        return self.store.get(url, offset, length, creds or self.creds)
+
+    def size(self, url: str, creds: Credentials | None = None) -> int:
+        return self.store.size(url, creds or self.creds)
+
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
+        self.store.delete(url, creds or self.creds)
+
+    def owns(self, url: str) -> bool:
+        return self.store.owns(url)
+
+    def list_data(self) -> Iterator[DataEntry]:
+        return self.store.list_data()
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - the driver's own attributes
+        return getattr(self.store, name)
+
+
+def as_caller(driver: StoreDriver, raw: Store) -> Store:
+    return AsCaller(WrappedStore(raw), driver.creds)
+
+
 @pytest.fixture
 def store(driver: StoreDriver, tmp_path: Path) -> Store:
-    return WrappedStore(driver.make(tmp_path))
+    return as_caller(driver, driver.make(tmp_path))
 
 
 @pytest.fixture
 def wstore(wdriver: StoreDriver, tmp_path: Path) -> Store:
-    return WrappedStore(wdriver.make(tmp_path))
+    return as_caller(wdriver, wdriver.make(tmp_path))
 
 
 def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
@@ -282,7 +329,7 @@ def test_owns_its_own_urls_only(wstore, wdriver, tmp_path):
     url = _add(wstore, "img-own", b"1")
     assert wstore.owns(url)
     make_other = wdriver.make_other or (lambda tmp: wdriver.make(tmp / "other"))
-    other = WrappedStore(make_other(tmp_path))
+    other = as_caller(wdriver, make_other(tmp_path))
     assert not other.owns(url)
     assert not wstore.owns(_add(other, "img-own", b"2"))
 
@@ -306,7 +353,7 @@ def test_stopped_server_is_store_unavailable(name, tmp_path):
     driver = get_driver(name)
     assert driver.make_unreachable is not None
     raw, url = driver.make_unreachable(tmp_path)
-    store = WrappedStore(raw)
+    store = as_caller(driver, raw)
     with pytest.raises(StoreUnavailable) as raised:
         _read(store.get(url))
     assert store.name in str(raised.value)

@@ -13,6 +13,7 @@ from glimpse.config import load_config
 from glimpse.stores import registry
 from glimpse.stores.base import StoreError
 from tests.stores.backends import backend_env, get_driver
+from tests.stores.memory import PeakRss
 
 MIB = 1024 * 1024
 
@@ -164,39 +165,6 @@ def test_missing_bindings_stop_start_up_with_a_clear_message(tmp_path):
     assert "python3-rados and python3-rbd" in proc.stderr
 
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-class _PeakRss:
-    """The largest RSS of this process while the block runs, sampled every 20 ms."""
-
-    def __enter__(self) -> _PeakRss:
-        import threading
-
-        self.peak, self._stop = _rss_mib(), threading.Event()
-        self.before = self.peak
-
-        def sample() -> None:
-            while not self._stop.wait(0.02):
-                self.peak = max(self.peak, _rss_mib())
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> float:
-        return self.peak - self.before
-
-
 def test_transfers_keep_memory_flat(rbd_store):
     """256 MiB in and out in 1 MiB pieces: the process grows by well under what the
     transfer moves (before the driver bounded its pieces and malloc arenas it grew by
@@ -209,10 +177,10 @@ def test_transfers_keep_memory_flat(rbd_store):
     store = RbdStore("rbd", pool=rbd_store.pool, user=rbd_store.user,
                      conffile=rbd_store.conffile, chunk_mib=8, connect_timeout=30)
     block = os.urandom(1024 * 1024)
-    with _PeakRss() as write:
+    with PeakRss() as write:
         stored = store.add("memory", (bytes(block) for _ in range(256)))
     assert stored.size == 256 * 1024 * 1024
-    with _PeakRss() as read:
+    with PeakRss() as read:
         got = sum(len(piece) for piece in store.get(stored.url))
     assert got == stored.size
     assert write.growth < 80, f"writing grew RSS by {write.growth:.0f} MiB"

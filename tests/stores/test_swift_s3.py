@@ -118,6 +118,29 @@ def test_s3_parts_in_flight_are_bounded_by_thread_pools(tmp_path):
         hashlib.sha256(data).digest()
 
 
+def test_s3_upload_memory_is_bounded_whatever_thread_pools_says(tmp_path):
+    """Glance's defaults (10 MB parts, s3_store_thread_pools = 10) would hold 100 MB per
+    upload; the driver holds at most BYTES_IN_FLIGHT of parts (2 of 10 MiB), each one
+    copy. 256 MiB through it: the process grows by well under what it moves (before
+    the bound it grew by about 190 MiB for 512 MiB, 140 MiB with single-copy parts)."""
+    from glimpse.stores.s3 import BYTES_IN_FLIGHT
+    from tests.stores.memory import PeakRss
+
+    store = backends.make_s3(tmp_path, large_object_size=100 * MIB,
+                             large_object_chunk_size=10 * MIB, thread_pools=10)
+    assert store.parts_in_flight == 2 == BYTES_IN_FLIGHT // (10 * MIB)
+    block = os.urandom(MIB)
+    with PeakRss() as write:
+        stored = store.add("img-memory", (bytes(block) for _ in range(256)))
+    assert stored.size == 256 * MIB
+    with PeakRss() as read:
+        got = sum(len(piece) for piece in store.get(stored.url))
+    assert got == stored.size
+    store.delete(stored.url)
+    assert write.growth < 50, f"uploading grew RSS by {write.growth:.0f} MiB"
+    assert read.growth < 40, f"downloading grew RSS by {read.growth:.0f} MiB"
+
+
 def test_s3_upload_left_by_a_crashed_worker_is_listed_and_removable(tmp_path):
     store = backends.make_s3(tmp_path)
     kept = store.add("img-kept", _chunks(b"k" * 100))
@@ -496,16 +519,18 @@ swift_store_create_container_on_put = true
     assert _read(store.get(stored.url)) == b"legacy"
 
 
-def test_swift_multi_tenant_is_refused_at_start_up(tmp_path):
-    conf = _conf(tmp_path, """[DEFAULT]
+def test_swift_multi_tenant_with_a_config_file_is_refused_at_start_up(tmp_path):
+    """As Glance: the per-project accounts and swift_store_config_file exclude each other
+    (multi-tenant itself: tests/stores/test_swift_multi_tenant*.py)."""
+    accounts = tmp_path / "swift.conf"
+    accounts.write_text("[ref1]\nauth_address = http://127.0.0.1:1/v3\nuser = a:b\nkey = c\n")
+    conf = _conf(tmp_path, f"""[DEFAULT]
 enabled_backends = objects:swift
 [objects]
 swift_store_multi_tenant = true
-swift_store_auth_address = http://127.0.0.1:1/v3
-swift_store_user = a:b
-swift_store_key = c
+swift_store_config_file = {accounts}
 """)
-    with pytest.raises(ValueError, match="swift_store_multi_tenant is not supported"):
+    with pytest.raises(ValueError, match="mutually exclusive"):
         registry.from_conf(conf)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from glimpse.stores.base import Store, StoredData, StoreFull, StoreUnavailable
+from glimpse.stores.base import Credentials, Store, StoredData, StoreFull, StoreUnavailable
 from glimpse.stores.file import FileStore
 from glimpse.stores.wrapped import WrappedStore
 
@@ -17,19 +17,21 @@ class Flaky(Store):
 
     type = "flaky"
 
-    def add(self, image_id: str, chunks: Iterable[bytes]) -> StoredData:
+    def add(self, image_id: str, chunks: Iterable[bytes],
+            creds: Credentials | None = None) -> StoredData:
         for _ in chunks:
             pass
         raise StoreFull("pool is full")
 
-    def get(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, url: str, offset: int = 0, length: int | None = None,
+            creds: Credentials | None = None) -> Iterator[bytes]:
         yield b"first"
         raise StoreUnavailable("connection reset")
 
-    def size(self, url: str) -> int:
+    def size(self, url: str, creds: Credentials | None = None) -> int:
         raise KeyError("driver bug")
 
-    def delete(self, url: str) -> None:
+    def delete(self, url: str, creds: Credentials | None = None) -> None:
         return None
 
 

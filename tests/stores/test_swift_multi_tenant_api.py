@@ -1,0 +1,207 @@
+"""swift_store_multi_tenant through the API of a live ``glimpse serve`` that validates
+tokens with the real Keystone: two users of two projects upload, download and delete;
+each project's data is in its own Swift account (read back with tempauth's reseller
+admin, not through Glimpse), in a container per image, and the other project can read
+it neither through the API nor with its own token straight from Swift.
+
+Swift is the Keystone-auth proxy of scripts/backends/swift.sh, registered in Keystone's
+catalog by scripts/keystone_admin.py with each project's account URL
+(``AUTH_$(project_id)s``); Glimpse finds it in the catalog of the token it validates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import swiftclient
+
+from tests.conftest import LiveServer, start_server
+from tests.rbac.conftest import (
+    KEYSTONE_TIMEOUT,
+    KeystoneAdmin,
+    glimpse_config,
+    issue_token,
+    keystone_site,
+    password_auth,
+)
+from tests.stores import swift_s3_backends as backends
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Tenant:
+    project_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Auth-Token": self.token}
+
+
+@pytest.fixture(scope="module")
+def tenants() -> Iterator[tuple[Tenant, Tenant]]:
+    """Two projects with a member each (deleted again afterwards)."""
+    backends.swift_in_catalog()  # before any token: their catalogs name the Swift
+    site = keystone_site()
+    admin = KeystoneAdmin(site)
+    run = "glimpse-mt-" + uuid.uuid4().hex[:8]
+    users: list[str] = []
+    projects: list[str] = []
+    try:
+        member = admin.role_ids()["member"]
+        made = []
+        for key in ("a", "b"):
+            project = admin.create_project(f"{run}-{key}")
+            projects.append(project)
+            password = uuid.uuid4().hex
+            user = admin.create_user(f"{run}-{key}", password)
+            users.append(user)
+            admin.grant(project, user, member)
+            token, _ = issue_token(site, password_auth(user, password, project))
+            made.append(Tenant(project, token))
+        yield made[0], made[1]
+    finally:
+        for user in users:
+            admin.delete(f"/users/{user}")
+        for project in projects:
+            admin.delete(f"/projects/{project}")
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def container() -> str:
+    return "glimpse-mt-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tenants, container: str,
+           ) -> Iterator[LiveServer]:
+    config = "\n".join([
+        "enabled_backends = tenants:swift",
+        "show_multiple_locations = true",
+        "show_image_direct_url = true",
+        glimpse_config(keystone_site()),
+        "[glance_store]",
+        "default_backend = tenants",
+        "[tenants]",
+        "swift_store_multi_tenant = true",
+        f"swift_store_container = {container}",
+        f"swift_store_service_type = {backends.TENANT_SERVICE_TYPE}",
+        "swift_store_endpoint_type = publicURL",
+        # segments above 4 MB, so the second image has a manifest and three segments
+        "swift_store_large_object_size = 4",
+        "swift_store_large_object_chunk_size = 2",
+    ])
+    live = start_server(tmp_path_factory.mktemp("swift-mt"), config_text=config)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def api(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=KEYSTONE_TIMEOUT) as client:
+        yield client
+
+
+def _upload(api: httpx.Client, tenant: Tenant, data: bytes) -> str:
+    r = api.post("/v2/images", headers=tenant.headers,
+                 json={"name": "mt", "disk_format": "raw", "container_format": "bare"})
+    assert r.status_code == 201, r.text
+    image_id = r.json()["id"]
+    r = api.put(f"/v2/images/{image_id}/file", content=data,
+                headers={**tenant.headers, "Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, r.text
+    return image_id
+
+
+def _account_url(project_id: str) -> str:
+    env = backends.swift_in_catalog()
+    return env["SWIFT_KEYSTONE_ENDPOINT"].rsplit("/", 1)[0] + f"/AUTH_{project_id}"
+
+
+def test_each_project_keeps_its_images_in_its_own_account(api, tenants, container):
+    a, b = tenants
+    data_a, data_b = os.urandom(5 * MIB + 123), os.urandom(4321)
+    image_a, image_b = _upload(api, a, data_a), _upload(api, b, data_b)
+
+    # The location is the full storage URL of A's account, as Glance writes it.
+    shown = api.get(f"/v2/images/{image_a}", headers=a.headers).json()
+    expected = (f"swift+{_account_url(a.project_id)}/{container}_{image_a}/{image_a}")
+    assert shown["direct_url"] == expected
+    assert [loc["url"] for loc in shown["locations"]] == [expected]
+    assert shown["status"] == "active" and shown["size"] == len(data_a)
+
+    # What each account holds, seen by the reseller admin: A's image (manifest and
+    # segments) in A's account only, B's in B's only.
+    held_a = backends.account_holdings(a.project_id, f"{container}_")
+    held_b = backends.account_holdings(b.project_id, f"{container}_")
+    assert f"{container}_{image_a}/{image_a}" in held_a
+    assert len(held_a) == 1 + 3  # the manifest and three 2 MiB segments
+    assert all(name.startswith(f"{container}_{image_a}/") for name in held_a)
+    assert held_b == [f"{container}_{image_b}/{image_b}"]
+
+    # Each reads its own back.
+    r = api.get(f"/v2/images/{image_a}/file", headers=a.headers)
+    assert r.status_code == 200
+    assert hashlib.md5(r.content).hexdigest() == hashlib.md5(data_a).hexdigest()
+    assert r.headers["Content-MD5"] == hashlib.md5(data_a).hexdigest()
+    r = api.get(f"/v2/images/{image_b}/file", headers=b.headers)
+    assert r.status_code == 200 and r.content == data_b
+    r = api.get(f"/v2/images/{image_a}/file",
+                headers={**a.headers, "Range": "bytes=4194300-4194309"})
+    assert r.status_code == 206 and r.content == data_a[4194300:4194310]
+
+    # The other project can read it neither through the API nor straight from Swift.
+    assert api.get(f"/v2/images/{image_a}", headers=b.headers).status_code == 404
+    assert api.get(f"/v2/images/{image_a}/file", headers=b.headers).status_code == 404
+    assert api.delete(f"/v2/images/{image_a}", headers=b.headers).status_code == 404
+    with pytest.raises(swiftclient.ClientException) as refused:
+        swiftclient.get_object(_account_url(a.project_id), b.token,
+                               f"{container}_{image_a}", image_a)
+    assert refused.value.http_status == 403
+    with pytest.raises(swiftclient.ClientException) as refused:
+        swiftclient.get_object(_account_url(b.project_id), a.token,
+                               f"{container}_{image_b}", image_b)
+    assert refused.value.http_status == 403
+
+    # Deleting removes the data and the image's container from the owner's account.
+    assert api.delete(f"/v2/images/{image_a}", headers=a.headers).status_code == 204
+    assert backends.account_holdings(a.project_id, f"{container}_") == []
+    assert backends.account_holdings(b.project_id, f"{container}_") == held_b
+    assert api.delete(f"/v2/images/{image_b}", headers=b.headers).status_code == 204
+    assert backends.account_holdings(b.project_id, f"{container}_") == []
+
+
+def test_failed_upload_leaves_nothing_in_the_account(api, tenants, container):
+    """A client that goes away mid-upload: the image is queued again and the project's
+    account holds nothing of it (segments, manifest, container)."""
+    a, _ = tenants
+    r = api.post("/v2/images", headers=a.headers,
+                 json={"name": "cut", "disk_format": "raw", "container_format": "bare"})
+    image_id = r.json()["id"]
+
+    def cut() -> Iterator[bytes]:
+        block = os.urandom(MIB)
+        for _ in range(5):
+            yield block
+        raise ConnectionError("client went away")
+
+    with pytest.raises((httpx.HTTPError, ConnectionError)):
+        api.put(f"/v2/images/{image_id}/file", content=cut(),
+                headers={**a.headers, "Content-Type": "application/octet-stream"})
+    for _ in range(100):
+        status = api.get(f"/v2/images/{image_id}", headers=a.headers).json()["status"]
+        if status == "queued":
+            break
+        time.sleep(0.1)
+    assert status == "queued"
+    assert backends.account_holdings(a.project_id, f"{container}_{image_id}") == []
+    assert api.delete(f"/v2/images/{image_id}", headers=a.headers).status_code == 204
