@@ -92,8 +92,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     conf = _conf(args)
     tls = _tls_options(conf)
+    granian = getattr(args, "http_server", "uvicorn") == "granian"
     if conf.metrics.enabled:
-        _start_metrics(conf)
+        # Granian always serves from worker processes, uvicorn only with workers > 1.
+        _start_metrics(conf, separate_workers=granian or conf.workers > 1)
     _preflight(conf)
     # Migrate once, in the parent, before any worker starts.
     db = db_engine.from_conf(conf)
@@ -112,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
     scheme = "https" if tls else "http"
     logging.getLogger("glimpse").info("Serving on %s://%s:%s with %d worker(s)", scheme,
                                       conf.bind_host, conf.bind_port, conf.workers)
-    if getattr(args, "http_server", "uvicorn") == "granian":
+    if granian:
         return _serve_granian(conf, args)
     uvicorn.run(
         "glimpse.asgi:app" if conf.workers > 1 else _app_factory(conf),
@@ -159,8 +161,12 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         if conf.ca_file:
             tls.update(ssl_ca=Path(conf.ca_file), ssl_client_verify=True)
     level = args.log_level or ("debug" if conf.debug or args.debug else "info")
+    from glimpse.api import granian_worker
+
+    # Read by every worker: the end of the grace period is the application's own.
+    os.environ[granian_worker.GRACE_ENV] = str(conf.graceful_shutdown_timeout)
     Granian(
-        "glimpse.asgi:app",
+        "glimpse.asgi_granian:app",
         address=conf.bind_host,
         port=conf.bind_port,
         interface=Interfaces.ASGI,
@@ -173,17 +179,24 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         # After the grace period the lifespan shutdown (glimpse.api.app) still needs
         # time to roll back what was cut short.
         workers_kill_timeout=(conf.graceful_shutdown_timeout or 60) + 30,
+        respawn_failed_workers=True,  # as uvicorn's supervisor: a worker that dies is replaced
         **tls,
     ).serve()
     return 0
 
 
-def _start_metrics(conf) -> None:  # noqa: ANN001
-    """Multi-process values for several workers; the separate port, if one is set."""
-    if conf.workers > 1:  # before anything imports prometheus_client
-        from glimpse.metrics import prepare_multiprocess
-
-        prepare_multiprocess(config.data_path(conf, "metrics"))
+def _start_metrics(conf, separate_workers: bool) -> None:  # noqa: ANN001
+    """Multi-process values for worker processes; the separate port, if one is set."""
+    if separate_workers:
+        # Before anything imports prometheus_client, glimpse.metrics included: it picks
+        # file-backed values at import, and Granian's workers are forked from here
+        # (the variable is glimpse.metrics.MULTIPROC_ENV).
+        directory = config.data_path(conf, "metrics")
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     if conf.metrics.bind_port:
         from prometheus_client import start_http_server
 

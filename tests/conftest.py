@@ -268,6 +268,8 @@ def start_server(tmp_path: Path, db_url: str | None = None, config_text: str = "
     log = data_dir / "server.log"
     cmd = [sys.executable, "-m", "glimpse.cli", "serve", "--config-file", str(conf_file),
            "--data-dir", str(data_dir), "--port", str(port), "--workers", str(workers)]
+    if os.environ.get("GLIMPSE_TEST_HTTP_SERVER"):  # the live tests under another server
+        cmd += ["--http-server", os.environ["GLIMPSE_TEST_HTTP_SERVER"]]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

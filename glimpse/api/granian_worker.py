@@ -1,0 +1,83 @@
+"""The end of the grace period that Granian lacks, in each of its worker processes
+(``glimpse serve --http-server granian``, which loads ``glimpse.asgi_granian:app``).
+
+On SIGTERM (or SIGINT) a Granian worker stops accepting connections and waits for
+the requests in flight without a limit of its own; the application's lifespan
+shutdown only runs once they have all ended. So each worker starts its own timer when
+it gets the signal: once ``graceful_shutdown_timeout`` has passed, the uploads still
+reading their body are cut short (glimpse.api.http.abort_body_reads), each rolled back
+at once (image queued again, no data left), as under uvicorn; their requests then end
+and the worker exits. Downloads are not cut: the parent kills a worker that is still
+sending 30 s later (``workers_kill_timeout``); a download holds nothing to roll back.
+
+Granian installs its signal handlers in the worker after loading the application,
+with ``granian._signals.set_loop_signals``; ``install`` wraps that function: its
+handlers do what Granian's do, and start the timer too (tests/ops/test_cli.py
+checks this under Granian).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+GRACE_ENV = "GLIMPSE_GRACEFUL_SHUTDOWN_TIMEOUT"
+LOG = logging.getLogger(__name__)
+
+def grace_period() -> float:
+    """Seconds requests may run after SIGTERM (0: no limit)."""
+    try:
+        return max(float(os.environ.get(GRACE_ENV, "60")), 0.0)
+    except ValueError:
+        return 60.0
+
+
+class _GracePeriod:
+    def __init__(self) -> None:
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        seconds = grace_period()
+        if self.timer is not None or not seconds:
+            return
+        LOG.info("Stopping: requests in flight have %g s to finish", seconds)
+        self.timer = loop.call_later(seconds, self.over, seconds)
+
+    @staticmethod
+    def over(seconds: float) -> None:
+        from glimpse.api.http import abort_body_reads
+
+        cut = abort_body_reads()
+        if cut:
+            LOG.warning("Shutdown: the grace period (%g s) is over, aborting the %d "
+                        "upload(s) still in progress", seconds, cut)
+
+
+GRACE = _GracePeriod()
+
+
+def install() -> None:
+    try:
+        from granian import _signals
+    except ImportError:  # not under Granian: nothing to wrap
+        return
+    original = _signals.set_loop_signals
+    if getattr(original, "glimpse", False):
+        return
+
+    def set_loop_signals(loop: Any) -> Any:
+        event = original(loop)  # Granian's WorkerSignal, which stops its server
+
+        def stop() -> None:
+            event.set()
+            GRACE.start(loop)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)  # replaces Granian's: it does both
+        return event
+
+    set_loop_signals.glimpse = True  # type: ignore[attr-defined]
+    _signals.set_loop_signals = set_loop_signals
