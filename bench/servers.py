@@ -334,10 +334,11 @@ def glimpse_config(root: Path, port: int, workers: int, db_url: str) -> str:
 
 def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
                   port: int = 0, keep_db: bool = False,
-                  extra_config: str = "") -> GlimpseServer:
+                  extra_config: str = "", http_server: str | None = None) -> GlimpseServer:
     """Configure, migrate and start ``glimpse serve``; wait until it answers.
     A PostgreSQL or MariaDB database is dropped at stop unless ``keep_db``;
-    ``extra_config`` is appended to the generated configuration file."""
+    ``extra_config`` is appended to the generated configuration file;
+    ``http_server`` ("uvicorn", "granian") is passed as ``--http-server``."""
     if db not in ("sqlite", *SERVER_DBS):
         raise ValueError(f"unknown database kind {db!r}")
     root = Path(workdir).resolve()
@@ -358,11 +359,15 @@ def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
         if sync.returncode != 0:
             raise RuntimeError(f"glimpse db sync failed:\n{sync.stdout}{sync.stderr}")
         with log.open("wb") as out:
-            proc = subprocess.Popen([*cmd, "serve", "--config-file", str(conf)],
+            serve = [*cmd, "serve", "--config-file", str(conf)]
+            if http_server:
+                serve += ["--http-server", http_server]
+            proc = subprocess.Popen(serve,
                                     stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, cwd=root)
         endpoint = f"http://127.0.0.1:{port}"
         info = {"kind": "glimpse", "endpoint": endpoint, "workers": workers, "db": db,
+                "http_server": http_server or "default",
                 "config": str(conf), "log": str(log), "data_dir": str(root),
                 "images_dir": str(root / "images"),
                 "db_url": db_url if db == "sqlite" else f"{db} database {pg_name}"}

@@ -85,6 +85,10 @@ def _tls_options(conf) -> dict[str, object]:  # noqa: ANN001
     return tls
 
 
+#: ``glimpse serve --http-server`` when not given (docs/decisions/0008-http-server.md)
+DEFAULT_HTTP_SERVER = "uvicorn"
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -92,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     conf = _conf(args)
     tls = _tls_options(conf)
-    granian = getattr(args, "http_server", "uvicorn") == "granian"
+    granian = getattr(args, "http_server", DEFAULT_HTTP_SERVER) == "granian"
     if conf.metrics.enabled:
         # Granian always serves from worker processes, uvicorn only with workers > 1.
         _start_metrics(conf, separate_workers=granian or conf.workers > 1)
@@ -149,7 +153,8 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
 
     try:
         from granian import Granian
-        from granian.constants import Interfaces, Loops, SSLProtocols
+        from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
+        from granian.http import HTTP1Settings
     except ImportError as exc:
         raise StartupError("Granian is not installed",
                            "pip install 'glimpse[granian]', or serve with uvicorn "
@@ -161,7 +166,14 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         if conf.ca_file:
             tls.update(ssl_ca=Path(conf.ca_file), ssl_client_verify=True)
     level = args.log_level or ("debug" if conf.debug or args.debug else "info")
-    from glimpse.api import granian_worker
+    from glimpse.api import granian_worker, http_protocol
+
+    # The limits glimpse.api.http_protocol gives uvicorn, as Granian's own settings: the
+    # request head must arrive within client_socket_timeout (0: no limit; a day here),
+    # and may be up to MAX_HEADER_BYTES (past Granian's buffer it answers 431).
+    http1 = HTTP1Settings(
+        header_read_timeout=int((conf.client_socket_timeout or 86400) * 1000),
+        max_buffer_size=http_protocol.MAX_HEADER_BYTES + 64 * 1024)
 
     # Read by every worker: the end of the grace period is the application's own.
     os.environ[granian_worker.GRACE_ENV] = str(conf.graceful_shutdown_timeout)
@@ -173,6 +185,8 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         workers=conf.workers,
         loop=Loops.uvloop,
         websockets=False,
+        http=HTTPModes.http1,  # as uvicorn (no h2c, no HTTP/2 over TLS)
+        http1_settings=http1,
         log_enabled=True,
         log_level="info" if level == "trace" else level,
         log_dictconfig=_GRANIAN_LOGGING,
@@ -391,9 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                "debug", "trace"],
                        help="level of the HTTP server's own lines (default info, debug "
                        "with --debug)")
-    serve.add_argument("--http-server", choices=["uvicorn", "granian"], default="uvicorn",
-                       help="the HTTP server: uvicorn (default) or granian (experimental: "
-                       "faster downloads, docs/decisions/0008-http-server.md)")
+    serve.add_argument("--http-server", choices=["uvicorn", "granian"],
+                       default=DEFAULT_HTTP_SERVER,
+                       help=f"the HTTP server (default {DEFAULT_HTTP_SERVER}; "
+                       "docs/decisions/0008-http-server.md)")
     serve.add_argument("--access-log", action="store_true",
                        help="also log uvicorn's access lines (Glimpse logs one line per "
                        "request anyway)")

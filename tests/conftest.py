@@ -231,6 +231,14 @@ def as_project(project: str, roles: str = "member,reader", user: str | None = No
 # ---------------------------------------------------------------- live servers
 
 
+def http_server() -> str:
+    """The HTTP server the live tests' ``glimpse serve`` runs: GLIMPSE_TEST_HTTP_SERVER,
+    else glimpse serve's default."""
+    from glimpse.cli import DEFAULT_HTTP_SERVER
+
+    return os.environ.get("GLIMPSE_TEST_HTTP_SERVER") or DEFAULT_HTTP_SERVER
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
