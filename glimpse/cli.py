@@ -85,8 +85,8 @@ def _tls_options(conf) -> dict[str, object]:  # noqa: ANN001
     return tls
 
 
-#: ``glimpse serve --http-server`` when not given (docs/decisions/0008-http-server.md)
-DEFAULT_HTTP_SERVER = "uvicorn"
+#: ``glimpse serve --http-server`` when not given (docs/decisions/0012-granian-default.md)
+DEFAULT_HTTP_SERVER = "granian"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -147,8 +147,8 @@ _GRANIAN_LOGGING = {"loggers": {
 
 
 def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
-    """Experimental: the same application under Granian, whose ASGI pathsend sends
-    file-store downloads without Python copies (docs/decisions/0008-http-server.md)."""
+    """The application under Granian (the default), whose ASGI pathsend sends file-store
+    downloads and cache hits without Python copies (docs/decisions/0012-granian-default.md)."""
     from pathlib import Path
 
     try:
@@ -156,9 +156,9 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
         from granian.http import HTTP1Settings
     except ImportError as exc:
-        raise StartupError("Granian is not installed",
-                           "pip install 'glimpse[granian]', or serve with uvicorn "
-                           "(the default)") from exc
+        raise StartupError("Granian is not installed (a dependency of Glimpse)",
+                           "reinstall Glimpse (pip install glimpse), or serve with "
+                           "--http-server uvicorn") from exc
     tls: dict[str, object] = {}
     if conf.cert_file:
         tls = {"ssl_cert": Path(conf.cert_file), "ssl_key": Path(conf.key_file),
@@ -189,7 +189,10 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         http1_settings=http1,
         log_enabled=True,
         log_level="info" if level == "trace" else level,
-        log_dictconfig=_GRANIAN_LOGGING,
+        log_dictconfig=_GRANIAN_LOGGING if not args.access_log else {"loggers": {
+            "_granian": _GRANIAN_LOGGING["loggers"]["_granian"],
+            "granian.access": {"handlers": [], "propagate": True}}},
+        log_access=bool(args.access_log),
         # After the grace period the lifespan shutdown (glimpse.api.app) still needs
         # time to roll back what was cut short.
         workers_kill_timeout=(conf.graceful_shutdown_timeout or 60) + 30,
@@ -408,10 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-server", choices=["uvicorn", "granian"],
                        default=DEFAULT_HTTP_SERVER,
                        help=f"the HTTP server (default {DEFAULT_HTTP_SERVER}; "
-                       "docs/decisions/0008-http-server.md)")
+                       "docs/decisions/0012-granian-default.md)")
     serve.add_argument("--access-log", action="store_true",
-                       help="also log uvicorn's access lines (Glimpse logs one line per "
-                       "request anyway)")
+                       help="also log the HTTP server's access lines (Glimpse logs one "
+                       "line per request anyway)")
     serve.set_defaults(func=_serve)
     db = sub.add_parser("db", help="database schema and metadata definitions",
                         description="Database schema and metadata definitions.")

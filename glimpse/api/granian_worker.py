@@ -59,6 +59,27 @@ class _GracePeriod:
 GRACE = _GracePeriod()
 
 
+def die_with_parent() -> None:
+    """A worker never outlives the ``glimpse serve`` that started it: killed with it
+    (SIGKILL: an operator's kill -9, the OOM killer), it dies too, as the one process
+    of uvicorn with one worker does, instead of serving on unsupervised. Linux only
+    (prctl PR_SET_PDEATHSIG); elsewhere nothing is done."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        LOG.warning("Could not tie worker %d to its parent's life (errno %d)", os.getpid(),
+                    ctypes.get_errno())
+    elif os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def install() -> None:
     try:
         from granian import _signals
