@@ -135,16 +135,21 @@ def wait_up(url: str, proc: subprocess.Popen | None = None, log: Path | None = N
     raise RuntimeError(f"{url} did not answer in {timeout:.0f} s:\n{_tail(log)}")
 
 
-def serve_config(root: Path, lines: list[str], port: int) -> tuple[subprocess.Popen, str]:
+def serve_config(root: Path, lines: list[str], port: int, http_server: str | None = None,
+                 ) -> tuple[subprocess.Popen, str]:
     """Write ``lines`` as root/glance-api.conf, migrate its database and start
-    ``glimpse serve`` on it (log in root/server.log); the process and its URL."""
+    ``glimpse serve`` on it (log in root/server.log; ``--http-server`` when given);
+    the process and its URL."""
     conf = root / "glance-api.conf"
     conf.write_text("\n".join(lines) + "\n")
     glimpse = str(Path(sys.executable).parent / "glimpse")
     subprocess.run([glimpse, "db", "sync", "--config-file", str(conf)], check=True,
                    capture_output=True, timeout=120)
     log = (root / "server.log").open("wb")
-    proc = subprocess.Popen([glimpse, "serve", "--config-file", str(conf)], stdout=log,
+    cmd = [glimpse, "serve", "--config-file", str(conf)]
+    if http_server:
+        cmd += ["--http-server", http_server]
+    proc = subprocess.Popen(cmd, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
     endpoint = f"http://127.0.0.1:{port}"
     wait_up(endpoint + "/versions", proc, root / "server.log")
