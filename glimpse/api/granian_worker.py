@@ -38,6 +38,7 @@ def grace_period() -> float:
 class _GracePeriod:
     def __init__(self) -> None:
         self.timer: asyncio.TimerHandle | None = None
+        self.signalled = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         seconds = grace_period()
@@ -80,6 +81,13 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+_EARLY: list[int] = []  # signals received before Granian's handlers were in place
+
+
+def _early(signum: int, frame: Any) -> None:  # noqa: ARG001
+    _EARLY.append(signum)
+
+
 def install() -> None:
     try:
         from granian import _signals
@@ -88,16 +96,25 @@ def install() -> None:
     original = _signals.set_loop_signals
     if getattr(original, "glimpse", False):
         return
+    # A SIGTERM while the worker is still loading the application would otherwise hit
+    # the handler inherited from the parent (which does nothing in a worker) and be
+    # lost: the worker would then serve on until it is killed.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _early)
 
     def set_loop_signals(loop: Any) -> Any:
         event = original(loop)  # Granian's WorkerSignal, which stops its server
 
         def stop() -> None:
-            event.set()
+            if not GRACE.signalled:  # once: set again, it stalled this loop in testing
+                GRACE.signalled = True
+                event.set()
             GRACE.start(loop)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)  # replaces Granian's: it does both
+        if _EARLY:
+            stop()
         return event
 
     set_loop_signals.glimpse = True  # type: ignore[attr-defined]
