@@ -166,6 +166,7 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         if conf.ca_file:
             tls.update(ssl_ca=Path(conf.ca_file), ssl_client_verify=True)
     level = args.log_level or ("debug" if conf.debug or args.debug else "info")
+    from glimpse import crashpoints
     from glimpse.api import granian_worker, http_protocol
 
     # The limits glimpse.api.http_protocol gives uvicorn, as Granian's own settings: the
@@ -177,6 +178,9 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
 
     # Read by every worker: the end of the grace period is the application's own.
     os.environ[granian_worker.GRACE_ENV] = str(conf.graceful_shutdown_timeout)
+    if conf.workers == 1 and os.environ.get(crashpoints.ENV):
+        # the crash-recovery tests: a crash point takes the node (this process) down too
+        os.environ[crashpoints.PARENT_ENV] = str(os.getpid())
     Granian(
         "glimpse.asgi_granian:app",
         address=conf.bind_host,
