@@ -1,6 +1,7 @@
 """uvicorn (uvloop + httptools) against Granian (ASGI, http.response.pathsend), side by side.
 
-Both serve the same Glimpse application (glimpse.asgi:app), the same configuration
+Both are started by ``glimpse serve --http-server uvicorn|granian``: the same
+application, the same configuration
 (2 workers, SQLite, file store, trusted identity headers) and the same data, one
 server at a time, the order alternating each round (A/B, B/A, ...) so that load from
 other work on this shared machine slows both alike. Each round also measures loopback
@@ -22,9 +23,7 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,82 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import limits, workload
-from bench.servers import (
-    GlimpseServer,
-    Server,
-    _glimpse_command,
-    free_port,
-    glimpse_config,
-    start_glimpse,
-    wait_up,
-)
+from bench.servers import Server, start_glimpse
 
 MIB = 1 << 20
-
-
-def start_granian(workdir: str, workers: int = 2) -> GlimpseServer:
-    """glimpse.asgi:app under Granian with the configuration start_glimpse writes."""
-    root = Path(workdir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    db_url = f"sqlite:///{root / 'glimpse.sqlite'}"
-    conf = root / "glance-api.conf"
-    conf.write_text(glimpse_config(root, port, workers, db_url))
-    sync = subprocess.run(
-        [*_glimpse_command(), "db", "sync", "--config-file", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if sync.returncode != 0:
-        raise RuntimeError(f"glimpse db sync failed:\n{sync.stdout}{sync.stderr}")
-    granian = shutil.which("granian", path=os.path.dirname(sys.executable)) or "granian"
-    env = {
-        **os.environ,
-        "GLIMPSE_CONFIG_FILES": str(conf),
-        "GLIMPSE_OVERRIDES": repr({"data_dir": str(root)}),
-    }
-    log = root / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                granian,
-                "--interface",
-                "asgi",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--loop",
-                "uvloop",
-                "--no-ws",
-                "--workers-kill-timeout",
-                "10",
-                "glimpse.asgi:app",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=root,
-            env=env,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    info = {
-        "kind": "glimpse-granian",
-        "endpoint": endpoint,
-        "workers": workers,
-        "log": str(log),
-        "data_dir": str(root),
-    }
-    server = GlimpseServer(endpoint, info, proc, workers, db_url, None)
-    try:
-        wait_up(endpoint + "/versions", proc, log)
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 def _target(server: Server, **extra: str) -> workload.Target:
@@ -279,15 +205,18 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-http-"))
     data = workload.data_file(str(workdir), args.mib)
     data.warm()
-    servers = {"uvicorn": start_glimpse(str(workdir / "uvicorn"), workers=args.workers)}
+    servers = {"uvicorn": start_glimpse(str(workdir / "uvicorn"), workers=args.workers,
+                                        http_server="uvicorn")}
     try:
-        servers["granian"] = start_granian(str(workdir / "granian"), workers=args.workers)
+        servers["granian"] = start_glimpse(str(workdir / "granian"), workers=args.workers,
+                                           http_server="granian")
         # /metrics overhead (issue 18's goal: under 5% on GET p50), uvicorn with metrics on
         # (on the API port, as the default bind_port = 0 has it).
         servers["uvicorn+metrics"] = start_glimpse(
             str(workdir / "uvicorn-metrics"),
             workers=args.workers,
             extra_config="\n[metrics]\nenabled = true\n",
+            http_server="uvicorn",
         )
         rounds = []
         for n in range(args.rounds):

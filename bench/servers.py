@@ -135,16 +135,21 @@ def wait_up(url: str, proc: subprocess.Popen | None = None, log: Path | None = N
     raise RuntimeError(f"{url} did not answer in {timeout:.0f} s:\n{_tail(log)}")
 
 
-def serve_config(root: Path, lines: list[str], port: int) -> tuple[subprocess.Popen, str]:
+def serve_config(root: Path, lines: list[str], port: int, http_server: str | None = None,
+                 ) -> tuple[subprocess.Popen, str]:
     """Write ``lines`` as root/glance-api.conf, migrate its database and start
-    ``glimpse serve`` on it (log in root/server.log); the process and its URL."""
+    ``glimpse serve`` on it (log in root/server.log; ``--http-server`` when given);
+    the process and its URL."""
     conf = root / "glance-api.conf"
     conf.write_text("\n".join(lines) + "\n")
     glimpse = str(Path(sys.executable).parent / "glimpse")
     subprocess.run([glimpse, "db", "sync", "--config-file", str(conf)], check=True,
                    capture_output=True, timeout=120)
     log = (root / "server.log").open("wb")
-    proc = subprocess.Popen([glimpse, "serve", "--config-file", str(conf)], stdout=log,
+    cmd = [glimpse, "serve", "--config-file", str(conf)]
+    if http_server:
+        cmd += ["--http-server", http_server]
+    proc = subprocess.Popen(cmd, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
     endpoint = f"http://127.0.0.1:{port}"
     wait_up(endpoint + "/versions", proc, root / "server.log")
@@ -334,10 +339,11 @@ def glimpse_config(root: Path, port: int, workers: int, db_url: str) -> str:
 
 def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
                   port: int = 0, keep_db: bool = False,
-                  extra_config: str = "") -> GlimpseServer:
+                  extra_config: str = "", http_server: str | None = None) -> GlimpseServer:
     """Configure, migrate and start ``glimpse serve``; wait until it answers.
     A PostgreSQL or MariaDB database is dropped at stop unless ``keep_db``;
-    ``extra_config`` is appended to the generated configuration file."""
+    ``extra_config`` is appended to the generated configuration file;
+    ``http_server`` ("uvicorn", "granian") is passed as ``--http-server``."""
     if db not in ("sqlite", *SERVER_DBS):
         raise ValueError(f"unknown database kind {db!r}")
     root = Path(workdir).resolve()
@@ -358,11 +364,15 @@ def start_glimpse(workdir: str, db: str = "sqlite", workers: int = 2,
         if sync.returncode != 0:
             raise RuntimeError(f"glimpse db sync failed:\n{sync.stdout}{sync.stderr}")
         with log.open("wb") as out:
-            proc = subprocess.Popen([*cmd, "serve", "--config-file", str(conf)],
+            serve = [*cmd, "serve", "--config-file", str(conf)]
+            if http_server:
+                serve += ["--http-server", http_server]
+            proc = subprocess.Popen(serve,
                                     stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, cwd=root)
         endpoint = f"http://127.0.0.1:{port}"
         info = {"kind": "glimpse", "endpoint": endpoint, "workers": workers, "db": db,
+                "http_server": http_server or "default",
                 "config": str(conf), "log": str(log), "data_dir": str(root),
                 "images_dir": str(root / "images"),
                 "db_url": db_url if db == "sqlite" else f"{db} database {pg_name}"}

@@ -85,6 +85,10 @@ def _tls_options(conf) -> dict[str, object]:  # noqa: ANN001
     return tls
 
 
+#: ``glimpse serve --http-server`` when not given (docs/decisions/0012-granian-default.md)
+DEFAULT_HTTP_SERVER = "granian"
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -92,8 +96,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     conf = _conf(args)
     tls = _tls_options(conf)
+    granian = getattr(args, "http_server", DEFAULT_HTTP_SERVER) == "granian"
     if conf.metrics.enabled:
-        _start_metrics(conf)
+        # Granian always serves from worker processes, uvicorn only with workers > 1.
+        _start_metrics(conf, separate_workers=granian or conf.workers > 1)
     _preflight(conf)
     # Migrate once, in the parent, before any worker starts.
     db = db_engine.from_conf(conf)
@@ -112,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
     scheme = "https" if tls else "http"
     logging.getLogger("glimpse").info("Serving on %s://%s:%s with %d worker(s)", scheme,
                                       conf.bind_host, conf.bind_port, conf.workers)
-    if getattr(args, "http_server", "uvicorn") == "granian":
+    if granian:
         return _serve_granian(conf, args)
     uvicorn.run(
         "glimpse.asgi:app" if conf.workers > 1 else _app_factory(conf),
@@ -141,17 +147,18 @@ _GRANIAN_LOGGING = {"loggers": {
 
 
 def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
-    """Experimental: the same application under Granian, whose ASGI pathsend sends
-    file-store downloads without Python copies (docs/decisions/0008-http-server.md)."""
+    """The application under Granian (the default), whose ASGI pathsend sends file-store
+    downloads and cache hits without Python copies (docs/decisions/0012-granian-default.md)."""
     from pathlib import Path
 
     try:
         from granian import Granian
-        from granian.constants import Interfaces, Loops, SSLProtocols
+        from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
+        from granian.http import HTTP1Settings
     except ImportError as exc:
-        raise StartupError("Granian is not installed",
-                           "pip install 'glimpse[granian]', or serve with uvicorn "
-                           "(the default)") from exc
+        raise StartupError("Granian is not installed (a dependency of Glimpse)",
+                           "reinstall Glimpse (pip install glimpse), or serve with "
+                           "--http-server uvicorn") from exc
     tls: dict[str, object] = {}
     if conf.cert_file:
         tls = {"ssl_cert": Path(conf.cert_file), "ssl_key": Path(conf.key_file),
@@ -159,31 +166,58 @@ def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
         if conf.ca_file:
             tls.update(ssl_ca=Path(conf.ca_file), ssl_client_verify=True)
     level = args.log_level or ("debug" if conf.debug or args.debug else "info")
+    from glimpse import crashpoints
+    from glimpse.api import granian_worker, http_protocol
+
+    # The limits glimpse.api.http_protocol gives uvicorn, as Granian's own settings: the
+    # request head must arrive within client_socket_timeout (0: no limit; a day here),
+    # and may be up to MAX_HEADER_BYTES (past Granian's buffer it answers 431).
+    http1 = HTTP1Settings(
+        header_read_timeout=int((conf.client_socket_timeout or 86400) * 1000),
+        max_buffer_size=http_protocol.MAX_HEADER_BYTES + 64 * 1024)
+
+    # Read by every worker: the end of the grace period is the application's own.
+    os.environ[granian_worker.GRACE_ENV] = str(conf.graceful_shutdown_timeout)
+    if conf.workers == 1 and os.environ.get(crashpoints.ENV):
+        # the crash-recovery tests: a crash point takes the node (this process) down too
+        os.environ[crashpoints.PARENT_ENV] = str(os.getpid())
     Granian(
-        "glimpse.asgi:app",
+        "glimpse.asgi_granian:app",
         address=conf.bind_host,
         port=conf.bind_port,
         interface=Interfaces.ASGI,
         workers=conf.workers,
         loop=Loops.uvloop,
         websockets=False,
+        http=HTTPModes.http1,  # as uvicorn (no h2c, no HTTP/2 over TLS)
+        http1_settings=http1,
         log_enabled=True,
         log_level="info" if level == "trace" else level,
-        log_dictconfig=_GRANIAN_LOGGING,
+        log_dictconfig=_GRANIAN_LOGGING if not args.access_log else {"loggers": {
+            "_granian": _GRANIAN_LOGGING["loggers"]["_granian"],
+            "granian.access": {"handlers": [], "propagate": True}}},
+        log_access=bool(args.access_log),
         # After the grace period the lifespan shutdown (glimpse.api.app) still needs
         # time to roll back what was cut short.
         workers_kill_timeout=(conf.graceful_shutdown_timeout or 60) + 30,
+        respawn_failed_workers=True,  # as uvicorn's supervisor: a worker that dies is replaced
         **tls,
     ).serve()
     return 0
 
 
-def _start_metrics(conf) -> None:  # noqa: ANN001
-    """Multi-process values for several workers; the separate port, if one is set."""
-    if conf.workers > 1:  # before anything imports prometheus_client
-        from glimpse.metrics import prepare_multiprocess
-
-        prepare_multiprocess(config.data_path(conf, "metrics"))
+def _start_metrics(conf, separate_workers: bool) -> None:  # noqa: ANN001
+    """Multi-process values for worker processes; the separate port, if one is set."""
+    if separate_workers:
+        # Before anything imports prometheus_client, glimpse.metrics included: it picks
+        # file-backed values at import, and Granian's workers are forked from here
+        # (the variable is glimpse.metrics.MULTIPROC_ENV).
+        directory = config.data_path(conf, "metrics")
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     if conf.metrics.bind_port:
         from prometheus_client import start_http_server
 
@@ -378,12 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                "debug", "trace"],
                        help="level of the HTTP server's own lines (default info, debug "
                        "with --debug)")
-    serve.add_argument("--http-server", choices=["uvicorn", "granian"], default="uvicorn",
-                       help="the HTTP server: uvicorn (default) or granian (experimental: "
-                       "faster downloads, docs/decisions/0008-http-server.md)")
+    serve.add_argument("--http-server", choices=["uvicorn", "granian"],
+                       default=DEFAULT_HTTP_SERVER,
+                       help=f"the HTTP server (default {DEFAULT_HTTP_SERVER}; "
+                       "docs/decisions/0012-granian-default.md)")
     serve.add_argument("--access-log", action="store_true",
-                       help="also log uvicorn's access lines (Glimpse logs one line per "
-                       "request anyway)")
+                       help="also log the HTTP server's access lines (Glimpse logs one "
+                       "line per request anyway)")
     serve.set_defaults(func=_serve)
     db = sub.add_parser("db", help="database schema and metadata definitions",
                         description="Database schema and metadata definitions.")

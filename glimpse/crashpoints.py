@@ -48,5 +48,13 @@ def _die_when_child_runs(before: set[str]) -> None:
     _die()
 
 
+#: set by ``glimpse serve`` for a Granian worker that is the node's only worker: its
+#: parent's pid (the node is both processes; uvicorn's one worker is the process itself)
+PARENT_ENV = "GLIMPSE_CRASH_PARENT"
+
+
 def _die() -> None:
+    parent = os.environ.get(PARENT_ENV)
+    if parent and parent == str(os.getppid()):
+        os.kill(int(parent), signal.SIGKILL)  # the whole node goes down, as in a crash
     os.kill(os.getpid(), signal.SIGKILL)

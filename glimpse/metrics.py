@@ -106,15 +106,6 @@ def exposition(db: Any) -> tuple[bytes, str]:
     return generate_latest(registry(db)), CONTENT_TYPE_LATEST
 
 
-def prepare_multiprocess(directory: str) -> None:
-    """In ``glimpse serve``, before any worker starts: a fresh directory for the values."""
-    os.makedirs(directory, exist_ok=True)
-    for name in os.listdir(directory):
-        if name.endswith(".db"):
-            os.unlink(os.path.join(directory, name))
-    os.environ[MULTIPROC_ENV] = directory
-
-
 class _Batch:
     """This process's request figures since the last flush.
 

@@ -231,6 +231,14 @@ def as_project(project: str, roles: str = "member,reader", user: str | None = No
 # ---------------------------------------------------------------- live servers
 
 
+def http_server() -> str:
+    """The HTTP server the live tests' ``glimpse serve`` runs: GLIMPSE_TEST_HTTP_SERVER,
+    else glimpse serve's default."""
+    from glimpse.cli import DEFAULT_HTTP_SERVER
+
+    return os.environ.get("GLIMPSE_TEST_HTTP_SERVER") or DEFAULT_HTTP_SERVER
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -268,6 +276,8 @@ def start_server(tmp_path: Path, db_url: str | None = None, config_text: str = "
     log = data_dir / "server.log"
     cmd = [sys.executable, "-m", "glimpse.cli", "serve", "--config-file", str(conf_file),
            "--data-dir", str(data_dir), "--port", str(port), "--workers", str(workers)]
+    if os.environ.get("GLIMPSE_TEST_HTTP_SERVER"):  # the live tests under another server
+        cmd += ["--http-server", os.environ["GLIMPSE_TEST_HTTP_SERVER"]]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -85,14 +85,21 @@ async def _glimpse_error(request: Request, exc: Exception) -> Response:
 
 
 # --- graceful stop (issue 18) ----------------------------------------------------------
-# Shutdown runs once uvicorn's grace period (graceful_shutdown_timeout) is over: what is
-# still uploading is cut short here and rolled back before the process exits.
+# Under uvicorn, shutdown runs once the grace period (graceful_shutdown_timeout) is over:
+# what is still uploading is cut short here and rolled back before the process exits.
+# Granian runs it only once every request has ended; its workers cut uploads short at
+# the end of the grace period themselves (glimpse.api.granian_worker).
 SHUTDOWN_CLEANUP_SECONDS = 30
+# What every worker logs when it is ready and when it has stopped, under any server.
+READY, STOPPED = "Worker ready (process %d)", "Worker stopped (process %d)"
 
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    import os
+
     async with imports_api.lifespan(app):
+        LOG.info(READY, os.getpid())
         yield
         from glimpse.api.http import abort_body_reads
         from glimpse.services.data import ACTIVE_UPLOADS
@@ -100,6 +107,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if abort_body_reads():
             LOG.warning("Shutdown: aborting the uploads still in progress")
         await anyio.to_thread.run_sync(ACTIVE_UPLOADS.wait_idle, SHUTDOWN_CLEANUP_SECONDS)
+    LOG.info(STOPPED, os.getpid())
 
 
 def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None) -> Starlette:

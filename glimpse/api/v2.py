@@ -345,10 +345,13 @@ async def download(request: Request) -> Response:
         headers["Content-Length"] = str(length)
         return StreamingResponse(iterate_in_thread(chunks), status_code=206, headers=headers)
     headers["Content-Length"] = str(dl.size)
-    if dl.local_path and PATHSEND in request.scope.get("extensions", {}):
+    if PATHSEND in request.scope.get("extensions", {}):
         # The server sends the file itself (sendfile, no Python copies): Granian's
-        # ASGI http.response.pathsend (docs/decisions/0008-http-server.md).
-        return PathSendResponse(rt, dl, headers)
+        # ASGI http.response.pathsend (docs/decisions/0008-http-server.md), for a
+        # file-store image or this node's cached copy of any image.
+        path = await call(dl.send_path, rt)
+        if path is not None:
+            return PathSendResponse(rt, dl, path, headers)
     chunks = await call(dl.open, rt)
     return StreamingResponse(iterate_in_thread(chunks), status_code=200, headers=headers)
 
@@ -379,16 +382,16 @@ PATHSEND = "http.response.pathsend"
 class PathSendResponse(Response):
     """A whole file-store image sent by the server from its path; image.send follows."""
 
-    def __init__(self, rt: Any, dl: data_svc.Download, headers: dict[str, str]):
+    def __init__(self, rt: Any, dl: data_svc.Download, path: str, headers: dict[str, str]):
         super().__init__(status_code=200, headers=headers)
-        self.rt, self.dl = rt, dl
+        self.rt, self.dl, self.path = rt, dl, path
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": self.raw_headers})
         sent = 0
         try:
-            await send({"type": PATHSEND, "path": self.dl.local_path})
+            await send({"type": PATHSEND, "path": self.path})
             sent = self.dl.size
         finally:
             self.rt.notifier.image_sent(self.dl.image, *self.dl.receiver, sent, self.dl.size)

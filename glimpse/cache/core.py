@@ -283,6 +283,29 @@ class ImageCache:
             LOG.warning("Could not count a cache hit of image %s", image_id, exc_info=True)
         return _FdChunks(fd, _read_file(fd, offset, length))
 
+    def hit_path(self, image_id: str) -> str | None:
+        """The committed copy's path for a server to send itself (ASGI pathsend),
+        counted as a hit; None when there is no copy (any more)."""
+        if not _valid_id(image_id):
+            return None
+        path = self.path(image_id)
+        if not os.path.isfile(path):
+            return None
+        try:
+            self.records.hit(image_id)
+        except Exception:  # noqa: BLE001 - a lost hit count must not fail a download
+            LOG.warning("Could not count a cache hit of image %s", image_id, exc_info=True)
+        return path
+
+    def fill_behind(self, source: FillSource) -> None:
+        """Start copying an image that a client is being sent from elsewhere (a miss
+        served by the server from the file store's path): the copy runs in the
+        background; a failure to start one only costs the next hit."""
+        try:
+            self._fill(source)
+        except Exception:  # noqa: BLE001 - this client is served either way
+            LOG.warning("Could not start caching image %s", source.image_id, exc_info=True)
+
     # ------------------------------------------------------------ filling
 
     def _fill(self, source: FillSource) -> Any:

@@ -293,6 +293,8 @@ class Download:
     fallbacks: list[str] = field(default_factory=list)
     #: who reads (multi-tenant stores read with the caller's token)
     creds: Credentials | None = None
+    #: prepare_download found this node's cached copy (glimpse.cache)
+    cached: bool = False
 
     def open(self, rt: Runtime, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         assert self.url is not None
@@ -303,6 +305,23 @@ class Download:
         else:
             chunks = self._from_store(rt, offset, expected)
         return rt.notifier.watch_send(self.image, *self.receiver, chunks, expected)
+
+    def send_path(self, rt: Runtime) -> str | None:
+        """A file holding the whole image that the HTTP server may send itself (ASGI
+        pathsend), or None to stream it: this node's cached copy (a hit, counted), or
+        the file store's file (a miss: the cache, if any, is filled behind it)."""
+        if rt.cache is None:
+            return self.local_path
+        if self.cached:
+            path = rt.cache.hit_path(self.image_id)
+            if path is not None:
+                return path
+        if self.local_path is None:  # another store: streamed, and the cache filled
+            return None
+        source = self._fill_source(rt)
+        if source is not None:
+            rt.cache.fill_behind(source)
+        return self.local_path
 
     def _from_store(self, rt: Runtime, offset: int, length: int) -> Iterator[bytes]:
         assert self.url is not None
@@ -389,7 +408,8 @@ def prepare_download(rt: Runtime, ctx: RequestContext, image_id: str) -> Downloa
     if rt.cache is not None and image.size and rt.cache.is_cached(image_id):
         # A hit asks the store nothing: the record's size is the copy's.
         return Download(image_id, image.size, image.checksum, urls[0], None, image,
-                        (ctx.project_id, ctx.user_id), fallbacks=urls[1:], creds=creds)
+                        (ctx.project_id, ctx.user_id), fallbacks=urls[1:], creds=creds,
+                        cached=True)
     failure: Exception | None = None
     for index, url in enumerate(urls):
         try:

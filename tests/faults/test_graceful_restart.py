@@ -38,12 +38,11 @@ def _children(pid: int) -> list[int]:
 
 def _workers(log: Path, parent: int) -> list[int]:
     """Worker processes that are serving (the parent's other children, such as
-    multiprocessing's resource tracker, are not workers)."""
-    text = log.read_text()
-    started = [int(m) for m in re.findall(r"Started server process \[(\d+)\]", text)]
-    ready = text.count("Application startup complete")
+    multiprocessing's resource tracker, are not workers): each logs that it is ready,
+    under uvicorn and Granian alike (glimpse.api.app)."""
+    ready = [int(m) for m in re.findall(r"Worker ready \(process (\d+)\)", log.read_text())]
     live = set(_children(parent))
-    return [p for p in started if p in live] if ready >= len(started) else []
+    return [p for p in ready if p in live]
 
 
 def _alive(pid: int) -> bool:

@@ -20,10 +20,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, start_server
+from tests.conftest import LiveServer, http_server, start_server
 
 IDLE_TIMEOUT = 2  # client_socket_timeout of the server under test
 OCTET = {"Content-Type": "application/octet-stream"}
+# Where Granian (hyper's HTTP/1.1 parser) is stricter than uvicorn, by design of its
+# parser and not configurable (docs/decisions/0012-granian-default.md): at most 100
+# header fields (more: 431), a request target under 65,535 bytes (longer: 414).
+GRANIAN = http_server() == "granian"
+MAX_HEADER_FIELDS = 100 if GRANIAN else None
+MAX_TARGET = 65534 if GRANIAN else None
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +210,8 @@ def test_endless_json_body_is_cut_at_the_limit(server):
     (500, 100, 200), (20000, 100, 431), (1, 2 * 1024 * 1024, 431), (1, 900 * 1024, 200)])
 def test_header_floods(server, count, size, status):
     """Headers past 1 MiB in all are a 431 (the parser would buffer them without end)."""
+    if MAX_HEADER_FIELDS is not None and count > MAX_HEADER_FIELDS:
+        status = 431
     headers = [f"X-Flood-{i}: {'v' * size}" for i in range(count)]
     answer = exchange(server, head("GET", "/v2/images", *headers, "Connection: close"))
     assert status_of(answer) == status, answer[:300]
@@ -218,6 +226,8 @@ def test_very_long_urls(server, length):
         assert all(code < 500 for code in statuses(answer)), answer[:300]
         # Past 1 MiB the request head is refused whole (431).
         expected = (431,) if length > 1024 * 1024 else (200, 400, 404)
+        if MAX_TARGET is not None and len(path) > MAX_TARGET:
+            expected = (414, 431)  # hyper: 414 until the head is past its buffer
         assert status_of(answer) in expected, (length, answer[:300])
     assert_alive(server)
 

@@ -167,11 +167,11 @@ def test_workers_come_from_the_config_file(tmp_path: Path, db_url: str,
     served.append(s)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if s.log.read_text().count("Started server process") == 2:
+        if s.log.read_text().count("Worker ready (process") == 2:
             break
         time.sleep(0.2)
     assert "with 2 worker(s)" in s.log.read_text()
-    assert s.log.read_text().count("Started server process") == 2
+    assert s.log.read_text().count("Worker ready (process") == 2
 
 
 class SlowUpload:
@@ -218,7 +218,7 @@ def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path, db_url: str,
     assert answer.startswith(b"HTTP/1.1 204"), answer
     # uvicorn ends by re-raising the signal it caught, after the clean shutdown
     assert s.proc.wait(30) in (0, -signal.SIGTERM)
-    assert "Application shutdown complete" in s.log.read_text()
+    assert "Worker stopped (process" in s.log.read_text()
     # the data is all there: serve the same data directory again and look
     s2 = serve(tmp_path, "", db_url)
     served.append(s2)

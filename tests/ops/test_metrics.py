@@ -60,7 +60,7 @@ def test_several_workers_on_a_separate_port(tmp_path: Path, db_url: str,
               db_url)
     served.append(s)
     deadline = time.monotonic() + 30
-    while s.log.read_text().count("Application startup complete") < 2:
+    while s.log.read_text().count("Worker ready (process") < 2:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     image = httpx.post(s.url + "/v2/images", json={"name": "w", "disk_format": "raw",
