@@ -85,8 +85,8 @@ def _tls_options(conf) -> dict[str, object]:  # noqa: ANN001
     return tls
 
 
-#: ``glimpse serve --http-server`` when not given (docs/decisions/0012-granian-default.md)
-DEFAULT_HTTP_SERVER = "granian"
+#: ``glimpse serve --http-server`` when not given (docs/decisions/0012-http-server-quiet-measurement.md)
+DEFAULT_HTTP_SERVER = "uvicorn"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -147,8 +147,9 @@ _GRANIAN_LOGGING = {"loggers": {
 
 
 def _serve_granian(conf, args: argparse.Namespace) -> int:  # noqa: ANN001
-    """The application under Granian (the default), whose ASGI pathsend sends file-store
-    downloads and cache hits without Python copies (docs/decisions/0012-granian-default.md)."""
+    """The application under Granian (``--http-server granian``), whose ASGI pathsend
+    sends file-store downloads and cache hits from the file itself
+    (docs/decisions/0012-http-server-quiet-measurement.md)."""
     from pathlib import Path
 
     try:
@@ -415,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-server", choices=["uvicorn", "granian"],
                        default=DEFAULT_HTTP_SERVER,
                        help=f"the HTTP server (default {DEFAULT_HTTP_SERVER}; "
-                       "docs/decisions/0012-granian-default.md)")
+                       "docs/decisions/0012-http-server-quiet-measurement.md)")
     serve.add_argument("--access-log", action="store_true",
                        help="also log the HTTP server's access lines (Glimpse logs one "
                        "line per request anyway)")

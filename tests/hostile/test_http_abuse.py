@@ -25,7 +25,7 @@ from tests.conftest import LiveServer, http_server, start_server
 IDLE_TIMEOUT = 2  # client_socket_timeout of the server under test
 OCTET = {"Content-Type": "application/octet-stream"}
 # Where Granian (hyper's HTTP/1.1 parser) is stricter than uvicorn, by design of its
-# parser and not configurable (docs/decisions/0012-granian-default.md): at most 100
+# parser and not configurable (docs/decisions/0012-http-server-quiet-measurement.md): at most 100
 # header fields (more: 431), a request target under 65,535 bytes (longer: 414).
 GRANIAN = http_server() == "granian"
 MAX_HEADER_FIELDS = 100 if GRANIAN else None

@@ -1,4 +1,4 @@
-"""``glimpse serve --http-server granian`` (the default, docs/decisions/0012-granian-default.md):
+"""``glimpse serve --http-server granian`` (docs/decisions/0012-http-server-quiet-measurement.md):
 the same API, file-store downloads and cache hits sent by Granian itself (ASGI pathsend),
 TLS with client certificates, Glimpse's log format for Granian's own lines, a clean
 SIGTERM, workers that die with their parent.
