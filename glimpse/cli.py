@@ -85,7 +85,8 @@ def _tls_options(conf) -> dict[str, object]:  # noqa: ANN001
     return tls
 
 
-#: ``glimpse serve --http-server`` when not given (docs/decisions/0012-http-server-quiet-measurement.md)
+#: ``glimpse serve --http-server`` when not given
+#: (docs/decisions/0012-http-server-quiet-measurement.md)
 DEFAULT_HTTP_SERVER = "uvicorn"
 
 
