@@ -74,10 +74,10 @@ class CountingReads:
                     return getattr(store, name)
 
                 def get(self, url: str, offset: int = 0, length: int | None = None,
-                        ) -> Iterator[bytes]:
+                        creds=None) -> Iterator[bytes]:  # noqa: ANN001
                     with counter._lock:
                         counter.calls.append((offset, length))
-                    for chunk in store.get(url, offset, length):
+                    for chunk in store.get(url, offset, length, creds):
                         if counter.delay:
                             time.sleep(counter.delay)
                         yield chunk

@@ -112,5 +112,7 @@ def test_workers_die_with_the_parent(tmp_path: Path, db_url: str,
             f"/proc/{worker}/status").read().lower():
         assert time.monotonic() < deadline, "the worker outlived its parent"
         time.sleep(0.1)
-    with pytest.raises(httpx.ConnectError):
+    # nobody serves the port: refused, or reset when the connection reached the
+    # backlog of a listening socket that was closing with its last process
+    with pytest.raises((httpx.ConnectError, httpx.ReadError)):
         httpx.get(s.url + "/versions", timeout=2)
