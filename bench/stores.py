@@ -422,6 +422,11 @@ def raw_round(kind: str, env: dict[str, str], root: Path, data: Path, size: int
         up, down = raw_swift(env, data, size)
     else:
         up, down = raw_file(root, data, size)
+        # issue 18's reference for a file-store download: the same page-cached file
+        # sent over loopback TCP with sendfile, in the same round
+        from bench.limits import _loopback_sendfile
+
+        return {"up": up, "down": down, "sendfile": _loopback_sendfile(str(data))}
     return {"up": up, "down": down}
 
 
@@ -514,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:<13} {a['up']:7.0f} {gl('up')} {r['up']:6.0f} "
               f"{100 * a['up'] / r['up']:5.0f}  {a['down']:8.0f} {gl('down')} "
               f"{r['down']:6.0f} {100 * a['down'] / r['down']:5.0f}  {rss}")
+        if "sendfile" in r:
+            vs_glance = f", {a['down'] / g['down']:.2f}x Glance's" if g else ""
+            print(f"{'':<13} download: {100 * a['down'] / r['sendfile']:.0f}% of loopback "
+                  f"sendfile ({r['sendfile']:.0f} MiB/s, same rounds){vs_glance}")
     if args.out:
         Path(args.out).write_text(json.dumps(
             {"section": "stores", "started": started, "size_mib": args.size_mib,
