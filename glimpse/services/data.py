@@ -86,11 +86,18 @@ class DataStream:
         self._limit_error = limit_error
         self.inspector = inspector
         self._hashers = {algo: new_hash(algo) for algo in hash_algos}
-        # The verifier is one more digest: fed in order, alongside the others.
+        # The verifier is one more digest, fed in order alongside the others; or, when
+        # the signature's hash method is one of those digests, that digest itself.
         self.verifier = verifier
         self._updates = [h.update for h in self._hashers.values()]
+        self._poll = None
         if verifier is not None:
-            self._updates.append(verifier.update)
+            shared = self._hashers.get(verifier.hash_name)
+            if shared is not None:
+                verifier.share_digest(shared)
+                self._poll = verifier.poll
+            else:
+                self._updates.append(verifier.update)
         self._pending: list[Future] = []
         self.size = 0
 
@@ -108,6 +115,8 @@ class DataStream:
             if self.inspector is not None:
                 self.inspector.feed(chunk)
             self._settle()  # the previous chunk is hashed: updates stay in order
+            if self._poll is not None:
+                self._poll()
             self._hash(chunk)
             yield chunk
         self.verify()

@@ -103,8 +103,27 @@ class Verifier:
         self._digest = _new_digest(hash_method)
         self._outcome: SignatureVerificationFailed | bool | None = None
 
+    @property
+    def hash_name(self) -> str:
+        """The hashlib name of the signature's hash method ("sha256", ...)."""
+        return self._hash_method.name
+
+    def share_digest(self, running: Any) -> None:
+        """Take over a hashlib object that the data already goes through (DataStream's
+        os_hash_value when hashing_algorithm is the signature's hash method): the
+        signature then costs no second digest of the data. ``update`` is then no
+        longer to be given the data; ``poll`` stands in for it."""
+        if running.name != self.hash_name:
+            raise ValueError(f"a {running.name} digest cannot serve a {self.hash_name} "
+                             "signature")
+        self._digest = _SharedDigest(running)
+
     def update(self, chunk: bytes) -> None:
         self._digest.update(chunk)
+        self.poll()
+
+    def poll(self) -> None:
+        """Raise the key manager's refusal of the certificate as soon as it is known."""
         if self._public_key.done() and self._public_key.exception() is not None:
             raise self._public_key.exception()  # type: ignore[misc]
 
@@ -207,6 +226,21 @@ class _HashlibDigest:
 
     def update(self, data: bytes) -> None:
         self._hash.update(data)
+
+    def finalize(self) -> bytes:
+        return self._hash.digest()
+
+
+class _SharedDigest:
+    """cryptography's Hash interface over a hashlib object someone else feeds: only
+    read at the end (hashlib's digest() leaves the object usable, so its owner still
+    gets its own hexdigest())."""
+
+    def __init__(self, running: Any):
+        self._hash = running
+
+    def update(self, data: bytes) -> None:
+        raise RuntimeError("a shared digest is fed by its owner")
 
     def finalize(self) -> bytes:
         return self._hash.digest()
