@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glimpse.cache import drivers
+from glimpse.stores.file import FlushBehind
 
 LOG = logging.getLogger(__name__)
 
@@ -202,7 +203,8 @@ class ImageCache:
             copy = self._open_copy(image_id, 0, None)  # it may just have finished
             return copy if copy is not None else from_store()
         if fill is None:
-            return from_store()
+            copy = self._open_copy(image_id, 0, None)  # another worker may just have
+            return copy if copy is not None else from_store()  # committed one
         try:
             return fill.follow()
         except CacheFillError:
@@ -336,6 +338,12 @@ class ImageCache:
             if lock_fd is None:
                 self._slots.release()
                 return _FOREIGN  # another worker process of this node is writing it
+            if self.is_cached(image_id):  # committed since this read looked for a copy
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path(image_id, INCOMPLETE))  # the empty file just made
+                os.close(lock_fd)
+                self._slots.release()
+                return None
             fill = _Fill(image_id, self.path(image_id, INCOMPLETE), source.size)
             self._fills[image_id] = fill
         try:
@@ -389,6 +397,7 @@ class ImageCache:
         image_id = fill.image_id
         md5 = hashlib.md5(usedforsecurity=False)
         written = 0
+        flusher = FlushBehind(fd)
         try:
             with open(fd, "wb", buffering=0, closefd=False) as out:
                 for chunk in chunks:
@@ -401,9 +410,11 @@ class ImageCache:
                         view = view[out.write(view):]
                     md5.update(chunk)
                     written += len(chunk)
+                    flusher.wrote(len(chunk))
                     if written > source.size:
                         break
                     fill.publish(written - len(chunk))
+            flusher.wait()
             got = md5.hexdigest()
             if written != source.size or (source.checksum and got != source.checksum):
                 os.replace(fill.path, self.path(image_id, INVALID))
@@ -414,6 +425,9 @@ class ImageCache:
                 fill.fail(CacheFillError(f"image {image_id} data does not match its "
                                          "checksum or size"))
                 return
+            # On disk before it is committed: a power cut must not leave a committed
+            # copy with pages missing (it would be served as the image).
+            os.fdatasync(fd)
             final = self.path(image_id)
             with fill.cond:
                 os.replace(fill.path, final)
@@ -436,6 +450,8 @@ class ImageCache:
                 os.unlink(fill.path)
             fill.fail(exc if isinstance(exc, Exception) else CacheFillError(repr(exc)))
         finally:
+            with contextlib.suppress(OSError):
+                flusher.wait()  # a flush in flight still uses fd
             close = getattr(chunks, "close", None)
             if close is not None:
                 with contextlib.suppress(Exception):

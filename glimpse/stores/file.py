@@ -319,8 +319,10 @@ class FileStore(Store):
         return props
 
 
-class _Flusher:
-    """Counts what is written to ``fd`` and flushes it in the background."""
+class FlushBehind:
+    """Counts what is written to ``fd`` and flushes it to disk in the background every
+    FLUSH_EVERY bytes, so that the fdatasync making it durable at the end has little
+    left to do (the file store's writes and the image cache's fills)."""
 
     def __init__(self, fd: int):
         self.fd = fd
@@ -352,7 +354,7 @@ def _sync_file(path: str) -> None:
 
 
 def _write_durably(fd: int, chunks: Iterable[bytes], thin: bool = False) -> int:
-    flusher = _Flusher(fd)
+    flusher = FlushBehind(fd)
     zeros = b""
     try:
         for chunk in chunks:

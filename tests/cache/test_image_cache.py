@@ -124,6 +124,76 @@ def test_miss_tees_into_the_cache_and_a_hit_needs_no_store(cached_client, tmp_pa
     assert state["queued_images"] == []
 
 
+def test_a_copy_is_on_disk_before_it_is_committed(app_factory, tmp_path, monkeypatch):
+    """The fill's fdatasync comes before the rename that commits the copy, and it is of
+    the file being committed (a power cut must not leave a committed copy with pages
+    missing); the background flushes of a large fill all finish before either."""
+    monkeypatch.setattr("glimpse.stores.file.FLUSH_EVERY", 1 * MiB)
+    client = app_factory(**_cache_conf(tmp_path))
+    data = os.urandom(3 * MiB + 5)
+    image_id = _image(client, data)
+    events: list[tuple[str, object]] = []
+    real_sync, real_replace = os.fdatasync, os.replace
+    partial = tmp_path / "cache" / "incomplete" / image_id
+
+    def fdatasync(fd: int) -> None:
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(partial))
+        except FileNotFoundError:
+            same = False
+        events.append(("sync", same))
+        real_sync(fd)
+
+    def replace(src, dst) -> None:  # noqa: ANN001
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cache_core.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(cache_core.os, "replace", replace)
+    import glimpse.stores.file as file_store
+    monkeypatch.setattr(file_store.os, "fdatasync", fdatasync)
+    got = client.get(f"/v2/images/{image_id}/file", headers=ADMIN)
+    assert got.status_code == 200 and got.content == data
+    for _ in range(100):
+        if (tmp_path / "cache" / image_id).exists():
+            break
+        time.sleep(0.05)
+    commit = events.index(("replace", str(tmp_path / "cache" / image_id)))
+    syncs = [same for kind, same in events[:commit] if kind == "sync"]
+    assert len(syncs) >= 2, events  # flushes behind, then the one before the rename
+    assert all(syncs), events  # all of them of the copy being committed
+    assert (tmp_path / "cache" / image_id).read_bytes() == data
+
+
+def test_a_copy_committed_meanwhile_is_served_not_copied_again(app_factory, tmp_path):
+    """A read that found no copy, then a fill that another worker commits before this
+    one takes the fill's lock: the committed copy is served, the store is not read,
+    and no empty partial file is left behind."""
+    client = app_factory(**_cache_conf(tmp_path))
+    data = os.urandom(1 * MiB + 7)
+    image_id = _image(client, data)
+    cache = _runtime(client).cache
+    (tmp_path / "cache" / image_id).write_bytes(data)  # the other worker's commit
+    opened: list[bool] = []
+
+    def read() -> Iterator[bytes]:
+        opened.append(True)
+        yield data
+
+    source = cache_core.FillSource(image_id, len(data), hashlib.md5(data).hexdigest(), read)
+    assert cache._fill(source) is None
+    assert opened == []
+    assert not (tmp_path / "cache" / "incomplete" / image_id).exists()
+    # The fill slot was given back: as many fills as allowed can still start.
+    slots = cache._slots
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    for _ in range(taken):
+        slots.release()
+    assert taken == _runtime(client).conf.image_cache_max_concurrent_fills
+
+
 def test_corrupted_store_object_is_never_committed_nor_served_as_good(
         cached_client, tmp_path, caplog):
     client = cached_client
@@ -389,8 +459,10 @@ def test_two_workers_of_one_node_share_one_fill(app_factory, tmp_path):
     worker_b = app_factory(**_cache_conf(tmp_path))
     data = os.urandom(6 * MiB)
     image_id = _image(worker_a, data)
-    reads_a = CountingReads(_runtime(worker_a), delay=0.1)
-    reads_b = CountingReads(_runtime(worker_b), delay=0.1)
+    # Slow enough that the followers, whose requests also wait on the database, find
+    # the fill still running even on a loaded machine.
+    reads_a = CountingReads(_runtime(worker_a), delay=0.4)
+    reads_b = CountingReads(_runtime(worker_b), delay=0.4)
     started = threading.Event()
 
     def first() -> bytes:
@@ -418,7 +490,7 @@ def test_a_worker_following_another_workers_failed_fill_never_completes(
     image_id = _image(worker_a, data)
     stored = _store_file(tmp_path, image_id)
     stored.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    CountingReads(_runtime(worker_a), delay=0.1)
+    CountingReads(_runtime(worker_a), delay=0.6)  # B must find A's fill running
     reads_b = CountingReads(_runtime(worker_b))
     started = threading.Event()
 
