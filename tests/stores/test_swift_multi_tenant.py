@@ -196,3 +196,26 @@ def test_single_tenant_swift_keeps_no_access_lists():
     assert not store.access_lists
     # Nothing to do, nothing sent (nobody listens on port 9).
     store.set_acls("swift+http://127.0.0.1:9/auth/v1.0/glance/img", True, ["p"], (), None)
+
+
+@pytest.mark.parametrize("where", ["[mt]", "[glance_store]", "[DEFAULT]"])
+def test_admin_tenants_option_in_each_place_glance_reads_it(tmp_path, where):
+    from glimpse.config import load_config
+    from glimpse.stores import registry
+
+    store_lines = ("swift_store_multi_tenant = true\nswift_store_container = images\n")
+    admins = "swift_store_admin_tenants = adm1, adm2\n"
+    if where == "[mt]":
+        text = (f"[DEFAULT]\ndata_dir = {tmp_path}\nenabled_backends = mt:swift\n"
+                f"[mt]\n{store_lines}{admins}")
+        name = "mt"
+    else:
+        legacy = admins if where == "[DEFAULT]" else ""
+        text = (f"[DEFAULT]\ndata_dir = {tmp_path}\n{legacy}[glance_store]\nstores = swift\n"
+                f"default_store = swift\n{store_lines}"
+                f"{admins if where == '[glance_store]' else ''}")
+        name = "swift"
+    conf_path = tmp_path / "glance-api.conf"
+    conf_path.write_text(text)
+    store = registry.from_conf(load_config([str(conf_path)])).get(name)
+    assert store.access_lists and store.admin_tenants == ("adm1", "adm2")
