@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -154,3 +155,35 @@ def check_required_formats(image: ImageRecord) -> None:
         raise BadRequest(
             "Properties disk_format, container_format must be set prior to saving data."
         )
+
+
+@dataclass(frozen=True)
+class DataReaders:
+    """Who may read an image's data with their own credentials, straight from a store
+    that keeps access lists per image (multi-tenant Swift's container ACLs)."""
+
+    #: every project (authenticated) may read
+    public: bool
+    #: otherwise these projects may
+    projects: tuple[str, ...] = ()
+
+
+def data_readers(image: ImageRecord, member_ids: Iterable[str]) -> DataReaders:
+    """The one rule behind stores' access lists; it follows who ``can_view`` lets
+    download the image (an admin aside: no list can name "any admin"):
+
+    - public and community: everyone (Glance: the same);
+    - shared: the owner and every member, whatever its status (pending, accepted or
+      rejected: a member may download in each, in Glimpse as in Glance; Glance too
+      lists every member, and does not touch the lists when a status changes);
+    - private: the owner only. (Glance also lists the members a private image kept
+      from when it was shared, who can no longer download it through the API.)
+
+    The owner is named because its data is not always in its own account (an admin
+    who uploads, or copies the image, writes to the admin's account)."""
+    if image.visibility in ("public", "community"):
+        return DataReaders(public=True)
+    readers = [image.owner] if image.owner else []
+    if image.visibility == "shared":
+        readers.extend(member_ids)
+    return DataReaders(public=False, projects=tuple(dict.fromkeys(readers)))

@@ -28,10 +28,10 @@ from glimpse.db.tasks_repo import TaskRecord
 from glimpse.domain.status import Event, transition
 from glimpse.errors import GlimpseError
 from glimpse.imports.tasks import ImportFailed, Progress, TaskAborted, expiry
-from glimpse.services import signatures
+from glimpse.services import signatures, store_acls
 from glimpse.services.data import DataStream
 from glimpse.services.signatures import Verifier
-from glimpse.stores.base import StoreError
+from glimpse.stores.base import Credentials, StoreError
 
 if TYPE_CHECKING:
     from glimpse.imports.tasks import TaskRunner
@@ -147,6 +147,7 @@ def run(runner: TaskRunner, task: TaskRecord, progress: Progress) -> None:
         LOG.info(
             "Task %s: location %s added to image %s (%s)", task.id, checked.url, image_id, status
         )
+        store_acls.sync(rt, image_id, Credentials.of(runner.context(task.id)), [checked.url])
         # 2. the hashes
         if (secure and given) or signed:
             try:

@@ -42,7 +42,7 @@ from glimpse.imports.tasks import (
     Progress,
     TaskAborted,
 )
-from glimpse.services import signatures, storage_quota
+from glimpse.services import signatures, storage_quota, store_acls
 from glimpse.services.data import DataStream
 from glimpse.stores.base import Credentials, DataNotFound, Store, StoredData, StoreError
 
@@ -220,6 +220,7 @@ def _store(runner: TaskRunner, task: TaskRecord, image: ImageRecord, source: Sou
     except BaseException:
         _delete_quietly(rt, stored.url, creds)
         raise
+    store_acls.sync(rt, image.id, creds, [stored.url])
     rt.notifier.image_event("image.upload", replace(current, status=status, **values),
                             backend=backend)
     return stored.url

@@ -33,7 +33,7 @@ from glimpse.errors import (
     NotFound,
     RequestEntityTooLarge,
 )
-from glimpse.services import storage_quota
+from glimpse.services import storage_quota, store_acls
 from glimpse.services.images import enforce_on_image, load_visible, require_change
 from glimpse.services.leases import UPLOAD
 from glimpse.services.runtime import Runtime
@@ -260,6 +260,7 @@ def _upload(rt: Runtime, ctx: RequestContext, image_id: str, chunks: Iterable[by
             metrics.STORE_ERRORS.labels(store.name).inc()
             raise http_error(exc, "Error storing image data") from exc
         raise
+    store_acls.sync(rt, image_id, Credentials.of(ctx), [stored.url])
     rt.notifier.image_uploaded(replace(
         image, status=transition(saving, Event.UPLOAD_DONE), size=stream.size,
         checksum=stream.hexdigest("md5"), virtual_size=virtual_size), backend)

@@ -20,7 +20,7 @@ from glimpse.domain.images import ImageRecord
 from glimpse.domain.status import GONE, Event, transition
 from glimpse.errors import BadRequest, Conflict, Forbidden, NotFound
 from glimpse.policy import image_target, new_image_target
-from glimpse.services import signatures
+from glimpse.services import signatures, store_acls
 from glimpse.services.leases import DELETE
 from glimpse.services.runtime import Runtime
 from glimpse.stores.base import Credentials, DataNotFound, StoreError
@@ -256,6 +256,10 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         if len(set(tags)) > len(set(image.tags)):
             rules.check_quota("image tags", len(set(tags)), rt.conf.image_tag_quota)
         updated = repo.patch_image(session, image, core, props, tags)
+        # Who may read the data changes with these (and new locations need lists).
+        readers_changed = edit.changed or any(
+            name in core and core[name] != getattr(image, name)
+            for name in ("visibility", "owner"))
         lease, removed = None, []
         if updated is not None and edit.changed:
             removed = edit.write(session)
@@ -267,6 +271,8 @@ def update_image(rt: Runtime, ctx: RequestContext, image_id: str,
         from glimpse.services.locations import remove_data
 
         remove_data(rt, image_id, removed, lease, Credentials.of(ctx))
+    if readers_changed:
+        store_acls.sync(rt, image_id, Credentials.of(ctx))
     rt.notifier.image_event("image.update", updated)
     return readable(rt, ctx, updated)
 

@@ -11,8 +11,10 @@ from glimpse.db.retry import retry_on_conflict
 from glimpse.domain import images as rules
 from glimpse.domain.images import ImageRecord
 from glimpse.errors import BadRequest, Forbidden, NotFound
+from glimpse.services import store_acls
 from glimpse.services.images import enforce_on_image, load_visible
 from glimpse.services.runtime import Runtime
+from glimpse.stores.base import Credentials
 
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
 MAX_MEMBER_LENGTH = 255
@@ -56,6 +58,7 @@ def add_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: str) 
         rules.check_quota("image members for this image", count + 1,
                           rt.conf.image_member_quota)
         member = repo.add_member(session, image_id, member_id)
+    store_acls.sync(rt, image_id, Credentials.of(ctx))
     rt.notifier.member_event("image.member.create", member)
     return member
 
@@ -98,6 +101,8 @@ def update_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: st
         if status not in MEMBER_STATUSES:
             raise BadRequest('Incorrect request: Status must be "pending", "accepted" '
                              'or "rejected".')
+        # Every member may read the data, whatever its status (data_readers): the
+        # stores' access lists stay as they are.
         repo.update_member_status(session, image_id, member_id, str(status))
         updated = repo.get_member(session, image_id, member_id)
     assert updated is not None
@@ -115,4 +120,5 @@ def delete_member(rt: Runtime, ctx: RequestContext, image_id: str, member_id: st
         if not rules.can_change(ctx, image):
             raise Forbidden("Only the image owner may remove members.")
         repo.delete_member(session, image_id, member_id)
+    store_acls.sync(rt, image_id, Credentials.of(ctx))
     rt.notifier.member_event("image.member.delete", member)

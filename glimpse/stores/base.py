@@ -107,6 +107,9 @@ class Store(abc.ABC):
     sparse_writes: bool = False
     #: the driver can copy data inside the back end without streaming it
     server_side_copy: bool = False
+    #: the back end keeps an access list per image that other projects' own
+    #: credentials are checked against (multi-tenant Swift): see ``set_acls``
+    access_lists: bool = False
 
     def __init__(self, name: str, description: str = ""):
         self.name = name
@@ -131,6 +134,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete(self, url: str, creds: Credentials | None = None) -> None:
         """Remove the data at ``url``; DataNotFound if it is already gone."""
+
+    def set_acls(self, url: str, public: bool = False, read_projects: Iterable[str] = (),
+                 write_projects: Iterable[str] = (),
+                 creds: Credentials | None = None) -> None:
+        """Replace the access list of the data at ``url``: every project may read it
+        (``public``) or the ``read_projects``; ``write_projects`` may write. Only
+        drivers with ``access_lists`` keep one; the others have nothing to do."""
+        return None
 
     def add_file(self, image_id: str, path: str) -> StoredData | None:
         """Store the data of the local file ``path`` (complete, and never changed

@@ -50,7 +50,15 @@ SWIFT_OPTS = [
                 "swift_store_create_container_on_put says, removed with the image). The "
                 "account URL is swift_store_endpoint or the caller's catalog entry of "
                 "swift_store_service_type / _endpoint_type / swift_store_region. Excludes "
-                "swift_store_config_file; the auth address, user and key are not used."),
+                "swift_store_config_file; the auth address, user and key are not used. Each "
+                "container's ACLs let the projects that may read the image read it with "
+                "their own tokens (public and community: every project; shared: the "
+                "owner and the members)."),
+    cfg.ListOpt("swift_store_admin_tenants", default=[],
+                help="Project ids given read and write access to every container of a "
+                "multi-tenant store (swift_store_multi_tenant), whatever the image's "
+                "visibility: each is put in the container's read and write ACLs "
+                "(Glance puts them in the write ACL only, which does not let them read)."),
     cfg.StrOpt("swift_store_region", help="Region of the object-store endpoint."),
     cfg.StrOpt("swift_store_endpoint",
                help="URL of the Swift account (http://host:port/v1/AUTH_<project id>), used "

@@ -68,7 +68,8 @@ def _swift(name: str, section, description: str) -> Store:  # noqa: ANN001
         endpoint_type=section.swift_store_endpoint_type,
         service_type=section.swift_store_service_type,
         insecure=section.swift_store_auth_insecure, cacert=section.swift_store_cacert,
-        description=description, multi_tenant=multi_tenant)
+        description=description, multi_tenant=multi_tenant,
+        admin_tenants=section.swift_store_admin_tenants)
 
 
 def read_references(path: str) -> dict:

@@ -23,11 +23,20 @@ caller's token is only ever sent to the scheme, host and port of the caller's ow
 object-store endpoint, never to another host a location names. The service holds
 no credentials of its own then, so it cannot list the accounts (``list_data``) and
 sweeps or the scrubber cannot reach the data without a caller.
+
+Multi-tenant containers carry ACLs (``set_acls``, as Glance's): ``X-Container-Read``
+``*:*`` for a public image (any project's token, never anonymous), else
+``<project>:*`` for each project that may read it; ``X-Container-Write`` for the
+projects given. The projects of swift_store_admin_tenants are in both lists of every
+container, whatever the image (Glance puts them in the write list only, where
+Swift's keystoneauth does not let them read). Only a token of the account that holds
+the container may change its ACLs (Swift ignores the headers from anyone else).
 """
 
 from __future__ import annotations
 
 import http.client
+import logging
 import re
 import secrets
 import threading
@@ -54,6 +63,7 @@ from glimpse.stores.base import (
 )
 from glimpse.stores.parts import Source, check_object_name, is_object_name
 
+LOG = logging.getLogger(__name__)
 MIB = 1024 * 1024
 READ_SIZE = 1 * MIB
 # Data up to this size is read ahead to decide between one PUT and segments; the size
@@ -61,6 +71,9 @@ READ_SIZE = 1 * MIB
 SINGLE_PUT_BUFFER = 8 * MIB
 _SEGMENT = re.compile(r"(?P<obj>.+)-(?P<token>[0-9a-f]{12})-(?P<number>\d{5})")
 _TOKEN = re.compile(r"[0-9a-f]{12}")
+# What a project id may look like in a container ACL: Keystone's ids are hex, and
+# ",", ":", "." or spaces would change the ACL itself (".r:*" lets anyone in).
+_ACL_PROJECT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A stream broken in the middle of a GET: what swift_store_retry_get_count resumes.
 _BROKEN_STREAM = (RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
                   OSError)
@@ -109,7 +122,8 @@ class SwiftStore(Store):
                  endpoint: str | None = None,
                  endpoint_type: str = "publicURL", service_type: str = "object-store",
                  insecure: bool = False, cacert: str | None = None, description: str = "",
-                 timeout: float = 60, retries: int = 2, multi_tenant: bool = False):
+                 timeout: float = 60, retries: int = 2, multi_tenant: bool = False,
+                 admin_tenants: Iterable[str] = ()):
         super().__init__(name, description)
         if accounts is None:
             accounts = {default_reference: SwiftAccount(auth_address, user, key, auth_version)}
@@ -126,6 +140,12 @@ class SwiftStore(Store):
         if multi_tenant and not container:
             raise ValueError(f"Store {name}: swift_store_container must be set")
         self.multi_tenant = multi_tenant
+        self.access_lists = multi_tenant  # each image's container has its own ACLs
+        self.admin_tenants = tuple(dict.fromkeys(admin_tenants))
+        for project in self.admin_tenants:
+            if not _ACL_PROJECT.fullmatch(project):
+                raise ValueError(f"Store {name}: swift_store_admin_tenants: {project!r} is "
+                                 "not a project id (letters, digits, '-' and '_')")
         if not 0 <= multiple_containers_seed <= 32:
             raise ValueError(f"Store {name}: swift_store_multiple_containers_seed must be "
                              "between 0 and 32")
@@ -507,6 +527,28 @@ class SwiftStore(Store):
     def size(self, url: str, creds: Credentials | None = None) -> int:
         return int(self._head(self._committed(url, creds), creds).get("content-length", 0))
 
+    # ------------------------------------------------------------ access lists
+
+    def set_acls(self, url: str, public: bool = False, read_projects: Iterable[str] = (),
+                 write_projects: Iterable[str] = (),
+                 creds: Credentials | None = None) -> None:
+        """Multi-tenant: replace the read and write ACLs of the image's container
+        (the admin tenants are always in both). Single-tenant: nothing to do (as
+        Glance), the data is only ever read with the store's own account."""
+        if not self.multi_tenant:
+            return
+        loc = self._committed(url, creds)
+        if loc.reference != self._storage_url(creds):
+            raise StoreForbidden("Only a token of the account that holds the image's "
+                                 "container can change its ACLs")
+        readers = _acl(self.name, [*read_projects, *self.admin_tenants])
+        writers = _acl(self.name, [*write_projects, *self.admin_tenants])
+        headers = {"X-Container-Read": "*:*" if public else readers,
+                   "X-Container-Write": writers}
+        with self._connection(loc.reference, creds=creds) as conn, \
+                self._calls(loc.reference, "ACL update", missing=loc.obj):
+            conn.post_container(loc.container, headers)
+
     # ------------------------------------------------------------ delete and list
 
     def delete(self, url: str, creds: Credentials | None = None) -> None:
@@ -594,6 +636,19 @@ class SwiftStore(Store):
             yield DataEntry(self._url(_Location(reference, container, obj)), True,
                             _timestamp(item["last_modified"]),
                             committed.get(obj, int(item["bytes"])))
+
+
+def _acl(store: str, projects: Iterable[str]) -> str:
+    """``<project>:*`` for each project (any user of it), as Glance writes them; ids
+    that could change the ACL's meaning are left out (and logged)."""
+    entries = []
+    for project in dict.fromkeys(projects):
+        if _ACL_PROJECT.fullmatch(project):
+            entries.append(f"{project}:*")
+        else:
+            LOG.warning("store %s: %r is not a project id; left out of the container "
+                        "ACL", store, project)
+    return ",".join(entries)
 
 
 def _timestamp(value: str) -> float:

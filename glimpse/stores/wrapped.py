@@ -51,6 +51,7 @@ class WrappedStore(Store):
         self.read_only = driver.read_only
         self.sparse_writes = driver.sparse_writes
         self.server_side_copy = driver.server_side_copy
+        self.access_lists = driver.access_lists
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
@@ -124,6 +125,12 @@ class WrappedStore(Store):
         start = time.monotonic()
         self._call("delete", lambda: self.driver.delete(url, creds))
         _timing(self.name, "delete", 0, start)
+
+    def set_acls(self, url: str, public: bool = False, read_projects: Iterable[str] = (),
+                 write_projects: Iterable[str] = (),
+                 creds: Credentials | None = None) -> None:
+        self._call("set_acls", lambda: self.driver.set_acls(
+            url, public, tuple(read_projects), tuple(write_projects), creds))
 
     def owns(self, url: str) -> bool:
         return self.driver.owns(url)

@@ -57,6 +57,7 @@ class AsCaller(Store):
         super().__init__(store.name, store.description)
         self.store, self.creds = store, creds
         self.type, self.read_only = store.type, store.read_only
+        self.access_lists = store.access_lists
 
     def add(self, image_id: str, chunks: Iterator[bytes],  # type: ignore[override]
             creds: Credentials | None = None) -> StoredData:
@@ -71,6 +72,10 @@ class AsCaller(Store):
 
     def delete(self, url: str, creds: Credentials | None = None) -> None:
         self.store.delete(url, creds or self.creds)
+
+    def set_acls(self, url: str, public: bool = False, read_projects=(),  # noqa: ANN001
+                 write_projects=(), creds: Credentials | None = None) -> None:
+        self.store.set_acls(url, public, read_projects, write_projects, creds or self.creds)
 
     def owns(self, url: str) -> bool:
         return self.store.owns(url)
@@ -196,6 +201,22 @@ def test_concurrent_writes_of_different_images(wstore, wdriver):
     assert all(any(image_id in name for name in held) for image_id in blobs)
     for url in urls.values():
         wstore.delete(url)
+    assert wdriver.leftovers(wstore) == []
+
+
+# ---------------------------------------------------------------- access lists
+
+
+def test_access_lists_keep_the_data_the_callers(wstore, wdriver):
+    """set_acls, whatever it is asked (a driver without access lists has nothing to
+    do): the caller still reads the data, and deleting it leaves nothing."""
+    data = os.urandom(2 * wdriver.chunk_size + 3)  # segments / parts / chunks too
+    url = _add(wstore, "img-acl", data)
+    caller = wdriver.creds.project_id if wdriver.creds else "p"
+    for public, readers in ((True, ()), (False, (caller, "other")), (False, ())):
+        wstore.set_acls(url, public, readers, ())
+        assert _read(wstore.get(url)) == data
+    wstore.delete(url)
     assert wdriver.leftovers(wstore) == []
 
 

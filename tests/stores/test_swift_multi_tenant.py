@@ -8,6 +8,7 @@ import socket
 import threading
 
 import pytest
+import swiftclient
 
 from glimpse.api.auth import context_from_headers
 from glimpse.stores.base import Credentials, StoreError, StoreForbidden
@@ -137,3 +138,84 @@ def test_multi_tenant_store_builds_from_glance_options(tmp_path):
     assert not store.owns("swift+https://swift.test/v1/AUTH_p/images/abc")
     with pytest.raises(NotImplementedError):
         store.list_data()
+
+
+def _container_acls(project_id: str, container: str) -> tuple[str, str]:
+    base, token = backends.reseller_admin()
+    headers = swiftclient.head_container(f"{base}/AUTH_{project_id}", token, container)
+    return headers.get("x-container-read", ""), headers.get("x-container-write", "")
+
+
+def test_acls_of_a_real_container(tmp_path):
+    """set_acls writes Glance's ACL forms on the image's container in the caller's
+    account; the admin tenants are in both lists; ids that would change the ACL's
+    meaning (".r:*" lets anyone in) are left out."""
+    creds = backends.service_user_credentials()
+    store = backends.make_swift_multi_tenant(tmp_path, admin_tenants=["adm1", "adm2"])
+    assert store.access_lists
+    stored = store.add("img-acl", iter([b"data"]), creds)
+    container = f"{store.container}_img-acl"
+    try:
+        store.set_acls(stored.url, False, ["p1", "p2", "p1"], ["w1"], creds)
+        assert _container_acls(creds.project_id, container) == (
+            "p1:*,p2:*,adm1:*,adm2:*", "w1:*,adm1:*,adm2:*")
+        store.set_acls(stored.url, True, ["p1"], (), creds)
+        assert _container_acls(creds.project_id, container) == ("*:*", "adm1:*,adm2:*")
+        store.set_acls(stored.url, False, ["x,.r:*", "a b", "", ".r:*"], (), creds)
+        assert _container_acls(creds.project_id, container) == (
+            "adm1:*,adm2:*", "adm1:*,adm2:*")
+        with pytest.raises(swiftclient.ClientException) as anonymous:
+            swiftclient.get_object(stored.url.removeprefix("swift+").rsplit("/", 2)[0], "",
+                                   container, "img-acl")
+        assert anonymous.value.http_status == 401
+    finally:
+        store.delete(stored.url, creds)
+    with pytest.raises(StoreError):  # the container went with the image
+        store.set_acls(stored.url, True, (), (), creds)
+
+
+def test_acls_only_with_a_token_of_the_account(tmp_path):
+    """Swift ignores ACL headers from a token that is not the account's own (it only
+    lets it write, with a write ACL): set_acls refuses rather than seem to succeed."""
+    creds = backends.service_user_credentials()
+    store = backends.make_swift_multi_tenant(tmp_path)
+    mine = creds.endpoint(backends.TENANT_SERVICE_TYPE)
+    other = mine.rsplit("/", 1)[0] + "/AUTH_00000000000000000000000000000000"
+    with pytest.raises(StoreForbidden, match="account that holds"):
+        store.set_acls(f"swift+{other}/{store.container}_img/img", True, (), (), creds)
+
+
+def test_admin_tenants_must_be_project_ids():
+    with pytest.raises(ValueError, match="swift_store_admin_tenants"):
+        _store(admin_tenants=["ok", ".r:*"])
+
+
+def test_single_tenant_swift_keeps_no_access_lists():
+    store = SwiftStore("st", auth_address="http://127.0.0.1:9/auth/v1.0", user="a:b",
+                       key="k", auth_version="1", container="glance")
+    assert not store.access_lists
+    # Nothing to do, nothing sent (nobody listens on port 9).
+    store.set_acls("swift+http://127.0.0.1:9/auth/v1.0/glance/img", True, ["p"], (), None)
+
+
+@pytest.mark.parametrize("where", ["[mt]", "[glance_store]", "[DEFAULT]"])
+def test_admin_tenants_option_in_each_place_glance_reads_it(tmp_path, where):
+    from glimpse.config import load_config
+    from glimpse.stores import registry
+
+    store_lines = ("swift_store_multi_tenant = true\nswift_store_container = images\n")
+    admins = "swift_store_admin_tenants = adm1, adm2\n"
+    if where == "[mt]":
+        text = (f"[DEFAULT]\ndata_dir = {tmp_path}\nenabled_backends = mt:swift\n"
+                f"[mt]\n{store_lines}{admins}")
+        name = "mt"
+    else:
+        legacy = admins if where == "[DEFAULT]" else ""
+        text = (f"[DEFAULT]\ndata_dir = {tmp_path}\n{legacy}[glance_store]\nstores = swift\n"
+                f"default_store = swift\n{store_lines}"
+                f"{admins if where == '[glance_store]' else ''}")
+        name = "swift"
+    conf_path = tmp_path / "glance-api.conf"
+    conf_path.write_text(text)
+    store = registry.from_conf(load_config([str(conf_path)])).get(name)
+    assert store.access_lists and store.admin_tenants == ("adm1", "adm2")

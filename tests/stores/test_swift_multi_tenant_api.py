@@ -16,64 +16,24 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 import swiftclient
 
 from tests.conftest import LiveServer, start_server
-from tests.rbac.conftest import (
-    KEYSTONE_TIMEOUT,
-    KeystoneAdmin,
-    glimpse_config,
-    issue_token,
-    keystone_site,
-    password_auth,
-)
+from tests.rbac.conftest import KEYSTONE_TIMEOUT, glimpse_config, keystone_site
 from tests.stores import swift_s3_backends as backends
+from tests.stores.keystone_tenants import Tenant, account_url, keystone_tenants
 
 MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Tenant:
-    project_id: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-Auth-Token": self.token}
 
 
 @pytest.fixture(scope="module")
 def tenants() -> Iterator[tuple[Tenant, Tenant]]:
     """Two projects with a member each (deleted again afterwards)."""
-    backends.swift_in_catalog()  # before any token: their catalogs name the Swift
-    site = keystone_site()
-    admin = KeystoneAdmin(site)
-    run = "glimpse-mt-" + uuid.uuid4().hex[:8]
-    users: list[str] = []
-    projects: list[str] = []
-    try:
-        member = admin.role_ids()["member"]
-        made = []
-        for key in ("a", "b"):
-            project = admin.create_project(f"{run}-{key}")
-            projects.append(project)
-            password = uuid.uuid4().hex
-            user = admin.create_user(f"{run}-{key}", password)
-            users.append(user)
-            admin.grant(project, user, member)
-            token, _ = issue_token(site, password_auth(user, password, project))
-            made.append(Tenant(project, token))
-        yield made[0], made[1]
-    finally:
-        for user in users:
-            admin.delete(f"/users/{user}")
-        for project in projects:
-            admin.delete(f"/projects/{project}")
-        admin.close()
+    with keystone_tenants(2) as (a, b):
+        yield a, b
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +82,6 @@ def _upload(api: httpx.Client, tenant: Tenant, data: bytes) -> str:
     return image_id
 
 
-def _account_url(project_id: str) -> str:
-    env = backends.swift_in_catalog()
-    return env["SWIFT_KEYSTONE_ENDPOINT"].rsplit("/", 1)[0] + f"/AUTH_{project_id}"
-
-
 def test_each_project_keeps_its_images_in_its_own_account(api, tenants, container):
     a, b = tenants
     data_a, data_b = os.urandom(5 * MIB + 123), os.urandom(4321)
@@ -134,7 +89,7 @@ def test_each_project_keeps_its_images_in_its_own_account(api, tenants, containe
 
     # The location is the full storage URL of A's account, as Glance writes it.
     shown = api.get(f"/v2/images/{image_a}", headers=a.headers).json()
-    expected = (f"swift+{_account_url(a.project_id)}/{container}_{image_a}/{image_a}")
+    expected = (f"swift+{account_url(a.project_id)}/{container}_{image_a}/{image_a}")
     assert shown["direct_url"] == expected
     assert [loc["url"] for loc in shown["locations"]] == [expected]
     assert shown["status"] == "active" and shown["size"] == len(data_a)
@@ -164,11 +119,11 @@ def test_each_project_keeps_its_images_in_its_own_account(api, tenants, containe
     assert api.get(f"/v2/images/{image_a}/file", headers=b.headers).status_code == 404
     assert api.delete(f"/v2/images/{image_a}", headers=b.headers).status_code == 404
     with pytest.raises(swiftclient.ClientException) as refused:
-        swiftclient.get_object(_account_url(a.project_id), b.token,
+        swiftclient.get_object(account_url(a.project_id), b.token,
                                f"{container}_{image_a}", image_a)
     assert refused.value.http_status == 403
     with pytest.raises(swiftclient.ClientException) as refused:
-        swiftclient.get_object(_account_url(b.project_id), a.token,
+        swiftclient.get_object(account_url(b.project_id), a.token,
                                f"{container}_{image_b}", image_b)
     assert refused.value.http_status == 403
 
