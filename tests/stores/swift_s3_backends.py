@@ -239,10 +239,16 @@ def swift_in_catalog() -> dict[str, str]:
     env = backend_env("swift", keystone=True)
     state = _keystone_state()
     template = env["SWIFT_KEYSTONE_ENDPOINT"].rsplit("/", 1)[0] + "/AUTH_$(project_id)s"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "keystone_admin.py"), state["KEYSTONE_URL"],
-         state["ADMIN_PASSWORD"], "catalog", template, TENANT_SERVICE_TYPE,
-         "glimpse-test-swift"], capture_output=True, text=True, timeout=300, check=False)
+    # One registration at a time: the xdist workers (and other checkouts sharing this
+    # Keystone) would otherwise each replace the endpoints the other just made.
+    lock = Path(os.environ["GLIMPSE_KEYSTONE_DIR"]) / "catalog.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "keystone_admin.py"),
+             state["KEYSTONE_URL"], state["ADMIN_PASSWORD"], "catalog", template,
+             TENANT_SERVICE_TYPE, "glimpse-test-swift"],
+            capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         _unavailable("Swift in Keystone's catalog", done.stderr[-2000:])
     return {**env, "KEYSTONE_URL": state["KEYSTONE_URL"]}
