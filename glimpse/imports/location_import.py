@@ -57,6 +57,7 @@ def _hash(
     size: int,
     progress: Progress,
     verifier: Verifier | None = None,
+    creds: Credentials | None = None,
 ) -> tuple[str, str, int]:
     """(md5, digest with ``algo``, bytes read) of the data at ``url``; a signed
     image's signature is checked in the same pass (SignatureVerificationFailed)."""
@@ -64,7 +65,7 @@ def _hash(
     def chunks() -> Iterator[bytes]:
         done = 0
         progress.update(HASH_PHASE, 0, size, force=True)
-        for chunk in rt.stores.for_url(url).get(url):
+        for chunk in rt.stores.for_url(url).get(url, creds=creds):
             done += len(chunk)
             progress.update(HASH_PHASE, done, size)
             yield chunk
@@ -87,12 +88,13 @@ def _hash_with_retries(
     size: int,
     progress: Progress,
     new_verifier: Callable[[], Verifier] | None = None,
+    creds: Credentials | None = None,
 ) -> tuple[str, str, int]:
     attempts = rt.conf.http_retries + 1
     for attempt in range(1, attempts + 1):
         try:
             verifier = new_verifier() if new_verifier is not None else None
-            return _hash(rt, url, algo, size, progress, verifier)
+            return _hash(rt, url, algo, size, progress, verifier, creds)
         except (StoreError, OSError) as exc:
             LOG.warning("[%d/%d] Hash calculation of %s failed: %s", attempt, attempts, url, exc)
             if attempt == attempts:
@@ -111,9 +113,12 @@ def run(runner: TaskRunner, task: TaskRecord, progress: Progress) -> None:
     algo = given.get("os_hash_algo") or rt.conf.hashing_algorithm
     secure = rt.conf.do_secure_hash
     added = False
+    # The caller's credentials: a location in a store reached with them (multi-tenant
+    # Swift: the caller's own account) is sized and read with them.
+    creds = Credentials.of(runner.context(task.id))
     try:
         try:
-            checked = check_location(rt, url)
+            checked = check_location(rt, url, creds=creds)
             # A signed image: its properties are checked now, the certificate while
             # the data is read (and verified) before the image goes active, whatever
             # do_secure_hash says. (Glimpse; Glance's location import does not verify
@@ -147,12 +152,12 @@ def run(runner: TaskRunner, task: TaskRecord, progress: Progress) -> None:
         LOG.info(
             "Task %s: location %s added to image %s (%s)", task.id, checked.url, image_id, status
         )
-        store_acls.sync(rt, image_id, Credentials.of(runner.context(task.id)), [checked.url])
+        store_acls.sync(rt, image_id, creds, [checked.url])
         # 2. the hashes
         if (secure and given) or signed:
             try:
                 checksum, digest, _read = _hash_with_retries(
-                    rt, checked.url, algo, checked.size, progress, new_verifier
+                    rt, checked.url, algo, checked.size, progress, new_verifier, creds
                 )
             except GlimpseError as exc:  # the signature does not match the data
                 raise ImportFailed(exc.message) from exc
@@ -174,7 +179,7 @@ def run(runner: TaskRunner, task: TaskRecord, progress: Progress) -> None:
         elif secure:
             try:
                 checksum, digest, _read = _hash_with_retries(
-                    rt, checked.url, algo, checked.size, progress
+                    rt, checked.url, algo, checked.size, progress, creds=creds
                 )
             except ImportFailed as exc:
                 # The location is added and the image active: that stands (Glance).

@@ -23,9 +23,10 @@ class Tenant:
 
 
 @contextmanager
-def keystone_tenants(count: int, prefix: str = "glimpse-mt") -> Iterator[list[Tenant]]:
-    """``count`` projects with a member each; their tokens' catalogs name the
-    Keystone-auth Swift (registered first)."""
+def keystone_tenants(count: int, prefix: str = "glimpse-mt",
+                     roles: tuple[str, ...] = ("member",)) -> Iterator[list[Tenant]]:
+    """``count`` projects with a user each holding ``roles`` (the member role by
+    default); their tokens' catalogs name the Keystone-auth Swift (registered first)."""
     backends.swift_in_catalog()  # before any token: their catalogs name the Swift
     site = keystone_site()
     admin = KeystoneAdmin(site)
@@ -33,7 +34,7 @@ def keystone_tenants(count: int, prefix: str = "glimpse-mt") -> Iterator[list[Te
     users: list[str] = []
     projects: list[str] = []
     try:
-        member = admin.role_ids()["member"]
+        role_ids = [admin.role_ids()[role] for role in roles]
         made = []
         for number in range(count):
             project = admin.create_project(f"{run}-{number}")
@@ -41,7 +42,8 @@ def keystone_tenants(count: int, prefix: str = "glimpse-mt") -> Iterator[list[Te
             password = uuid.uuid4().hex
             user = admin.create_user(f"{run}-{number}", password)
             users.append(user)
-            admin.grant(project, user, member)
+            for role_id in role_ids:
+                admin.grant(project, user, role_id)
             token, _ = issue_token(site, password_auth(user, password, project))
             made.append(Tenant(project, token))
         yield made

@@ -11,6 +11,7 @@ catalog by scripts/keystone_admin.py with each project's account URL
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -160,3 +161,64 @@ def test_failed_upload_leaves_nothing_in_the_account(api, tenants, container):
     assert status == "queued"
     assert backends.account_holdings(a.project_id, f"{container}_{image_id}") == []
     assert api.delete(f"/v2/images/{image_id}", headers=a.headers).status_code == 204
+
+
+def test_a_location_in_the_callers_own_account_is_sized_and_hashed_with_its_token(
+        api, container):
+    """Images API 2.17 ``POST /locations`` of an object a service-role caller put in its
+    own account (users without the service role may add http locations only, as in
+    Glance): the location import task sizes and hashes it with the caller's token (the
+    service holds no Swift credentials in multi-tenant mode), and the image goes active
+    with the data's checksums. Another project's caller cannot use that object."""
+    with keystone_tenants(2, "glimpse-mt-svc", roles=("member", "service")) as (a, b):
+        _location_import_in_own_account(api, container, a, b)
+
+
+def _location_import_in_own_account(api: httpx.Client, container: str, a: Tenant,
+                                    b: Tenant) -> None:
+    data = os.urandom(3 * MIB + 5)
+    r = api.post("/v2/images", headers=a.headers, json={
+        "name": "mt-location", "disk_format": "raw", "container_format": "bare"})
+    assert r.status_code == 201, r.text
+    image_id = r.json()["id"]
+    # The store's own layout (a container per image), put there by the caller itself.
+    own = f"{container}_{image_id}"
+    swiftclient.put_container(account_url(a.project_id), a.token, own)
+    swiftclient.put_object(account_url(a.project_id), a.token, own, image_id, data)
+    url = f"swift+{account_url(a.project_id)}/{own}/{image_id}"
+    stolen = None
+    try:
+        # B cannot point its own image at A's object: its token cannot size it.
+        r = api.post("/v2/images", headers=b.headers,
+                     json={"name": "mt-steal", "disk_format": "raw", "container_format": "bare"})
+        assert r.status_code == 201, r.text
+        stolen = r.json()["id"]
+        r = api.post(f"/v2/images/{stolen}/locations", json={"url": url}, headers=b.headers)
+        assert r.status_code == 400, r.text
+        stolen_doc = api.get(f"/v2/images/{stolen}", headers=b.headers).json()
+        assert stolen_doc["status"] == "queued" and stolen_doc["size"] is None, stolen_doc
+
+        r = api.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=a.headers)
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 60  # active at once; the hashes follow (Glance)
+        while True:
+            tasks = api.get(f"/v2/images/{image_id}/tasks", headers=a.headers).json()["tasks"]
+            if tasks and tasks[0]["status"] not in ("pending", "processing"):
+                break
+            assert time.monotonic() < deadline, tasks
+            time.sleep(0.2)
+        assert tasks[0]["status"] == "success", tasks
+        doc = api.get(f"/v2/images/{image_id}", headers=a.headers).json()
+        assert doc["status"] == "active", doc
+        assert doc["size"] == len(data)
+        assert doc["checksum"] == hashlib.md5(data).hexdigest()
+        assert doc["os_hash_value"] == hashlib.sha512(data).hexdigest()
+        r = api.get(f"/v2/images/{image_id}/file", headers=a.headers)
+        assert r.status_code == 200 and r.content == data
+    finally:
+        if stolen:
+            api.delete(f"/v2/images/{stolen}", headers=b.headers)
+        api.delete(f"/v2/images/{image_id}", headers=a.headers)  # removes the container
+        with contextlib.suppress(swiftclient.ClientException):  # if it failed before
+            swiftclient.delete_object(account_url(a.project_id), a.token, own, image_id)
+            swiftclient.delete_container(account_url(a.project_id), a.token, own)
