@@ -112,10 +112,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 def freeze_startup_objects() -> None:
     """In a server's worker, once its application is built: move what it built
-    (modules, configuration, policy, engines: some 50,000 objects) out of the
+    (modules, configuration, policy, engines: some 150,000 objects) out of the
     collector's reach. Every full collection walked all of them holding the
-    interpreter lock, stopping each request of the worker for 190-330 ms at a
-    time on the loaded machine (issue 13's 32-client p99). Garbage is
+    interpreter lock, stopping each request of the worker for 100-640 ms at a
+    time on the loaded machine (issue 13's 32-client p99; decision 0015). Garbage is
     collected first, so none is kept for good. Not for in-process apps (tests):
     what a frozen object later drops is never collected."""
     import gc
