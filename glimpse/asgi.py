@@ -10,7 +10,7 @@ import ast
 import os
 
 from glimpse import logs
-from glimpse.api.app import create_app
+from glimpse.api.app import create_app, freeze_startup_objects
 from glimpse.config import load_config
 
 
@@ -19,7 +19,9 @@ def _from_env():  # noqa: ANN202
     overrides = ast.literal_eval(os.environ.get("GLIMPSE_OVERRIDES", "{}"))
     conf = load_config(files, overrides)
     logs.setup(conf)  # a worker process: the same handlers and format as the parent
-    return create_app(conf)
+    app = create_app(conf)
+    freeze_startup_objects()
+    return app
 
 
 app = _from_env()

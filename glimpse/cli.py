@@ -259,8 +259,11 @@ def _probe_context():  # noqa: ANN202
 
 
 def _app_factory(conf):  # noqa: ANN001, ANN202
-    from glimpse.api.app import create_app
-    return create_app(conf)
+    from glimpse.api.app import create_app, freeze_startup_objects
+
+    app = create_app(conf)
+    freeze_startup_objects()
+    return app
 
 
 def _db(args: argparse.Namespace) -> int:

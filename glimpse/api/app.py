@@ -110,6 +110,20 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     LOG.info(STOPPED, os.getpid())
 
 
+def freeze_startup_objects() -> None:
+    """In a server's worker, once its application is built: move what it built
+    (modules, configuration, policy, engines: some 150,000 objects) out of the
+    collector's reach. Every full collection walked all of them holding the
+    interpreter lock, stopping each request of the worker for 100-640 ms at a
+    time on the loaded machine (issue 13's 32-client p99; decision 0015). Garbage is
+    collected first, so none is kept for good. Not for in-process apps (tests):
+    what a frozen object later drops is never collected."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(conf: cfg.ConfigOpts, runtime: runtime_mod.Runtime | None = None) -> Starlette:
     rt = runtime or runtime_mod.build(conf)
     tune_allocator()  # before the first request: image data streams through big buffers

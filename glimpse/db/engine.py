@@ -84,6 +84,8 @@ def _server_engine(url: str, conf: cfg.ConfigOpts | None, autocommit: bool = Fal
         options["isolation_level"] = "AUTOCOMMIT"
         options["skip_autocommit_rollback"] = True
     engine = create_engine(url, **options)
+    if engine.dialect.driver == "pymysql":
+        _one_tls_context(engine)
     _ping_when_idle(engine)
     if not autocommit:
         _reset_when_needed(engine)
@@ -113,6 +115,40 @@ def _reset_when_needed(engine: Engine) -> None:
         if record.info.get("in_transaction", True) and not state.transaction_was_reset:
             dbapi_conn.rollback()
             record.info["in_transaction"] = False
+
+
+def _one_tls_context(engine: Engine) -> None:
+    """Recent PyMySQL (2.2 here) offers TLS to every server when no ssl option
+    is given (used if the server takes it, unverified) and builds a new
+    default SSL context for each connection to do so: loading the system's CA
+    certificates took 40-130 ms a connection on the loaded machine (0.4-5 ms
+    without), holding the interpreter lock, so the first burst of requests on a
+    cold pool waited up to a second and more (issue 13's 32-client p99). The
+    same offer is made with one context per process; a connection with explicit
+    ssl options gets its own, as PyMySQL makes it."""
+    connection_class = _shared_context_connection()
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect, _record, cargs, cparams):  # noqa: ANN001
+        return connection_class(*cargs, **cparams)
+
+
+@functools.cache
+def _shared_context_connection() -> type:
+    from pymysql.connections import Connection as PyMySQLConnection
+
+    class SharedContextConnection(PyMySQLConnection):
+        preferred_context: Any = None
+
+        def _create_ssl_ctx(self, sslp: Any) -> Any:
+            if sslp != {}:  # explicit ssl options: PyMySQL's own, per connection
+                return super()._create_ssl_ctx(sslp)
+            cls = SharedContextConnection
+            if cls.preferred_context is None:
+                cls.preferred_context = super()._create_ssl_ctx(sslp)
+            return cls.preferred_context
+
+    return SharedContextConnection
 
 
 def _long_aggregates(engine: Engine) -> None:

@@ -220,6 +220,22 @@ def _page_aggregates(dialect: str) -> list[Any]:
     return aggs
 
 
+_DERIVED_PAGE: dict[str, tuple[dict[str, Any], list[Any]]] = {}
+
+
+def _derived_page(dialect: str) -> tuple[dict[str, Any], list[Any]]:
+    """The columns of a derived table named ``page`` (of IMAGE_COLUMNS) and
+    the aggregates of its rows, built once: as typed textual columns, so a
+    request's statement is not a select over a new subquery's column proxies
+    (building those and their aggregates cost as much as the rest of the
+    statement, about 0.7 ms a list on MariaDB)."""
+    found = _DERIVED_PAGE.get(dialect)
+    if found is None:
+        columns = {c: literal_column(f"page.{c}", _IMAGES.c[c].type) for c in IMAGE_COLUMNS}
+        found = _DERIVED_PAGE[dialect] = (columns, _aggregates(dialect, columns["id"]))
+    return found
+
+
 _AGG_BY_ID: dict[tuple[str, bool, bool, bool], Any] = {}
 
 
@@ -822,11 +838,11 @@ def list_images(session: Reader, ctx: RequestContext, q: ListQuery) -> list[Imag
             # (Their temporary tables on disk, two, serve the whole page: the
             # union form of find_image measured slower here, its CTE built
             # about fifteen temporary tables a page.)
-            inner = stmt.subquery("page")
-            page = select(*(inner.c[c] for c in IMAGE_COLUMNS),
-                          *_aggregates(dialect, inner.c.id)).order_by(*(
-                              _sort_expr(k, inner.c).desc() if d == "desc"
-                              else _sort_expr(k, inner.c).asc() for k, d in sort))
+            columns, aggregates = _derived_page(dialect)
+            page = select(*columns.values(), *aggregates).select_from(
+                stmt.subquery("page")).order_by(*(
+                    _sort_expr(k, columns).desc() if d == "desc"
+                    else _sort_expr(k, columns).asc() for k, d in sort))
         return [_record_from_aggregated(r) for r in conn.execute(page)]
     rows = conn.execute(stmt).all()
     ids = [r.id for r in rows]
