@@ -129,9 +129,18 @@ def _truncate(url: str) -> None:
         # to the test database (tests/db), this one's included.
         engine = _TRUNCATORS[url] = create_engine(url, pool_size=1, max_overflow=0,
                                                   pool_pre_ping=True)
+    tables = list(reversed(Base.metadata.sorted_tables))  # children before parents
+    quote = engine.dialect.identifier_preparer.quote
+    # One round trip finds the tables holding rows (most tests fill two or three);
+    # a DELETE per table costs a round trip each, and tens of milliseconds on MariaDB.
+    nonempty = " UNION ALL ".join(
+        f"SELECT {i} FROM (SELECT 1 AS x FROM {quote(t.name)} LIMIT 1) AS t{i}"
+        for i, t in enumerate(tables))
     with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
+        found = {row[0] for row in conn.execute(text(nonempty))}
+        for i, table in enumerate(tables):
+            if i in found:
+                conn.execute(table.delete())
 
 
 @pytest.fixture(scope="session")

@@ -124,12 +124,17 @@ def _oslo_messaging_opts() -> list[tuple[str | None, tuple[cfg.Opt, ...]]]:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
+    # Called again for each runtime and middleware built on one ConfigOpts: oslo.config
+    # would compare every option with its registered copy each time.
+    if vars(conf).get("_glimpse_notify_opts_registered"):
+        return
     conf.register_opts(default_opts)
     conf.register_opts(legacy_opts)
     conf.register_opts(audit_opts, group=AUDIT_GROUP)
     for group, opts in _oslo_messaging_opts():
         conf.register_opts(list(opts), group=group)
     conf.set_default("control_exchange", CONTROL_EXCHANGE)
+    vars(conf)["_glimpse_notify_opts_registered"] = True
 
 
 def doc_groups() -> list[tuple[str, list[cfg.Opt]]]:
