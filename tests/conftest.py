@@ -35,7 +35,11 @@ pytest_plugins = ["tests.ci_skips"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN = os.environ.get("GLIMPSE_TEST_PG_URL",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-MYSQL_ADMIN = os.environ.get("GLIMPSE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+# ssl_disabled: the local MariaDB offers no TLS, and PyMySQL (1.2+: TLS "preferred")
+# would otherwise load the system CA bundle into a new SSL context for every
+# connection, about 30 ms of CPU each, before finding that out.
+MYSQL_ADMIN = os.environ.get("GLIMPSE_TEST_MYSQL_URL",
+                             "mysql+pymysql://root@127.0.0.1:3306/?ssl_disabled=true")
 BACKENDS = [b for b in os.environ.get("GLIMPSE_TEST_DBS", "sqlite,postgresql,mysql").split(",")
             if b]
 
@@ -129,9 +133,18 @@ def _truncate(url: str) -> None:
         # to the test database (tests/db), this one's included.
         engine = _TRUNCATORS[url] = create_engine(url, pool_size=1, max_overflow=0,
                                                   pool_pre_ping=True)
+    tables = list(reversed(Base.metadata.sorted_tables))  # children before parents
+    quote = engine.dialect.identifier_preparer.quote
+    # One round trip finds the tables holding rows (most tests fill two or three);
+    # a DELETE per table costs a round trip each, and tens of milliseconds on MariaDB.
+    nonempty = " UNION ALL ".join(
+        f"SELECT {i} FROM (SELECT 1 AS x FROM {quote(t.name)} LIMIT 1) AS t{i}"
+        for i, t in enumerate(tables))
     with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
+        found = {row[0] for row in conn.execute(text(nonempty))}
+        for i, table in enumerate(tables):
+            if i in found:
+                conn.execute(table.delete())
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -115,21 +114,26 @@ def _oslo_messaging_opts() -> list[tuple[str | None, tuple[cfg.Opt, ...]]]:
     list_opts() deep-copies all of them (tens of milliseconds); the copies are
     then shared by every ConfigOpts of the process, like Glimpse's own options
     (only set_default("control_exchange", CONTROL_EXCHANGE) changes one)."""
-    with warnings.catch_warnings():
-        # oslo.messaging imports eventlet, which warns that it is deprecated; unused here.
-        warnings.simplefilter("ignore")
+    from glimpse.notify.sender import without_green_dns
+
+    with without_green_dns():  # oslo.messaging imports eventlet, unused here
         from oslo_messaging import opts as om_opts
     wanted = {None, NOTIFICATIONS_GROUP, RABBIT_GROUP}
     return [(group, tuple(opts)) for group, opts in om_opts.list_opts() if group in wanted]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
+    # Called again for each runtime and middleware built on one ConfigOpts: oslo.config
+    # would compare every option with its registered copy each time.
+    if vars(conf).get("_glimpse_notify_opts_registered"):
+        return
     conf.register_opts(default_opts)
     conf.register_opts(legacy_opts)
     conf.register_opts(audit_opts, group=AUDIT_GROUP)
     for group, opts in _oslo_messaging_opts():
         conf.register_opts(list(opts), group=group)
     conf.set_default("control_exchange", CONTROL_EXCHANGE)
+    vars(conf)["_glimpse_notify_opts_registered"] = True
 
 
 def doc_groups() -> list[tuple[str, list[cfg.Opt]]]:

@@ -136,7 +136,17 @@ def register_store_opts(conf: cfg.ConfigOpts, name: str, kind: str = "file") -> 
 
 def _register(conf: cfg.ConfigOpts, group: str, opts: list[cfg.Opt],
               legacy: bool = False) -> None:
+    # The same option objects come back for every store and runtime built on this
+    # ConfigOpts (and at each staging_dir()): oslo.config would compare each one with
+    # the registered copy, field by field, tens of milliseconds per runtime. The
+    # option objects are kept here, so an id stays theirs.
+    done: dict[tuple[str, bool, int], cfg.Opt] = vars(conf).setdefault(
+        "_glimpse_registered_store_opts", {})
     for opt in opts:
+        key = (group, legacy, id(opt))
+        if key in done:
+            continue
+        source = opt
         if legacy:
             # The oldest spelling kept these in [DEFAULT]; oslo.config reads them there
             # and logs a deprecation warning naming [glance_store].
@@ -146,6 +156,7 @@ def _register(conf: cfg.ConfigOpts, group: str, opts: list[cfg.Opt],
             conf.register_opt(opt, group=group)
         except cfg.DuplicateOptError:
             pass  # already there (glimpse.config's [glance_store] options)
+        done[key] = source
 
 
 def documented_opts() -> list[cfg.Opt]:
