@@ -25,7 +25,12 @@ def mysql_db(request: pytest.FixtureRequest) -> Iterator[Database]:
     url = request.getfixturevalue("_migrated_server_urls").get("mysql")
     if isinstance(url, Exception):
         pytest.fail(f"MariaDB is not reachable: {url}")
-    db = Database(url)
+    # Without the test suite's ssl_disabled (tests/conftest.py): PyMySQL's own default,
+    # the TLS offer, is what is under test.
+    from sqlalchemy.engine import make_url
+
+    db = Database(make_url(url).difference_update_query(["ssl_disabled"])
+                  .render_as_string(hide_password=False))
     yield db
     db.dispose()
 
