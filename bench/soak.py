@@ -14,7 +14,10 @@ operation, 5xx answers, transport errors, lost updates, wrong data, and the
 workers' RSS and open file descriptors: the median of the samples of the first
 window after warm-up against the median of the last window, as growth in percent
 (medians of several one-second samples, so one upload's buffers in flight do not
-decide the figure). Memory and descriptors are summed over the workers.
+decide the figure). Memory and descriptors are summed over the workers. The
+growth of the windows' lowest RSS is given too (``rss_floor_growth_pct``): in a
+short run, uploads in flight can raise a whole window's median, while a leak raises
+the floor as well.
 """
 
 from __future__ import annotations
@@ -98,13 +101,16 @@ def growth(samples: list[Sample], start: float, end: float, window: float) -> di
     first = [s for s in samples if start <= s.at < start + window]
     last = [s for s in samples if end - window <= s.at <= end]
     if len(first) < 3 or len(last) < 3:
-        return {"rss_growth_pct": None, "fd_growth_pct": None, "samples": len(samples)}
+        return {"rss_growth_pct": None, "rss_floor_growth_pct": None, "fd_growth_pct": None,
+                "samples": len(samples)}
     rss0, rss1 = (statistics.median(s.rss_mib for s in w) for w in (first, last))
+    floor0, floor1 = (min(s.rss_mib for s in w) for w in (first, last))
     fd0, fd1 = (statistics.median(s.fds for s in w) for w in (first, last))
     return {
         "rss_mib_after_warmup": round(rss0, 1),
         "rss_mib_at_end": round(rss1, 1),
         "rss_growth_pct": round(100 * (rss1 - rss0) / rss0, 1),
+        "rss_floor_growth_pct": round(100 * (floor1 - floor0) / floor0, 1),
         "fds_after_warmup": fd0,
         "fds_at_end": fd1,
         "fd_growth_pct": round(100 * (fd1 - fd0) / fd0, 1),
@@ -429,7 +435,8 @@ def report(fig: dict[str, Any]) -> str:
         f"lost updates {fig['lost_updates']}, wrong data {fig['wrong_data']}, "
         f"'Unhandled error' in the log {fig['unhandled_errors_logged']}",
         f"  workers' RSS {fig.get('rss_mib_after_warmup')} -> {fig.get('rss_mib_at_end')}"
-        f" MiB ({fig['rss_growth_pct']}%), open fds {fig.get('fds_after_warmup')} -> "
+        f" MiB ({fig['rss_growth_pct']}%; lowest sample {fig.get('rss_floor_growth_pct')}%),"
+        f" open fds {fig.get('fds_after_warmup')} -> "
         f"{fig.get('fds_at_end')} ({fig['fd_growth_pct']}%)",
         f"  {'operation':<18}{'count':>7}{'p50 ms':>10}{'p99 ms':>10}",
     ]

@@ -5,7 +5,11 @@ of soak in all. The 10-minute figures come from ``python -m bench.soak``.
 
 It must see no 5xx, no transport error, no lost update, no wrong data, and the
 workers' RSS and open file descriptors must not grow by 10% or more between the
-first window after warm-up and the last one (medians of one-second samples).
+first window after warm-up and the last one: for descriptors the windows' medians of
+one-second samples, for RSS their lowest samples. In a window of a few seconds the
+uploads in flight (up to 64 MiB each, 32 clients) can lift a whole median (10.7% in one
+CI run on a loaded machine, -0.3% and 3.7% on a quiet one), where a leak lifts the
+lowest sample as well.
 """
 
 from __future__ import annotations
@@ -49,5 +53,5 @@ def test_soak(db, tmp_path, server_dbs):
         fig["ops"]
     ), fig["ops"]
     assert not fig["workers_replaced"]
-    assert fig["rss_growth_pct"] is not None and fig["rss_growth_pct"] < 10, fig
+    assert fig["rss_floor_growth_pct"] is not None and fig["rss_floor_growth_pct"] < 10, fig
     assert fig["fd_growth_pct"] is not None and fig["fd_growth_pct"] < 10, fig
