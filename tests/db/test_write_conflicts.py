@@ -55,6 +55,19 @@ def _waiting_for_lock(admin, kind: str) -> bool:  # noqa: ANN001
         return conn.execute(text(sql)).scalar() > 0
 
 
+def _sessions(admin, kind: str) -> list[tuple]:  # noqa: ANN001
+    """What every session of the test database is doing (for a failure message: a
+    PATCH that waits on something other than a row lock shows there)."""
+    with admin.connect() as conn:
+        if kind == "postgresql":
+            sql = ("SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
+                   "FROM pg_stat_activity WHERE datname = current_database()")
+        else:
+            sql = ("SELECT id, command, state, time, left(info, 120) FROM "
+                   "information_schema.processlist WHERE db = DATABASE()")
+        return [tuple(row) for row in conn.execute(text(sql))]
+
+
 # SQLite has one writer at a time: no lock cycle can form there.
 SERVERS = pytest.mark.parametrize("db_url", server_backends(), indirect=True)
 
@@ -92,7 +105,9 @@ def test_patch_deadlock_is_retried(rt, db_url: str) -> None:  # noqa: ANN001
         worker.start()
         deadline = time.monotonic() + 20
         while not _waiting_for_lock(admin, kind):
-            assert time.monotonic() < deadline, "the PATCH never waited for the rival's row"
+            assert time.monotonic() < deadline, (
+                "the PATCH never waited for the rival's row; the database's sessions: "
+                f"{_sessions(admin, kind)}")
             assert worker.is_alive(), outcome
             time.sleep(0.05)
         # The PATCH holds the image row and waits for our property row; asking
