@@ -7,8 +7,19 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-from tests.rbac.conftest import KeystoneAdmin, issue_token, keystone_site, password_auth
+import httpx
+
+from tests.conftest import LiveServer, start_server
+from tests.rbac.conftest import (
+    KEYSTONE_TIMEOUT,
+    KeystoneAdmin,
+    glimpse_config,
+    issue_token,
+    keystone_site,
+    password_auth,
+)
 from tests.stores import swift_s3_backends as backends
 
 
@@ -59,3 +70,36 @@ def account_url(project_id: str) -> str:
     """The Swift account of ``project_id`` on the Keystone-auth proxy."""
     env = backends.swift_in_catalog()
     return env["SWIFT_KEYSTONE_ENDPOINT"].rsplit("/", 1)[0] + f"/AUTH_{project_id}"
+
+
+@contextmanager
+def multi_tenant_swift_server(where: Path, container: str, *store_lines: str,
+                              defaults: tuple[str, ...] = (),
+                              sections: tuple[str, ...] = (),
+                              ) -> Iterator[tuple[LiveServer, httpx.Client]]:
+    """A live ``glimpse serve`` validating tokens with the real Keystone, whose one
+    store ``tenants`` is multi-tenant Swift found in each token's catalog (segments
+    above 4 MB, of 2 MB); ``defaults`` go into [DEFAULT], ``sections`` are more
+    sections, ``store_lines`` go into the store's. Yields the server and a client of its API."""
+    config = "\n".join([
+        "enabled_backends = tenants:swift",
+        "show_multiple_locations = true",
+        *defaults,
+        glimpse_config(keystone_site()),
+        *sections,
+        "[glance_store]",
+        "default_backend = tenants",
+        "[tenants]",
+        "swift_store_multi_tenant = true",
+        f"swift_store_container = {container}",
+        f"swift_store_service_type = {backends.TENANT_SERVICE_TYPE}",
+        "swift_store_large_object_size = 4",
+        "swift_store_large_object_chunk_size = 2",
+        *store_lines,
+    ])
+    live: LiveServer = start_server(where, config_text=config)
+    try:
+        with httpx.Client(base_url=live.url, timeout=KEYSTONE_TIMEOUT) as client:
+            yield live, client
+    finally:
+        live.stop()

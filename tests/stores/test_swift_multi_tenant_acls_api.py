@@ -18,10 +18,14 @@ import httpx
 import pytest
 import swiftclient
 
-from tests.conftest import LiveServer, start_server
-from tests.rbac.conftest import KEYSTONE_TIMEOUT, glimpse_config, keystone_site
+from tests.conftest import LiveServer
 from tests.stores import swift_s3_backends as backends
-from tests.stores.keystone_tenants import Tenant, account_url, keystone_tenants
+from tests.stores.keystone_tenants import (
+    Tenant,
+    account_url,
+    keystone_tenants,
+    multi_tenant_swift_server,
+)
 
 MIB = 1024 * 1024
 
@@ -39,38 +43,27 @@ def container() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tenants, container: str,
-           ) -> Iterator[LiveServer]:
+def served(tmp_path_factory: pytest.TempPathFactory, tenants, container: str,
+           ) -> Iterator[tuple[LiveServer, httpx.Client]]:
     _, _, c = tenants
     where = tmp_path_factory.mktemp("swift-acl")
     # Owners may make images public here (by default only admins may).
     policy = where / "policy.yaml"
     policy.write_text('"publicize_image": "role:member"\n')
-    config = "\n".join([
-        "enabled_backends = tenants:swift",
-        "show_multiple_locations = true",
-        glimpse_config(keystone_site()),
-        "[oslo_policy]",
-        f"policy_file = {policy}",
-        "[glance_store]",
-        "default_backend = tenants",
-        "[tenants]",
-        "swift_store_multi_tenant = true",
-        f"swift_store_container = {container}",
-        f"swift_store_service_type = {backends.TENANT_SERVICE_TYPE}",
-        f"swift_store_admin_tenants = {c.project_id}",
-        "swift_store_large_object_size = 4",
-        "swift_store_large_object_chunk_size = 2",
-    ])
-    live = start_server(where, config_text=config)
-    yield live
-    live.stop()
+    with multi_tenant_swift_server(
+            where, container, f"swift_store_admin_tenants = {c.project_id}",
+            sections=("[oslo_policy]", f"policy_file = {policy}")) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
-def api(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=KEYSTONE_TIMEOUT) as client:
-        yield client
+def server(served) -> LiveServer:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def api(served) -> httpx.Client:
+    return served[1]
 
 
 def _create(api: httpx.Client, owner: Tenant, visibility: str = "shared") -> str:

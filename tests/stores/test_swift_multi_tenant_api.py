@@ -22,10 +22,13 @@ import httpx
 import pytest
 import swiftclient
 
-from tests.conftest import LiveServer, start_server
-from tests.rbac.conftest import KEYSTONE_TIMEOUT, glimpse_config, keystone_site
 from tests.stores import swift_s3_backends as backends
-from tests.stores.keystone_tenants import Tenant, account_url, keystone_tenants
+from tests.stores.keystone_tenants import (
+    Tenant,
+    account_url,
+    keystone_tenants,
+    multi_tenant_swift_server,
+)
 
 MIB = 1024 * 1024
 
@@ -43,32 +46,13 @@ def container() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tenants, container: str,
-           ) -> Iterator[LiveServer]:
-    config = "\n".join([
-        "enabled_backends = tenants:swift",
-        "show_multiple_locations = true",
-        "show_image_direct_url = true",
-        glimpse_config(keystone_site()),
-        "[glance_store]",
-        "default_backend = tenants",
-        "[tenants]",
-        "swift_store_multi_tenant = true",
-        f"swift_store_container = {container}",
-        f"swift_store_service_type = {backends.TENANT_SERVICE_TYPE}",
-        "swift_store_endpoint_type = publicURL",
-        # segments above 4 MB, so the second image has a manifest and three segments
-        "swift_store_large_object_size = 4",
-        "swift_store_large_object_chunk_size = 2",
-    ])
-    live = start_server(tmp_path_factory.mktemp("swift-mt"), config_text=config)
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def api(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=KEYSTONE_TIMEOUT) as client:
+def api(tmp_path_factory: pytest.TempPathFactory, tenants, container: str,
+        ) -> Iterator[httpx.Client]:
+    # segments above 4 MB, so the second image has a manifest and three segments
+    with multi_tenant_swift_server(
+            tmp_path_factory.mktemp("swift-mt"), container,
+            "swift_store_endpoint_type = publicURL",
+            defaults=("show_image_direct_url = true",)) as (_, client):
         yield client
 
 
