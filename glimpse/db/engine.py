@@ -118,7 +118,7 @@ def _reset_when_needed(engine: Engine) -> None:
 
 
 def _one_tls_context(engine: Engine) -> None:
-    """Recent PyMySQL (2.2 here) offers TLS to every server when no ssl option
+    """PyMySQL 1.2 (1.2.4 here) offers TLS to every server when no ssl option
     is given (used if the server takes it, unverified) and builds a new
     default SSL context for each connection to do so: loading the system's CA
     certificates took 40-130 ms a connection on the loaded machine (0.4-5 ms
