@@ -843,7 +843,7 @@ def list_images(session: Reader, ctx: RequestContext, q: ListQuery) -> list[Imag
                 stmt.subquery("page")).order_by(*(
                     _sort_expr(k, columns).desc() if d == "desc"
                     else _sort_expr(k, columns).asc() for k, d in sort))
-        return [_record_from_aggregated(r) for r in conn.execute(page)]
+        return [_record_from_aggregated(r) for r in conn.execute(page).all()]
     rows = conn.execute(stmt).all()
     ids = [r.id for r in rows]
     props, tags, locs = _children(session, ids)
