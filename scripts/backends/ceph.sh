@@ -125,6 +125,12 @@ keyring = $D/glance.keyring
 [client.rgw.r]
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw dns name = localhost
+# deleted objects' data is freed by RGW's garbage collector only (defaults: eligible after 2 h,
+# a GC cycle every hour); a dev OSD of 8 GiB fills up within a few 1 GiB benches, so free it
+# within about a minute: eligible after 30 s, a cycle every 30 s, each cycle holds a GC shard 30 s at most
+rgw gc obj min wait = 30
+rgw gc processor period = 30
+rgw gc processor max time = 30
 CONF
     local k=$D/keyring
     ceph-authtool --create-keyring "$k" --gen-key -n mon. --cap mon 'allow *' >/dev/null

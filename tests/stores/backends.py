@@ -58,6 +58,9 @@ class StoreDriver:
     #: whom the suite's calls are for (add/get/size/delete get it): a real caller's
     #: token and catalog for drivers that use them (multi-tenant swift), else None
     creds: Credentials | None = None
+    #: teardown: remove everything a store from ``make`` / ``make_other`` wrote to its
+    #: server (the shared dev servers are not emptied between runs); None: nothing to do
+    discard: Callable[[Store], None] | None = None
 
     @property
     def writable(self) -> bool:
@@ -233,6 +236,7 @@ def rbd_driver() -> StoreDriver:
     return StoreDriver(
         make=lambda tmp: store_on(pools[0]),
         make_other=lambda tmp: store_on(pools[1]),
+        discard=lambda store: empty(store.pool),  # type: ignore[attr-defined]
         leftovers=leftovers, chunk_size=MIB, make_unreachable=unreachable,
         foreign_urls=(f"rbd://{fsid}/images/img-inside/snap",
                       f"rbd://00000000-0000-0000-0000-000000000000/{pools[0]}/img-inside/snap",
@@ -290,6 +294,7 @@ def s3_driver() -> StoreDriver:
         return store, f"s3://127.0.0.1:{port}/glimpse-gone/img-gone"
 
     return StoreDriver(make=swift_s3.make_s3, leftovers=swift_s3.s3_leftovers,
+                       discard=swift_s3.discard_s3,
                        chunk_size=5 * MIB, make_unreachable=unreachable,
                        foreign_urls=swift_s3.S3_FOREIGN_URLS,
                        schemes=("s3", "s3+http", "s3+https"))
@@ -386,5 +391,7 @@ def s3_rgw_driver() -> StoreDriver:
 
     s3 = s3_driver()
     return StoreDriver(make=make, leftovers=leftovers, chunk_size=5 * MIB,
+                       discard=lambda store: swift_s3.remove_bucket(
+                           client, store.bucket),  # type: ignore[attr-defined]
                        make_unreachable=s3.make_unreachable,
                        foreign_urls=swift_s3.S3_FOREIGN_URLS, schemes=s3.schemes)

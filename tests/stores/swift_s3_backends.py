@@ -104,6 +104,12 @@ def remove_stale_test_data() -> None:
         if not name.startswith("glimpse-") or now - bucket["CreationDate"].timestamp() < \
                 STALE_AFTER:
             continue
+        remove_bucket(client, name)
+
+
+def remove_bucket(client, name: str) -> None:  # noqa: ANN001 - a boto3 S3 client
+    """Abort the bucket's unfinished uploads, delete its objects and the bucket."""
+    try:
         for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
             client.abort_multipart_upload(Bucket=name, Key=upload["Key"],
                                           UploadId=upload["UploadId"])
@@ -111,6 +117,13 @@ def remove_stale_test_data() -> None:
             for item in page.get("Contents", []):
                 client.delete_object(Bucket=name, Key=item["Key"])
         client.delete_bucket(Bucket=name)
+    except client.exceptions.NoSuchBucket:
+        pass  # the test never wrote anything
+
+
+def discard_s3(store: Store) -> None:
+    """Teardown of a store from make_s3: its bucket goes, with all it holds."""
+    remove_bucket(s3_client(), store.bucket)
 
 
 def unique_name(prefix: str, tmp_path: Path) -> str:

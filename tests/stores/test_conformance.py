@@ -91,14 +91,23 @@ def as_caller(driver: StoreDriver, raw: Store) -> Store:
     return AsCaller(WrappedStore(raw), driver.creds)
 
 
-@pytest.fixture
-def store(driver: StoreDriver, tmp_path: Path) -> Store:
-    return as_caller(driver, driver.make(tmp_path))
+def _made(driver: StoreDriver, raw: Store) -> Iterator[Store]:
+    """The store for a test, and at teardown what it wrote removed from its server."""
+    try:
+        yield as_caller(driver, raw)
+    finally:
+        if driver.discard is not None:
+            driver.discard(raw)
 
 
 @pytest.fixture
-def wstore(wdriver: StoreDriver, tmp_path: Path) -> Store:
-    return as_caller(wdriver, wdriver.make(tmp_path))
+def store(driver: StoreDriver, tmp_path: Path) -> Iterator[Store]:
+    yield from _made(driver, driver.make(tmp_path))
+
+
+@pytest.fixture
+def wstore(wdriver: StoreDriver, tmp_path: Path) -> Iterator[Store]:
+    yield from _made(wdriver, wdriver.make(tmp_path))
 
 
 def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
@@ -350,9 +359,14 @@ def test_owns_its_own_urls_only(wstore, wdriver, tmp_path):
     url = _add(wstore, "img-own", b"1")
     assert wstore.owns(url)
     make_other = wdriver.make_other or (lambda tmp: wdriver.make(tmp / "other"))
-    other = as_caller(wdriver, make_other(tmp_path))
-    assert not other.owns(url)
-    assert not wstore.owns(_add(other, "img-own", b"2"))
+    raw_other = make_other(tmp_path)
+    other = as_caller(wdriver, raw_other)
+    try:
+        assert not other.owns(url)
+        assert not wstore.owns(_add(other, "img-own", b"2"))
+    finally:
+        if wdriver.discard is not None:
+            wdriver.discard(raw_other)
 
 
 def test_read_only_store_refuses_writes(store, driver):
