@@ -16,6 +16,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def as_caller(driver: StoreDriver, raw: Store) -> Store:
     return AsCaller(WrappedStore(raw), driver.creds)
 
 
+@contextmanager
 def _made(driver: StoreDriver, raw: Store) -> Iterator[Store]:
     """The store for a test, and at teardown what it wrote removed from its server."""
     try:
@@ -102,12 +104,14 @@ def _made(driver: StoreDriver, raw: Store) -> Iterator[Store]:
 
 @pytest.fixture
 def store(driver: StoreDriver, tmp_path: Path) -> Iterator[Store]:
-    yield from _made(driver, driver.make(tmp_path))
+    with _made(driver, driver.make(tmp_path)) as made:
+        yield made
 
 
 @pytest.fixture
 def wstore(wdriver: StoreDriver, tmp_path: Path) -> Iterator[Store]:
-    yield from _made(wdriver, wdriver.make(tmp_path))
+    with _made(wdriver, wdriver.make(tmp_path)) as made:
+        yield made
 
 
 def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
@@ -359,14 +363,9 @@ def test_owns_its_own_urls_only(wstore, wdriver, tmp_path):
     url = _add(wstore, "img-own", b"1")
     assert wstore.owns(url)
     make_other = wdriver.make_other or (lambda tmp: wdriver.make(tmp / "other"))
-    raw_other = make_other(tmp_path)
-    other = as_caller(wdriver, raw_other)
-    try:
+    with _made(wdriver, make_other(tmp_path)) as other:
         assert not other.owns(url)
         assert not wstore.owns(_add(other, "img-own", b"2"))
-    finally:
-        if wdriver.discard is not None:
-            wdriver.discard(raw_other)
 
 
 def test_read_only_store_refuses_writes(store, driver):
